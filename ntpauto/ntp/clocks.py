@@ -1,0 +1,77 @@
+"""Implementations of :class:`ntpauto.interfaces.IClock`: the host's clock and a simulated one.
+
+The system clock is read-only unless the discipline is enabled (``enable ntp``); tests never
+adjust it.  The simulated clock has its own offset and frequency error relative to a true
+time source (normally the reactor's ``seconds()`` of a ``task.Clock``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from zope.interface import implementer
+
+from ntpauto.interfaces import IClock
+
+
+@implementer(IClock)
+class SystemClock:
+    """The host's real-time clock.  ``step``/``adjust`` change it and need privileges."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def precision(self) -> int:
+        resolution = time.get_clock_info("time").resolution
+        bits = -1
+        while 2.0**bits > resolution and bits > -30:
+            bits -= 1
+        return bits
+
+    def step(self, offset: float) -> None:
+        time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) + offset)
+
+    def adjust(self, offset: float) -> None:
+        # Small per-second phase corrections (RFC 5905 clock_adjust) are applied as steps of
+        # microseconds; a kernel-discipline (adjtimex) backend is a later refinement.
+        if offset:
+            self.step(offset)
+
+
+@implementer(IClock)
+class SimulatedClock:
+    """A clock driven by a true time source with a fixed offset and frequency error (ppm).
+
+    ``reading = true + offset + (true - origin) * ppm * 1e-6``.  ``step``/``adjust`` move
+    ``offset``, so a disciplined simulated clock converges on true time.
+    """
+
+    def __init__(self, true_time: Callable[[], float], offset: float = 0.0,
+                 ppm: float = 0.0, epoch: float = 1_795_000_000.0,
+                 precision: int = -20) -> None:
+        self._true_time = true_time
+        self.offset = offset
+        self.ppm = ppm
+        self.epoch = epoch
+        self._origin = true_time()
+        self._precision = precision
+        self.steps: list[float] = []
+
+    def error(self) -> float:
+        """How far this clock reads from true time, in seconds."""
+        elapsed = self._true_time() - self._origin
+        return self.offset + elapsed * self.ppm * 1e-6
+
+    def now(self) -> float:
+        return self.epoch + self._true_time() + self.error()
+
+    def precision(self) -> int:
+        return self._precision
+
+    def step(self, offset: float) -> None:
+        self.offset += offset
+        self.steps.append(offset)
+
+    def adjust(self, offset: float) -> None:
+        self.offset += offset
