@@ -1,0 +1,811 @@
+"""The sans-I/O NTP node: associations, the on-wire protocol, the server and the system process.
+
+Bytes, addresses and times go in; datagrams to send and the next timer deadline come out.
+Nothing here touches a socket or a reactor (DESIGN.md principle 1).  Two clocks are used:
+``now`` arguments are the reactor's seconds (intervals, polls, timeouts) and the injected
+:class:`~ntpauto.interfaces.IClock` stamps packets (RFC 5905 sections 8-11).
+
+Packet path (RFC 5905 section 9.2 and appendix A.5.1): parse (malformed: drop, counter),
+restrict, authenticate (symmetric key MAC, crypto-NAK), dispatch by mode: stateless server
+reply for client packets; the matching association otherwise, mobilising symmetric passive
+and broadcast client associations on demand.  Association packets pass TEST1 (duplicate),
+TEST2 (origin), TEST3 (zero transmit), authentication, kiss codes, TEST6 (unsynchronised)
+and TEST7 (header distance) before the sample enters the clock filter and the system process
+(selection, cluster, combine, then optionally the discipline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import random
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from attrs import frozen
+from twisted.logger import Logger
+
+from ntpauto.auth.keys import KeyStore, load_keys
+from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
+from ntpauto.interfaces import IClock
+from ntpauto.ntp.constants import MAXDISP, MINDISP, NSTAGE, PHI
+from ntpauto.ntp.discipline import Discipline, DisciplineAction, read_drift
+from ntpauto.ntp.peer import (
+    BCOUNT,
+    BTIME,
+    HMODE_BCLIENT,
+    UNREACH,
+    UNREACH_EPHEMERAL,
+    VOLLEY,
+    Association,
+)
+from ntpauto.ntp.restrict import RateLimiter, RestrictList
+from ntpauto.ntp.select import Candidate, select
+from ntpauto.wire.packet import (
+    KISS_DENY,
+    KISS_RATE,
+    KISS_RSTR,
+    LEAP_UNSYNC,
+    MODE_ACTIVE,
+    MODE_BROADCAST,
+    MODE_CLIENT,
+    MODE_CONTROL,
+    MODE_PASSIVE,
+    MODE_PRIVATE,
+    MODE_SERVER,
+    Header,
+    MalformedPacket,
+    Packet,
+    parse,
+)
+from ntpauto.wire.timestamps import from_short, to_short, ts_diff, unix_to_ntp
+
+log = Logger()
+
+MAX_STRATUM = 16
+MAX_POLL = 17
+MIN_POLL = 3
+MAX_EPHEMERAL = 256
+"""Cap on mobilised (passive and broadcast client) associations."""
+CRYPTO_NAK = b"\x00\x00\x00\x00"
+
+AUTH_NONE = 0
+AUTH_OK = 1
+AUTH_ERROR = 2
+AUTH_NAK = 3
+
+MODE_NAMES = {
+    MODE_ACTIVE: "active", MODE_PASSIVE: "passive", MODE_CLIENT: "client",
+    MODE_SERVER: "server", MODE_BROADCAST: "broadcast", HMODE_BCLIENT: "bclient",
+}
+
+
+@frozen
+class Datagram:
+    """A datagram for the transport to send."""
+
+    data: bytes
+    address: tuple[str, int]
+
+
+@frozen
+class SystemVariables:
+    """RFC 5905 section 11 system variables as last set by the clock update."""
+
+    leap: int = LEAP_UNSYNC
+    stratum: int = MAX_STRATUM
+    refid: bytes = b"INIT"
+    reftime: int = 0
+    root_delay: float = 0.0
+    root_dispersion: float = 0.0
+    offset: float = 0.0
+    jitter: float = 0.0
+    peer: int | None = None
+    epoch: float = 0.0
+    """Reactor time of the last clock update (root dispersion grows from here)."""
+
+
+def refid_for(address: str) -> bytes:
+    """The refid a downstream host shows for this upstream: IPv4 octets, or the first four
+    octets of the MD5 of an IPv6 address (RFC 5905 section 7.3)."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return ip.packed
+    return hashlib.md5(ip.packed).digest()[:4]
+
+
+def refid_text(refid: bytes, stratum: int) -> str:
+    """A refid for display: ASCII for stratum 0/1 and kiss codes, dotted quad otherwise."""
+    if stratum <= 1 or stratum >= MAX_STRATUM:
+        return refid.rstrip(b"\x00").decode("ascii", "replace")
+    return ".".join(str(b) for b in refid)
+
+
+class Engine:
+    """One NTP node.  Feed it datagrams and timer ticks; send what it returns."""
+
+    def __init__(self, config: Config, clock: IClock, *, keys: KeyStore | None = None,
+                 leap_table: Any = None, rng: random.Random | None = None,
+                 frequency_ppm: float | None = None,
+                 resolve: Callable[[str, int], str] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.keys = keys if keys is not None else KeyStore()
+        self.leap_table = leap_table
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.counters: Counter[str] = Counter()
+        self.restrict = RestrictList.from_config(config.restrictions)
+        self.limiter = RateLimiter(config.discard_average, config.discard_minimum)
+        self.precision = clock.precision()
+        self.sys = SystemVariables()
+        self.associations: dict[int, Association] = {}
+        self._by_address: dict[tuple[str, int], Association] = {}
+        self._resolve = resolve or _resolve_literal
+        self.require_auth = "auth" in config.enabled
+        self.broadcast_client = config.broadcast_client or "bclient" in config.enabled
+        self.wants_broadcast = any(a.kind == "broadcast" for a in config.associations)
+        self.discipline: Discipline | None = None
+        if config.discipline_enabled:
+            self.discipline = Discipline(clock, frequency_ppm=frequency_ppm)
+        self._next_tick: float | None = None
+        self._last_update_epoch: float | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, now: float) -> list[Datagram]:
+        """Mobilise the configured associations and schedule their first polls."""
+        if self._started:
+            return []
+        self._started = True
+        for refclock in self.config.refclocks:
+            self._add_refclock(refclock, now)
+        for conf in self.config.associations:
+            self._add_configured(conf, now)
+        if self.discipline is not None:
+            self._next_tick = now + 1.0
+        return self.fire_timers(now)
+
+    def stop(self) -> None:
+        """Forget every association (the service is going away)."""
+        self.associations.clear()
+        self._by_address.clear()
+        self._next_tick = None
+
+    def _new_associd(self) -> int:
+        while True:
+            associd = self.rng.randint(1, 65535)
+            if associd not in self.associations:
+                return associd
+
+    def _mobilise(self, assoc: Association) -> Association:
+        self.associations[assoc.associd] = assoc
+        if not assoc.is_refclock:
+            self._by_address[assoc.address] = assoc
+        log.info("mobilised {mode} association {associd} with {host}:{port}",
+                 mode=MODE_NAMES.get(assoc.hmode, assoc.hmode), associd=assoc.associd,
+                 host=assoc.address[0], port=assoc.address[1])
+        return assoc
+
+    def _demobilise(self, assoc: Association, reason: str) -> None:
+        self.associations.pop(assoc.associd, None)
+        if self._by_address.get(assoc.address) is assoc:
+            del self._by_address[assoc.address]
+        if self.sys.peer == assoc.associd:
+            self.sys = _evolve(self.sys, peer=None)
+        self.counters["demobilised"] += 1
+        log.info("demobilised association {associd} with {host}: {reason}",
+                 associd=assoc.associd, host=assoc.address[0], reason=reason)
+
+    def _add_refclock(self, conf: RefclockConfig, now: float) -> None:
+        refid = conf.refid.encode("ascii", "replace")[:4].ljust(4, b"\x00")
+        assoc = Association(
+            associd=self._new_associd(), address=(conf.address, 0), hmode=MODE_CLIENT,
+            minpoll=conf.minpoll, maxpoll=conf.maxpoll, hpoll=conf.minpoll,
+            prefer=conf.prefer, refclock_stratum=conf.stratum, refclock_refid=refid,
+            nextdate=now)
+        self._mobilise(assoc)
+
+    def _add_configured(self, conf: AssociationConfig, now: float) -> None:
+        try:
+            host = self._resolve(conf.address, conf.port)
+        except OSError as e:
+            raise ConfigError(self.config.path, conf.line,
+                              f"cannot resolve {conf.address!r}: {e}") from e
+        hmode = {"server": MODE_CLIENT, "peer": MODE_ACTIVE,
+                 "broadcast": MODE_BROADCAST}[conf.kind]
+        assoc = Association(
+            associd=self._new_associd(), address=(host, conf.port), hmode=hmode,
+            version=conf.version, minpoll=conf.minpoll, maxpoll=conf.maxpoll,
+            hpoll=conf.minpoll, keyid=conf.key, prefer=conf.prefer, noselect=conf.noselect,
+            iburst=conf.iburst, burst_option=conf.burst,
+            # Spread first polls a little, as ntpd does, but keep them prompt.
+            nextdate=now + self.rng.uniform(0.0, 1.0))
+        self._mobilise(assoc)
+
+    # ------------------------------------------------------------------ receive
+
+    def receive(self, data: bytes, source: tuple[str, int], rx: int, now: float,
+                local: tuple[str, int] | None = None) -> list[Datagram]:
+        """Process one datagram received at NTP time ``rx`` (taken on arrival)."""
+        counters = self.counters
+        counters["received"] += 1
+        host = source[0]
+        if source[1] == 0:
+            counters["badlength"] += 1
+            return []
+        flags = self.restrict.flags_for(host)
+        if "ignore" in flags:
+            counters["restricted"] += 1
+            return []
+        try:
+            pkt = parse(data)
+        except MalformedPacket as e:
+            counters[e.reason] += 1
+            return []
+        mode = pkt.header.mode
+        if mode == 0:
+            if pkt.header.version != 1:
+                counters["badlength"] += 1
+                return []
+            mode = MODE_CLIENT
+        if mode in (MODE_CONTROL, MODE_PRIVATE):
+            counters["control"] += 1
+            return []
+        auth, keyid = self._authenticate(pkt)
+        if mode == MODE_CLIENT:
+            return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_SERVER)
+        assoc = self._by_address.get((host, source[1]))
+        if assoc is None:
+            if mode == MODE_ACTIVE:
+                return self._new_passive(pkt, source, rx, now, flags, auth, keyid)
+            if mode == MODE_BROADCAST:
+                return self._new_bclient(pkt, source, rx, now, flags, auth, keyid)
+            counters["noassoc"] += 1
+            return []
+        return self._process(assoc, pkt, mode, rx, now, flags, auth, keyid)
+
+    def _authenticate(self, pkt: Packet) -> tuple[int, int | None]:
+        keyid = pkt.keyid
+        if keyid is None:
+            return AUTH_NONE, None
+        if not pkt.digest:
+            return (AUTH_NAK, 0) if keyid == 0 else (AUTH_ERROR, keyid)
+        if keyid > 65535:
+            # Autokey session keys are handled once Autokey associations exist.
+            return AUTH_ERROR, keyid
+        if self.keys.verify(keyid, pkt.authenticated_part, pkt.digest):
+            return AUTH_OK, keyid
+        return AUTH_ERROR, keyid
+
+    def _serve(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+               flags: frozenset[str], auth: int, keyid: int | None,
+               reply_mode: int) -> list[Datagram]:
+        """The stateless server reply (RFC 5905 A.5.3 fast_xmit)."""
+        counters = self.counters
+        if "noserve" in flags:
+            counters["restricted"] += 1
+            return []
+        if "notrust" in flags and auth != AUTH_OK:
+            counters["restricted"] += 1
+            return []
+        if auth == AUTH_NAK:
+            counters["badauth"] += 1
+            return []
+        request = pkt.header
+        if "limited" in flags and self.limiter.check(source[0], now):
+            counters["limited"] += 1
+            if "kod" not in flags:
+                return []
+            counters["kodsent"] += 1
+            kod = Header(LEAP_UNSYNC, request.version, reply_mode, 0, request.poll,
+                         self.precision, 0, 0, KISS_RATE, 0, request.transmit, rx, rx)
+            return [Datagram(kod.encode(), source)]
+        sys = self.sys
+        header = Header(
+            sys.leap, request.version, reply_mode, self._wire_stratum(), request.poll,
+            self.precision, to_short(sys.root_delay), to_short(self._root_dispersion(now)),
+            sys.refid, sys.reftime, request.transmit, rx, unix_to_ntp(self.clock.now()))
+        data = header.encode()
+        if auth == AUTH_OK:
+            data += self.keys.sign(keyid, data)
+        elif auth == AUTH_ERROR:
+            counters["badauth"] += 1
+            data += CRYPTO_NAK
+        counters["served"] += 1
+        return [Datagram(data, source)]
+
+    def _new_passive(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                     flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+        """Symmetric active packet with no association: mobilise a passive one, or answer
+        statelessly in passive mode when the packet may not mobilise (ntpd AM_NEWPASS)."""
+        if "noserve" in flags:
+            self.counters["restricted"] += 1
+            return []
+        if auth == AUTH_ERROR or auth == AUTH_NAK:
+            return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
+        if ("nopeer" in flags or (self.require_auth and auth != AUTH_OK)
+                or len(self._by_address) >= MAX_EPHEMERAL):
+            self.counters["declined"] += 1
+            return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
+        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        assoc = self._mobilise(Association(
+            associd=self._new_associd(), address=source, hmode=MODE_PASSIVE,
+            version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
+            keyid=keyid if auth == AUTH_OK else None, ephemeral=True, nextdate=now + 1.0))
+        return self._process(assoc, pkt, MODE_ACTIVE, rx, now, flags, auth, keyid)
+
+    def _new_bclient(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                     flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+        """A broadcast from a new server: mobilise a broadcast client association that first
+        calibrates the delay with a client-mode volley (ntpd FLAG_BC_VOL)."""
+        counters = self.counters
+        if not self.broadcast_client:
+            counters["declined"] += 1
+            return []
+        if auth == AUTH_ERROR or auth == AUTH_NAK:
+            counters["badauth"] += 1
+            return []
+        if (self.require_auth and auth != AUTH_OK) or "nopeer" in flags \
+                or len(self._by_address) >= MAX_EPHEMERAL:
+            counters["declined"] += 1
+            return []
+        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        assoc = Association(
+            associd=self._new_associd(), address=source, hmode=HMODE_BCLIENT,
+            version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
+            keyid=keyid if auth == AUTH_OK else None, ephemeral=True)
+        if self.config.broadcast_delay is not None:
+            assoc.caldelay = self.config.broadcast_delay
+            assoc.nextdate = now + 2.0**poll
+            self._mobilise(assoc)
+            return self._process(assoc, pkt, MODE_BROADCAST, rx, now, flags, auth, keyid)
+        assoc.volley = VOLLEY
+        assoc.nextdate = now
+        self._mobilise(assoc)
+        assoc.org = pkt.header.transmit
+        return self._poll(assoc, now)
+
+    def _process(self, assoc: Association, pkt: Packet, mode: int, rx: int, now: float,
+                 flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+        """An association's packet: RFC 5905 receive() tests, then packet()."""
+        counters = self.counters
+        hmode = assoc.hmode
+        if not (
+            (hmode == MODE_CLIENT and mode == MODE_SERVER)
+            or (hmode == MODE_ACTIVE and mode in (MODE_ACTIVE, MODE_PASSIVE))
+            or (hmode == MODE_PASSIVE and mode == MODE_ACTIVE)
+            or (hmode == HMODE_BCLIENT and (mode == MODE_BROADCAST
+                                             or (mode == MODE_SERVER and assoc.volley)))
+        ):
+            counters["badmode"] += 1
+            return []
+        header = pkt.header
+        if auth == AUTH_NAK:
+            # A crypto-NAK counts only when it answers our latest packet (CVE-2016-1547).
+            if header.origin != assoc.xmt or assoc.xmt == 0:
+                counters["bogusorg"] += 1
+                return []
+            counters["cryptonak"] += 1
+            assoc.last_failure = "crypto-NAK"
+            log.warn("crypto-NAK from {host} on association {associd}",
+                     host=assoc.address[0], associd=assoc.associd)
+            return []
+        if auth == AUTH_ERROR or (assoc.keyid is not None
+                                  and (auth != AUTH_OK or keyid != assoc.keyid)) \
+                or ("notrust" in flags and auth != AUTH_OK):
+            counters["badauth"] += 1
+            assoc.last_failure = "authentication"
+            return []
+        if header.transmit == 0:
+            counters["badxmt"] += 1
+            return []
+        if header.transmit == assoc.org:
+            counters["oldpkt"] += 1
+            return []
+        if mode == MODE_BROADCAST:
+            return self._broadcast_sample(assoc, header, rx, now)
+        if header.origin == 0 and mode in (MODE_ACTIVE, MODE_PASSIVE):
+            # The peer has not heard from us yet: remember its timestamps, no sample.
+            assoc.org, assoc.rec = header.transmit, rx
+            self._update_peer_header(assoc, header)
+            return []
+        if header.origin != assoc.xmt or assoc.xmt == 0:
+            counters["bogusorg"] += 1
+            return []
+        assoc.org, assoc.rec = header.transmit, rx
+        if hmode == MODE_CLIENT or hmode == HMODE_BCLIENT:
+            assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
+        if header.stratum == 0:
+            return self._kiss(assoc, header)
+        return self._packet(assoc, header, rx, now)
+
+    def _kiss(self, assoc: Association, header: Header) -> list[Datagram]:
+        """Kiss-o'-Death (RFC 5905 section 7.4): RATE backs off, DENY/RSTR demobilise."""
+        code = header.refid
+        if code == KISS_RATE:
+            peer_poll = min(max(header.poll, MIN_POLL), MAX_POLL)
+            assoc.hpoll = min(max(assoc.hpoll + 1, peer_poll), assoc.maxpoll, MAX_POLL)
+            assoc.burst = 0
+            assoc.nextdate = assoc.outdate + 2.0**assoc.hpoll
+        elif code in (KISS_DENY, KISS_RSTR):
+            self._demobilise(assoc, f"kiss code {header.kiss_code}")
+        else:
+            # INIT, STEP and the rest: an unsynchronised peer; the timestamps above still
+            # advance the symmetric exchange.
+            self._update_peer_header(assoc, header)
+            self.counters["unsync"] += 1
+            return []
+        self.counters["kod"] += 1
+        log.info("kiss code {code} from {host}", code=header.kiss_code, host=assoc.address[0])
+        return []
+
+    def _update_peer_header(self, assoc: Association, header: Header) -> None:
+        assoc.leap = header.leap
+        assoc.stratum = header.stratum if header.stratum else MAX_STRATUM
+        assoc.pmode = header.mode
+        assoc.ppoll = min(max(header.poll, MIN_POLL), MAX_POLL)
+        assoc.root_delay = from_short(header.root_delay)
+        assoc.root_dispersion = from_short(header.root_dispersion)
+        assoc.refid = header.refid
+        assoc.reftime = header.reference
+
+    def _header_usable(self, assoc: Association, header: Header) -> bool:
+        """TEST6 (unsynchronised peer) and TEST7 (header distance / reference time)."""
+        if header.leap == LEAP_UNSYNC or header.stratum >= MAX_STRATUM:
+            self.counters["unsync"] += 1
+            assoc.last_failure = "peer unsynchronised"
+            return False
+        if (from_short(header.root_delay) / 2 + from_short(header.root_dispersion) >= MAXDISP
+                or (header.reference and ts_diff(header.reference, header.transmit) > 0)):
+            self.counters["baddist"] += 1
+            assoc.last_failure = "root distance"
+            return False
+        return True
+
+    def _packet(self, assoc: Association, header: Header, rx: int,
+                now: float) -> list[Datagram]:
+        """RFC 5905 A.5.1.1 packet(): on-wire offset and delay into the clock filter."""
+        self._update_peer_header(assoc, header)
+        if not self._header_usable(assoc, header):
+            return []
+        assoc.reach |= 1
+        assoc.unreach = 0
+        t21 = ts_diff(header.receive, header.origin)
+        t34 = ts_diff(header.transmit, rx)
+        offset = (t21 + t34) / 2
+        delay = max(t21 - t34, 2.0**self.precision)
+        dispersion = 2.0**header.precision + 2.0**self.precision \
+            + PHI * ts_diff(rx, header.origin)
+        if assoc.hmode == HMODE_BCLIENT:
+            # Calibration done: from now on the broadcasts are the samples.
+            assoc.caldelay = delay
+            assoc.volley = 0
+            assoc.nextdate = now + 2.0**assoc.hpoll
+            log.info("broadcast client {host}: delay calibrated at {delay:.6f} s",
+                     host=assoc.address[0], delay=delay)
+        return self._sample(assoc, offset, delay, dispersion, now)
+
+    def _broadcast_sample(self, assoc: Association, header: Header, rx: int,
+                          now: float) -> list[Datagram]:
+        assoc.org = header.transmit
+        if assoc.caldelay is None:
+            self.counters["bcast_uncalibrated"] += 1
+            return []
+        self._update_peer_header(assoc, header)
+        if not self._header_usable(assoc, header):
+            return []
+        assoc.reach |= 1
+        assoc.unreach = 0
+        delay = assoc.caldelay
+        offset = ts_diff(header.transmit, rx) + delay / 2
+        dispersion = 2.0**header.precision + 2.0**self.precision
+        return self._sample(assoc, offset, delay, dispersion, now)
+
+    def _sample(self, assoc: Association, offset: float, delay: float, dispersion: float,
+                now: float) -> list[Datagram]:
+        result = assoc.filter.add(offset, delay, dispersion, now)
+        self.counters["samples"] += 1
+        if result is None:
+            return []
+        assoc.offset, assoc.delay = result.offset, result.delay
+        assoc.dispersion, assoc.jitter = result.dispersion, result.jitter
+        assoc.epoch = result.epoch
+        assoc.has_sample = True
+        assoc.last_failure = ""
+        self._clock_select(now)
+        return []
+
+    # ------------------------------------------------------------------ system process
+
+    def _candidates(self) -> list[Candidate]:
+        out = []
+        for a in self.associations.values():
+            if not a.has_sample or a.noselect or a.hmode == MODE_BROADCAST:
+                continue
+            if a.is_refclock:
+                stratum, leap, rdelay, rdisp = a.refclock_stratum, 0, 0.0, 0.0
+            else:
+                stratum, leap, rdelay, rdisp = a.stratum, a.leap, a.root_delay, \
+                    a.root_dispersion
+            out.append(Candidate(
+                key=a.associd, offset=a.offset, delay=a.delay, dispersion=a.dispersion,
+                jitter=a.jitter, root_delay=rdelay, root_dispersion=rdisp, stratum=stratum,
+                leap=leap, epoch=a.epoch, prefer=a.prefer, reach=a.reach, poll=a.hpoll))
+        return out
+
+    def _clock_select(self, now: float) -> None:
+        """Selection, cluster and combine, then the clock update (RFC 5905 A.5.5)."""
+        selection = select(self._candidates(), now, current_peer=self.sys.peer)
+        if selection.system_peer is None:
+            if self.sys.peer is not None:
+                log.info("no system peer: {reason}",
+                         reason="no majority" if selection.truechimers else "no candidates")
+                self.sys = _evolve(self.sys, peer=None)
+            return
+        peer = self.associations[selection.system_peer.key]
+        if self._last_update_epoch is not None and peer.epoch <= self._last_update_epoch:
+            return
+        self._last_update_epoch = peer.epoch
+        if self.discipline is not None:
+            action = self.discipline.update(selection.offset, peer.jitter, now,
+                                            minpoll=peer.minpoll, maxpoll=peer.maxpoll)
+            if action == DisciplineAction.STEP:
+                self._clock_stepped(selection.offset)
+                return
+            if action == DisciplineAction.PANIC:
+                log.error("offset {offset:.3f} s exceeds the panic threshold; not setting "
+                          "the clock", offset=selection.offset)
+                self.counters["panic"] += 1
+                return
+            if action == DisciplineAction.IGNORE:
+                return
+        self._clock_update(peer, selection.offset, selection.jitter, now)
+
+    def _clock_update(self, peer: Association, offset: float, jitter: float,
+                      now: float) -> None:
+        if peer.is_refclock:
+            stratum, refid, leap = peer.refclock_stratum + 1, peer.refclock_refid, 0
+            root_delay, root_disp = 0.0, 0.0
+        else:
+            stratum, refid, leap = peer.stratum + 1, refid_for(peer.address[0]), peer.leap
+            root_delay, root_disp = peer.root_delay, peer.root_dispersion
+        dispersion = (peer.jitter**2 + jitter**2) ** 0.5 + max(
+            peer.dispersion + PHI * (now - peer.epoch) + abs(offset), MINDISP)
+        if self.sys.peer != peer.associd:
+            log.info("system peer {host} (association {associd}), stratum {stratum}",
+                     host=peer.address[0], associd=peer.associd, stratum=stratum)
+        self.sys = SystemVariables(
+            leap=leap, stratum=min(stratum, MAX_STRATUM), refid=refid,
+            reftime=unix_to_ntp(self.clock.now()), root_delay=root_delay + peer.delay,
+            root_dispersion=root_disp + dispersion, offset=offset, jitter=jitter,
+            peer=peer.associd, epoch=now)
+
+    def _clock_stepped(self, offset: float) -> None:
+        """After a step every sample is stale (RFC 5905 clear_all())."""
+        log.warn("clock stepped by {offset:.6f} s", offset=offset)
+        self.counters["steps"] += 1
+        for assoc in self.associations.values():
+            assoc.clear_samples()
+            assoc.org = assoc.rec = assoc.xmt = 0
+        self.sys = SystemVariables(refid=b"STEP")
+        self._last_update_epoch = None
+
+    def _wire_stratum(self) -> int:
+        stratum = self.sys.stratum
+        return 0 if stratum >= MAX_STRATUM else stratum
+
+    def _root_dispersion(self, now: float) -> float:
+        sys = self.sys
+        if sys.leap == LEAP_UNSYNC:
+            return sys.root_dispersion
+        return sys.root_dispersion + PHI * max(now - sys.epoch, 0.0)
+
+    # ------------------------------------------------------------------ poll process
+
+    def fire_timers(self, now: float) -> list[Datagram]:
+        """Run every poll and the discipline's one-second adjustment that are due."""
+        out: list[Datagram] = []
+        for assoc in list(self.associations.values()):
+            if assoc.nextdate <= now and assoc.associd in self.associations:
+                out.extend(self._poll(assoc, now))
+        if self.discipline is not None and self._next_tick is not None:
+            while self._next_tick <= now:
+                self.discipline.tick(self._next_tick)
+                self._next_tick += 1.0
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """Reactor time of the next due timer, or None when nothing is scheduled."""
+        deadline = self._next_tick
+        for assoc in self.associations.values():
+            if deadline is None or assoc.nextdate < deadline:
+                deadline = assoc.nextdate
+        return deadline
+
+    def _poll(self, assoc: Association, now: float) -> list[Datagram]:
+        """RFC 5905 A.5.7 poll(): reach register, bursts, unreachable handling, transmit."""
+        if assoc.is_refclock:
+            return self._poll_refclock(assoc, now)
+        if assoc.hmode == MODE_BROADCAST:
+            assoc.nextdate = now + 2.0**assoc.hpoll
+            if self.sys.leap == LEAP_UNSYNC:
+                return []
+            return [self._transmit(assoc, now)]
+        if assoc.hmode == HMODE_BCLIENT and not assoc.volley:
+            return self._poll_bclient(assoc, now)
+        if assoc.burst > 0:
+            assoc.burst -= 1
+            assoc.nextdate = now + (BTIME if assoc.burst else self._poll_interval(assoc))
+            return [self._transmit(assoc, now)]
+        assoc.reach = (assoc.reach << 1) & 0xFF
+        if assoc.has_sample and not assoc.reach & 0x07:
+            # Three polls unanswered: the filter ages towards MAXDISP.
+            assoc.filter.add(0.0, MAXDISP, MAXDISP, now)
+        if assoc.reach == 0:
+            assoc.unreach += 1
+            if assoc.ephemeral and assoc.unreach > UNREACH_EPHEMERAL:
+                self._demobilise(assoc, "unreachable")
+                return []
+            if assoc.iburst and assoc.unreach == 1:
+                assoc.burst = BCOUNT - 1
+            if assoc.unreach > UNREACH:
+                assoc.hpoll = min(assoc.hpoll + 1, assoc.maxpoll)
+            if assoc.volley:
+                assoc.volley -= 1
+                assoc.burst = 0
+                if not assoc.volley:
+                    self._demobilise(assoc, "no reply to the calibration volley")
+                    return []
+        else:
+            if assoc.burst_option:
+                assoc.burst = BCOUNT - 1
+            self._adjust_poll(assoc)
+        datagram = self._transmit(assoc, now)
+        if assoc.volley:
+            assoc.nextdate = now + BTIME
+        elif assoc.burst > 0:
+            assoc.nextdate = now + BTIME
+        else:
+            assoc.nextdate = now + self._poll_interval(assoc)
+        return [datagram]
+
+    @staticmethod
+    def _poll_interval(assoc: Association) -> float:
+        poll = assoc.hpoll
+        if assoc.ppoll and assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE):
+            poll = max(min(poll, assoc.ppoll), assoc.minpoll)
+        return 2.0**poll
+
+    def _adjust_poll(self, assoc: Association) -> None:
+        """Follow the discipline's poll interval when it runs; otherwise lengthen the poll
+        by one step after every eight consecutive answered polls, up to maxpoll."""
+        if self.discipline is not None and self.sys.peer is not None:
+            assoc.hpoll = min(max(self.discipline.poll, assoc.minpoll), assoc.maxpoll)
+            return
+        if assoc.reach == 0xFF:
+            assoc.good_polls += 1
+            if assoc.good_polls >= 8 and assoc.hpoll < assoc.maxpoll:
+                assoc.hpoll += 1
+                assoc.good_polls = 0
+        else:
+            assoc.good_polls = 0
+
+    def _poll_refclock(self, assoc: Association, now: float) -> list[Datagram]:
+        """The LOCAL driver: the host's own clock is the reference (offset zero)."""
+        assoc.reach = ((assoc.reach << 1) | 1) & 0xFF
+        assoc.leap, assoc.stratum = 0, assoc.refclock_stratum
+        assoc.nextdate = now + 2.0**assoc.hpoll
+        # Like a hardware driver, the local clock fills the whole filter at each poll, so a
+        # primary server is usable from its first poll rather than after eight.
+        for _ in range(NSTAGE):
+            assoc.filter.add(0.0, 0.0, 2.0**self.precision, now)
+        self.counters["samples"] += 1
+        assoc.offset, assoc.delay = assoc.filter.offset, assoc.filter.delay
+        assoc.dispersion, assoc.jitter = assoc.filter.dispersion, assoc.filter.jitter
+        assoc.epoch, assoc.has_sample = now, True
+        self._clock_select(now)
+        return []
+
+    def _poll_bclient(self, assoc: Association, now: float) -> list[Datagram]:
+        assoc.reach = (assoc.reach << 1) & 0xFF
+        assoc.nextdate = now + 2.0**assoc.hpoll
+        if assoc.reach == 0:
+            assoc.unreach += 1
+            if assoc.unreach > UNREACH_EPHEMERAL:
+                self._demobilise(assoc, "no broadcasts")
+        return []
+
+    def _transmit(self, assoc: Association, now: float) -> Datagram:
+        """RFC 5905 A.5.8 peer_xmit()."""
+        sys = self.sys
+        xmt = unix_to_ntp(self.clock.now())
+        if xmt == assoc.xmt:
+            xmt += 1
+        mode = MODE_CLIENT if assoc.hmode == HMODE_BCLIENT else assoc.hmode
+        if mode == MODE_BROADCAST:
+            origin = receive = 0
+        else:
+            origin, receive = assoc.org, assoc.rec
+        header = Header(
+            sys.leap, assoc.version, mode, self._wire_stratum(), assoc.hpoll, self.precision,
+            to_short(sys.root_delay), to_short(self._root_dispersion(now)), sys.refid,
+            sys.reftime, origin, receive, xmt)
+        data = header.encode()
+        if assoc.keyid is not None:
+            data += self.keys.sign(assoc.keyid, data)
+        assoc.xmt = xmt
+        assoc.outdate = now
+        self.counters["sent"] += 1
+        return Datagram(data, assoc.address)
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def frequency_ppm(self) -> float | None:
+        """The discipline's frequency estimate, for the drift file (None when disabled)."""
+        return self.discipline.frequency_ppm if self.discipline is not None else None
+
+    def status(self) -> dict[str, Any]:
+        """System and association variables for display and the query tools."""
+        sys = self.sys
+        system = {
+            "leap": sys.leap, "stratum": sys.stratum,
+            "refid": refid_text(sys.refid, sys.stratum),
+            "offset": sys.offset, "jitter": sys.jitter, "root_delay": sys.root_delay,
+            "root_dispersion": sys.root_dispersion, "peer": sys.peer,
+            "precision": self.precision,
+            "discipline": self.discipline.state if self.discipline else "disabled",
+        }
+        associations = []
+        for a in self.associations.values():
+            associations.append({
+                "associd": a.associd, "address": a.address[0], "port": a.address[1],
+                "mode": MODE_NAMES.get(a.hmode, str(a.hmode)),
+                "refclock": a.is_refclock, "ephemeral": a.ephemeral,
+                "reach": a.reach, "stratum": a.refclock_stratum if a.is_refclock else a.stratum,
+                "refid": refid_text(a.refclock_refid if a.is_refclock else a.refid, a.stratum),
+                "hpoll": a.hpoll, "ppoll": a.ppoll, "offset": a.offset, "delay": a.delay,
+                "dispersion": a.dispersion, "jitter": a.jitter,
+                "system_peer": a.associd == sys.peer, "last_failure": a.last_failure,
+            })
+        return {"system": system, "associations": associations,
+                "counters": dict(self.counters)}
+
+
+def _evolve(sys: SystemVariables, **changes: Any) -> SystemVariables:
+    import attrs
+
+    return attrs.evolve(sys, **changes)
+
+
+def _resolve_literal(address: str, port: int) -> str:
+    """Resolve a server/peer address (numeric addresses need no lookup)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        info = socket.getaddrinfo(address, port, type=socket.SOCK_DGRAM)
+        return info[0][4][0]
+
+
+def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = None,
+                 resolve: Callable[[str, int], str] | None = None) -> Engine:
+    """An engine for ``config`` with its keys, leap table and drift loaded from disk.
+
+    Raises ConfigError, KeyFileError or LeapFileError naming the file that is wrong.
+    """
+    keys = KeyStore()
+    if config.keys_file:
+        keys = KeyStore(load_keys(config.keys_file), config.trusted_keys)
+    leap_table = None
+    if config.leapfile:
+        from ntpauto.leapfile import load_leapfile
+
+        leap_table = load_leapfile(config.leapfile)
+    frequency = None
+    if config.driftfile and config.discipline_enabled:
+        frequency = read_drift(config.driftfile)
+    return Engine(config, clock, keys=keys, leap_table=leap_table, rng=rng,
+                  frequency_ppm=frequency, resolve=resolve)

@@ -1,0 +1,87 @@
+"""Per-association (peer) variables of RFC 5905 section 9 and the reach/poll bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ntpauto.ntp.filter import ClockFilter
+
+HMODE_BCLIENT = 6
+"""Internal host mode of a broadcast-client association (ntpd's MODE_BCLIENT)."""
+
+BCOUNT = 8
+"""Packets in a burst (RFC 5905 A.1.1)."""
+BTIME = 2
+"""Seconds between packets of a burst."""
+UNREACH = 12
+"""Polls without a reply before a configured association backs off its poll interval."""
+UNREACH_EPHEMERAL = 8
+"""Polls without a packet before an ephemeral association is demobilised."""
+VOLLEY = 4
+"""Client-mode packets a new broadcast client sends to calibrate the delay."""
+
+
+@dataclass(slots=True, eq=False)
+class Association:
+    """One association: configuration, the peer's packet variables, on-wire and poll state."""
+
+    associd: int
+    address: tuple[str, int]
+    hmode: int
+    version: int = 4
+    minpoll: int = 6
+    maxpoll: int = 10
+    keyid: int | None = None
+    ephemeral: bool = False
+    prefer: bool = False
+    noselect: bool = False
+    iburst: bool = False
+    burst_option: bool = False
+    refclock_stratum: int | None = None
+    refclock_refid: bytes = b""
+    # Packet variables from the peer's last accepted packet (RFC 5905 section 9.1).
+    leap: int = 3
+    stratum: int = 16
+    pmode: int = 0
+    ppoll: int = 0
+    root_delay: float = 0.0
+    root_dispersion: float = 0.0
+    refid: bytes = b"\x00\x00\x00\x00"
+    reftime: int = 0
+    # On-wire state: org = the peer's last transmit timestamp (we echo it), rec = when we
+    # received it, xmt = our last transmit timestamp (the peer must echo it).
+    org: int = 0
+    rec: int = 0
+    xmt: int = 0
+    # Poll process.
+    hpoll: int = 6
+    reach: int = 0
+    unreach: int = 0
+    burst: int = 0
+    nextdate: float = 0.0
+    outdate: float = 0.0
+    good_polls: int = 0
+    # Broadcast client calibration.
+    volley: int = 0
+    caldelay: float | None = None
+    # Clock filter output.
+    filter: ClockFilter = field(default_factory=ClockFilter)
+    offset: float = 0.0
+    delay: float = 0.0
+    dispersion: float = 16.0
+    jitter: float = 0.0
+    epoch: float = 0.0
+    has_sample: bool = False
+    last_failure: str = ""
+
+    @property
+    def is_refclock(self) -> bool:
+        return self.refclock_stratum is not None
+
+    def clear_samples(self) -> None:
+        """Forget every time sample (after a clock step, RFC 5905 clear())."""
+        self.filter.reset()
+        self.has_sample = False
+        self.offset = self.delay = self.jitter = 0.0
+        self.dispersion = 16.0
+        self.epoch = 0.0

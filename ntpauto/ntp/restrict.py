@@ -1,0 +1,121 @@
+"""Access restrictions (``restrict``) and the per-source rate limiter (``limited``, ``discard``).
+
+reference: ntpd's restrict list (the most specific matching address/mask wins over
+``default``) and its MRU list, which scores each source's packet rate.  The MRU table here
+has a hard cap with least-recently-seen eviction, so a flood of distinct sources cannot
+grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from attrs import frozen
+
+RESTRICT_FLAGS = frozenset({
+    "ignore", "noquery", "nomodify", "nopeer", "noserve", "limited", "kod", "notrust",
+    "notrap", "lowpriotrap", "nomrulist", "ntpport", "version",
+})
+
+
+@frozen
+class RestrictRule:
+    """One ``restrict`` line as a network and its flags."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None  # None: default
+    flags: frozenset[str]
+    ipv6: bool = False
+
+
+class RestrictList:
+    """Looks up the flags that apply to a source address (longest prefix wins)."""
+
+    def __init__(self, rules: Iterable[RestrictRule] = ()) -> None:
+        self._default4: frozenset[str] = frozenset()
+        self._default6: frozenset[str] = frozenset()
+        self._networks: list[RestrictRule] = []
+        for rule in rules:
+            if rule.network is None:
+                if rule.ipv6:
+                    self._default6 = rule.flags
+                else:
+                    self._default4 = rule.flags
+            else:
+                self._networks.append(rule)
+        self._networks.sort(key=lambda r: r.network.prefixlen, reverse=True)
+        self._cache: dict[str, frozenset[str]] = {}
+
+    @classmethod
+    def from_config(cls, restrictions: Iterable) -> RestrictList:
+        """Build from ``config.RestrictConfig`` objects (address None means default)."""
+        rules = []
+        for r in restrictions:
+            if r.address is None:
+                rules.append(RestrictRule(None, frozenset(r.flags), r.ipv6))
+                continue
+            address = r.address
+            if r.mask:
+                network = ipaddress.ip_network(f"{address}/{r.mask}", strict=False)
+            else:
+                network = ipaddress.ip_network(address, strict=False)
+            rules.append(RestrictRule(network, frozenset(r.flags), network.version == 6))
+        return cls(rules)
+
+    def flags_for(self, host: str) -> frozenset[str]:
+        """The restriction flags for a source address string."""
+        cached = self._cache.get(host)
+        if cached is not None:
+            return cached
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return frozenset({"ignore"})
+        flags = self._default6 if address.version == 6 else self._default4
+        for rule in self._networks:
+            if address.version == rule.network.version and address in rule.network:
+                flags = rule.flags
+                break
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[host] = flags
+        return flags
+
+
+class RateLimiter:
+    """ntpd's ``discard average A minimum M`` rule: a leaky bucket per source, in a bounded
+    MRU table.
+
+    Each packet adds ``2**average`` seconds to the source's bucket, which drains at one
+    second per second; a packet is limited when it follows the previous one by less than
+    ``minimum`` seconds or when the bucket would exceed eight packets' worth (so an
+    ``iburst`` of eight packets two seconds apart passes, a steady flood does not).
+    """
+
+    def __init__(self, average: int = 3, minimum: int = 1, capacity: int = 10000) -> None:
+        self.head = float(2**average)
+        self.minimum = float(minimum)
+        self.capacity = capacity
+        self._table: OrderedDict[str, list[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def check(self, host: str, now: float) -> bool:
+        """Record a packet from ``host``; True when it exceeds the allowed rate."""
+        entry = self._table.get(host)
+        if entry is None:
+            if len(self._table) >= self.capacity:
+                self._table.popitem(last=False)
+            self._table[host] = [now, self.head]  # [last seen, bucket level]
+            return False
+        self._table.move_to_end(host)
+        interval = now - entry[0]
+        entry[0] = now
+        level = max(0.0, entry[1] - interval)
+        if interval < self.minimum or level + self.head > 8 * self.head:
+            entry[1] = level
+            return True
+        entry[1] = level + self.head
+        return False

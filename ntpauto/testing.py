@@ -1,0 +1,212 @@
+"""A simulated network of ntpauto engines, for ntpauto's tests and for yours.
+
+Every host runs a real :class:`ntpauto.engine.Engine` with its own
+:class:`~ntpauto.ntp.clocks.SimulatedClock` (offset and frequency error against true time).
+Datagrams travel with configurable latency, jitter, loss and reordering; everything is
+driven by one ``twisted.internet.task.Clock`` and one seeded random generator, so a run is
+deterministic and takes no wall time::
+
+    net = SimulatedNetwork(seed=1, latency=0.01, jitter=0.005)
+    server = net.add_host("10.0.0.1", "localclock stratum 1\\n")
+    client = net.add_host("10.0.0.2", "server 10.0.0.1 iburst\\n", offset=0.25)
+    net.run(3600)
+    assert abs(client.engine.sys.offset + 0.25) < 0.001
+
+A broadcast address (``x.y.z.255``) delivers to every other host in that /24.
+``add_interceptor`` lets a test see, drop or rewrite datagrams in flight (a man in the
+middle).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twisted.internet import task
+
+from ntpauto.auth.keys import KeyStore, parse_keys
+from ntpauto.config import Config, parse_config
+from ntpauto.engine import Datagram, Engine
+from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.wire.timestamps import unix_to_ntp
+
+NTP_PORT = 123
+
+Interceptor = Callable[[bytes, tuple[str, int], tuple[str, int]], bytes | None]
+"""``(data, source, destination) -> data to deliver, or None to drop it``."""
+
+
+@dataclass
+class SimulatedHost:
+    """One host on the simulated network."""
+
+    address: str
+    engine: Engine
+    clock: SimulatedClock
+    port: int = NTP_PORT
+    received: int = 0
+    sent: int = 0
+    _timer: object = field(default=None, repr=False)
+
+    @property
+    def true_offset(self) -> float:
+        """How far this host's clock is from true time (positive: ahead)."""
+        return self.clock.error()
+
+
+@dataclass
+class Delivery:
+    """One datagram as the network carried it (the capture log)."""
+
+    time: float
+    source: tuple[str, int]
+    destination: tuple[str, int]
+    data: bytes
+    dropped: bool = False
+
+
+class SimulatedNetwork:
+    """Engines wired together in memory, deterministic by ``seed``."""
+
+    def __init__(self, *, seed: int = 0, latency: float = 0.005, jitter: float = 0.0,
+                 loss: float = 0.0, reorder: float = 0.0, clock: task.Clock | None = None,
+                 epoch: float = 1_795_000_000.0) -> None:
+        self.reactor = clock if clock is not None else task.Clock()
+        self.random = random.Random(seed)
+        self.latency = latency
+        self.jitter = jitter
+        self.loss = loss
+        self.reorder = reorder
+        self.epoch = epoch
+        self.hosts: dict[str, SimulatedHost] = {}
+        self.capture: list[Delivery] = []
+        self.keep_capture = True
+        self._interceptors: list[Interceptor] = []
+        self._links: dict[frozenset[str], tuple[float, float]] = {}
+
+    # ------------------------------------------------------------------ building
+
+    def add_host(self, address: str, config: Config | str, *, offset: float = 0.0,
+                 ppm: float = 0.0, keys: str | KeyStore | None = None,
+                 trusted: tuple[int, ...] | None = None, port: int = NTP_PORT,
+                 precision: int = -20) -> SimulatedHost:
+        """Add a host running ``config`` (a Config or ntp.conf text) with a clock that is
+        ``offset`` seconds and ``ppm`` parts per million off true time.  ``keys`` is ntp.keys
+        text or a KeyStore; with text, ``trusted`` defaults to every key in it."""
+        if isinstance(config, str):
+            config = parse_config(config, f"<{address}>")
+        clock = SimulatedClock(self.reactor.seconds, offset=offset, ppm=ppm,
+                               epoch=self.epoch, precision=precision)
+        if isinstance(keys, str):
+            parsed = parse_keys(keys, f"<{address} keys>")
+            keys = KeyStore(parsed, trusted if trusted is not None else parsed.keys())
+        engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()))
+        host = SimulatedHost(address, engine, clock, port)
+        self.hosts[address] = host
+        return host
+
+    def set_link(self, a: str, b: str, latency: float, jitter: float = 0.0) -> None:
+        """Give the path between two hosts its own latency and jitter."""
+        self._links[frozenset((a, b))] = (latency, jitter)
+
+    def add_interceptor(self, interceptor: Interceptor) -> None:
+        """See every datagram before delivery; return new bytes or None to drop it."""
+        self._interceptors.append(interceptor)
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Start every host's engine (idempotent)."""
+        now = self.reactor.seconds()
+        for host in self.hosts.values():
+            self._send(host, host.engine.start(now))
+
+    def run(self, seconds: float) -> None:
+        """Advance simulated time by ``seconds``, delivering packets and firing timers."""
+        self.start()
+        end = self.reactor.seconds() + seconds
+        while True:
+            calls = self.reactor.getDelayedCalls()
+            upcoming = min((c.getTime() for c in calls), default=None)
+            if upcoming is None or upcoming > end:
+                break
+            self.reactor.advance(max(upcoming - self.reactor.seconds(), 0.0))
+        self.reactor.advance(max(end - self.reactor.seconds(), 0.0))
+
+    def inject(self, data: bytes, source: tuple[str, int], destination: tuple[str, int],
+               delay: float | None = None) -> None:
+        """Put a datagram on the wire as if ``source`` had sent it (attacks, replays)."""
+        self._carry(data, source, destination, delay)
+
+    # ------------------------------------------------------------------ internals
+
+    def _schedule(self, host: SimulatedHost) -> None:
+        deadline = host.engine.next_wakeup()
+        timer = host._timer
+        if timer is not None and timer.active():
+            if deadline is not None and timer.getTime() == deadline:
+                return
+            timer.cancel()
+        host._timer = None
+        if deadline is not None:
+            delay = max(deadline - self.reactor.seconds(), 0.0)
+            host._timer = self.reactor.callLater(delay, self._fire, host)
+
+    def _fire(self, host: SimulatedHost) -> None:
+        host._timer = None
+        if self.hosts.get(host.address) is not host:
+            return
+        self._send(host, host.engine.fire_timers(self.reactor.seconds()))
+
+    def _send(self, host: SimulatedHost, datagrams: list[Datagram]) -> None:
+        for datagram in datagrams:
+            host.sent += 1
+            self._carry(datagram.data, (host.address, host.port), datagram.address, None)
+        self._schedule(host)
+
+    def _destinations(self, source: str, address: str) -> list[SimulatedHost]:
+        if address in self.hosts:
+            return [self.hosts[address]]
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return []
+        if ip.version == 4 and ip.packed[3] == 255:
+            net = ipaddress.ip_network(f"{address}/24", strict=False)
+            return [h for a, h in self.hosts.items()
+                    if a != source and ipaddress.ip_address(a) in net]
+        return []
+
+    def _carry(self, data: bytes, source: tuple[str, int], destination: tuple[str, int],
+               delay: float | None) -> None:
+        for target in self._destinations(source[0], destination[0]):
+            payload: bytes | None = data
+            for interceptor in self._interceptors:
+                payload = interceptor(payload, source, destination)
+                if payload is None:
+                    break
+            lost = payload is None or self.random.random() < self.loss
+            if self.keep_capture:
+                self.capture.append(Delivery(self.reactor.seconds(), source, destination,
+                                             data, lost))
+            if lost:
+                continue
+            latency, jitter = self._links.get(frozenset((source[0], target.address)),
+                                              (self.latency, self.jitter))
+            wait = delay if delay is not None else latency + self.random.uniform(0, jitter)
+            if self.reorder and self.random.random() < self.reorder:
+                wait += latency + jitter
+            self.reactor.callLater(wait, self._deliver, target, payload, source,
+                                   destination)
+
+    def _deliver(self, host: SimulatedHost, data: bytes, source: tuple[str, int],
+                 destination: tuple[str, int]) -> None:
+        if self.hosts.get(host.address) is not host:
+            return
+        host.received += 1
+        rx = unix_to_ntp(host.clock.now())
+        out = host.engine.receive(data, source, rx, self.reactor.seconds(),
+                                  local=(destination[0], host.port))
+        self._send(host, out)
