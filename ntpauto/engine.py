@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from ntpauto.auth.keys import KeyStore, load_keys
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.interfaces import IClock
-from ntpauto.ntp.constants import MAXDISP, MINDISP, NSTAGE, PHI
+from ntpauto.ntp.constants import MAXDISP, MAXDIST, MINDISP, NSTAGE, PHI
 from ntpauto.ntp.discipline import Discipline, DisciplineAction, read_drift
 from ntpauto.ntp.peer import (
     BCOUNT,
@@ -40,9 +40,10 @@ from ntpauto.ntp.peer import (
     UNREACH_EPHEMERAL,
     VOLLEY,
     Association,
+    Flash,
 )
 from ntpauto.ntp.restrict import RateLimiter, RestrictList
-from ntpauto.ntp.select import Candidate, select
+from ntpauto.ntp.select import Candidate, root_distance, select
 from ntpauto.wire.packet import (
     KISS_DENY,
     KISS_RATE,
@@ -265,6 +266,8 @@ class Engine:
                 return self._new_bclient(pkt, source, rx, now, flags, auth, keyid)
             counters["noassoc"] += 1
             return []
+        if local is not None and not assoc.local_refid:
+            assoc.local_refid = _refid_or_empty(local[0])
         return self._process(assoc, pkt, mode, rx, now, flags, auth, keyid)
 
     def _authenticate(self, pkt: Packet) -> tuple[int, int | None]:
@@ -389,7 +392,7 @@ class Engine:
                 counters["bogusorg"] += 1
                 return []
             counters["cryptonak"] += 1
-            assoc.last_failure = "crypto-NAK"
+            assoc.flash = Flash.TEST9
             log.warn("crypto-NAK from {host} on association {associd}",
                      host=assoc.address[0], associd=assoc.associd)
             return []
@@ -397,13 +400,15 @@ class Engine:
                                   and (auth != AUTH_OK or keyid != assoc.keyid)) \
                 or ("notrust" in flags and auth != AUTH_OK):
             counters["badauth"] += 1
-            assoc.last_failure = "authentication"
+            assoc.flash = Flash.TEST5
             return []
         if header.transmit == 0:
             counters["badxmt"] += 1
+            assoc.flash = Flash.TEST3
             return []
         if header.transmit == assoc.org:
             counters["oldpkt"] += 1
+            assoc.flash = Flash.TEST1
             return []
         if mode == MODE_BROADCAST:
             return self._broadcast_sample(assoc, header, rx, now)
@@ -414,6 +419,7 @@ class Engine:
             return []
         if header.origin != assoc.xmt or assoc.xmt == 0:
             counters["bogusorg"] += 1
+            assoc.flash = Flash.TEST2
             return []
         assoc.org, assoc.rec = header.transmit, rx
         if hmode == MODE_CLIENT or hmode == HMODE_BCLIENT:
@@ -456,12 +462,12 @@ class Engine:
         """TEST6 (unsynchronised peer) and TEST7 (header distance / reference time)."""
         if header.leap == LEAP_UNSYNC or header.stratum >= MAX_STRATUM:
             self.counters["unsync"] += 1
-            assoc.last_failure = "peer unsynchronised"
+            assoc.flash = Flash.TEST6
             return False
         if (from_short(header.root_delay) / 2 + from_short(header.root_dispersion) >= MAXDISP
                 or (header.reference and ts_diff(header.reference, header.transmit) > 0)):
             self.counters["baddist"] += 1
-            assoc.last_failure = "root distance"
+            assoc.flash = Flash.TEST7
             return False
         return True
 
@@ -514,13 +520,13 @@ class Engine:
         assoc.dispersion, assoc.jitter = result.dispersion, result.jitter
         assoc.epoch = result.epoch
         assoc.has_sample = True
-        assoc.last_failure = ""
+        assoc.flash = Flash(0)
         self._clock_select(now)
         return []
 
     # ------------------------------------------------------------------ system process
 
-    def _candidates(self) -> list[Candidate]:
+    def _candidates(self, now: float) -> list[Candidate]:
         out = []
         for a in self.associations.values():
             if not a.has_sample or a.noselect or a.hmode == MODE_BROADCAST:
@@ -530,15 +536,33 @@ class Engine:
             else:
                 stratum, leap, rdelay, rdisp = a.stratum, a.leap, a.root_delay, \
                     a.root_dispersion
-            out.append(Candidate(
+            candidate = Candidate(
                 key=a.associd, offset=a.offset, delay=a.delay, dispersion=a.dispersion,
                 jitter=a.jitter, root_delay=rdelay, root_dispersion=rdisp, stratum=stratum,
-                leap=leap, epoch=a.epoch, prefer=a.prefer, reach=a.reach, poll=a.hpoll))
+                leap=leap, epoch=a.epoch, prefer=a.prefer, reach=a.reach, poll=a.hpoll)
+            a.peer_flash = self._peer_tests(a, candidate, now)
+            if not a.peer_flash:
+                out.append(candidate)
         return out
+
+    @staticmethod
+    def _peer_tests(a: Association, c: Candidate, now: float) -> Flash:
+        """TEST10-TEST13 (RFC 5905 A.5.5.4 fit())."""
+        flash = Flash(0)
+        if c.leap == LEAP_UNSYNC or c.stratum >= MAX_STRATUM:
+            flash |= Flash.TEST10
+        if root_distance(c, now) > MAXDIST + PHI * 2.0**a.hpoll:
+            flash |= Flash.TEST11
+        if not a.is_refclock and a.local_refid and a.refid == a.local_refid \
+                and a.stratum > 1:
+            flash |= Flash.TEST12
+        if a.reach == 0:
+            flash |= Flash.TEST13
+        return flash
 
     def _clock_select(self, now: float) -> None:
         """Selection, cluster and combine, then the clock update (RFC 5905 A.5.5)."""
-        selection = select(self._candidates(), now, current_peer=self.sys.peer)
+        selection = select(self._candidates(now), now, current_peer=self.sys.peer)
         if selection.system_peer is None:
             if self.sys.peer is not None:
                 log.info("no system peer: {reason}",
@@ -769,10 +793,22 @@ class Engine:
                 "refid": refid_text(a.refclock_refid if a.is_refclock else a.refid, a.stratum),
                 "hpoll": a.hpoll, "ppoll": a.ppoll, "offset": a.offset, "delay": a.delay,
                 "dispersion": a.dispersion, "jitter": a.jitter,
-                "system_peer": a.associd == sys.peer, "last_failure": a.last_failure,
+                "system_peer": a.associd == sys.peer,
+                "flash": _flag_names(a.flash), "peer_flash": _flag_names(a.peer_flash),
             })
         return {"system": system, "associations": associations,
                 "counters": dict(self.counters)}
+
+
+def _refid_or_empty(address: str) -> bytes:
+    try:
+        return refid_for(address)
+    except ValueError:
+        return b""
+
+
+def _flag_names(flash: Flash) -> list[str]:
+    return [f.name for f in Flash if f & flash]
 
 
 def _evolve(sys: SystemVariables, **changes: Any) -> SystemVariables:

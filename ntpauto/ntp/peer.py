@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from ntpauto.ntp.filter import ClockFilter
+
+class Flash(enum.IntFlag):
+    """Packet (TEST1-TEST9) and peer (TEST10-TEST13) sanity tests, as ntpd numbers them
+    (RFC 5905 sections 8 and 11.2.1).  An association's ``flash`` holds the failures of the
+    last packet, its ``peer_flash`` why it is not a selection candidate."""
+
+    TEST1 = 0x0001  # duplicate packet
+    TEST2 = 0x0002  # bogus packet: origin does not match
+    TEST3 = 0x0004  # protocol unsynchronised (zero transmit timestamp)
+    TEST4 = 0x0008  # access denied
+    TEST5 = 0x0010  # authentication failed
+    TEST6 = 0x0020  # peer clock unsynchronised (leap 3 or stratum >= 16)
+    TEST7 = 0x0040  # header distance exceeded / reference time after transmit
+    TEST8 = 0x0080  # Autokey sequence failed
+    TEST9 = 0x0100  # Autokey crypto failed
+    TEST10 = 0x0200  # peer stratum or leap not valid for selection
+    TEST11 = 0x0400  # peer root distance exceeded
+    TEST12 = 0x0800  # synchronisation loop (the peer is synchronised to us)
+    TEST13 = 0x1000  # peer unreachable
+
 
 HMODE_BCLIENT = 6
 """Internal host mode of a broadcast-client association (ntpd's MODE_BCLIENT)."""
@@ -72,7 +93,10 @@ class Association:
     jitter: float = 0.0
     epoch: float = 0.0
     has_sample: bool = False
-    last_failure: str = ""
+    flash: Flash = Flash(0)
+    peer_flash: Flash = Flash(0)
+    local_refid: bytes = b""
+    """Our own address as a refid, as seen by this peer (TEST12 loop detection)."""
 
     @property
     def is_refclock(self) -> bool:
