@@ -539,7 +539,8 @@ class Engine:
             candidate = Candidate(
                 key=a.associd, offset=a.offset, delay=a.delay, dispersion=a.dispersion,
                 jitter=a.jitter, root_delay=rdelay, root_dispersion=rdisp, stratum=stratum,
-                leap=leap, epoch=a.epoch, prefer=a.prefer, reach=a.reach, poll=a.hpoll)
+                leap=leap, epoch=max(a.epoch, a.filter.updated), prefer=a.prefer,
+                reach=a.reach, poll=a.hpoll)
             a.peer_flash = self._peer_tests(a, candidate, now)
             if not a.peer_flash:
                 out.append(candidate)
@@ -668,6 +669,7 @@ class Engine:
         if assoc.has_sample and not assoc.reach & 0x07:
             # Three polls unanswered: the filter ages towards MAXDISP.
             assoc.filter.add(0.0, MAXDISP, MAXDISP, now)
+            assoc.dispersion = assoc.filter.dispersion
         if assoc.reach == 0:
             assoc.unreach += 1
             if assoc.ephemeral and assoc.unreach > UNREACH_EPHEMERAL:

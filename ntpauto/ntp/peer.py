@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ntpauto.ntp.filter import ClockFilter
 
+
 class Flash(enum.IntFlag):
     """Packet (TEST1-TEST9) and peer (TEST10-TEST13) sanity tests, as ntpd numbers them
     (RFC 5905 sections 8 and 11.2.1).  An association's ``flash`` holds the failures of the
