@@ -145,7 +145,7 @@ class Engine:
         self._by_address: dict[tuple[str, int], Association] = {}
         self._resolve = resolve or _resolve_literal
         self.require_auth = "auth" in config.enabled
-        self.broadcast_client = config.broadcast_client or "bclient" in config.enabled
+        self.broadcast_client = config.broadcast_client
         self.wants_broadcast = any(a.kind == "broadcast" for a in config.associations)
         self.discipline: Discipline | None = None
         if config.discipline_enabled:

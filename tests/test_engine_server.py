@@ -192,3 +192,11 @@ def test_engine_status_shape():
     assert status["system"]["stratum"] == 1 and status["system"]["refid"] == "LOCL"
     [assoc] = status["associations"]
     assert assoc["refclock"] and assoc["system_peer"]
+
+
+def test_restrict_default_covers_ipv6_and_ipv6_masks():
+    """`restrict default` applies to IPv6 sources too; IPv6 masks are honoured."""
+    engine = engine_for("localclock stratum 1\nrestrict default ignore\n"
+                        "restrict 2001:db8:: mask ffff:ffff::\n")
+    assert serve(engine, request(), source=("2001:db9::1", 123)) == []
+    assert len(serve(engine, request(), source=("2001:db8:1::1", 123))) == 1

@@ -38,9 +38,9 @@ class RestrictList:
         self._networks: list[RestrictRule] = []
         for rule in rules:
             if rule.network is None:
-                if rule.ipv6:
-                    self._default6 = rule.flags
-                else:
+                # ntpd: `restrict default` covers both families, `restrict -6 default` IPv6.
+                self._default6 = rule.flags
+                if not rule.ipv6:
                     self._default4 = rule.flags
             else:
                 self._networks.append(rule)
@@ -55,11 +55,11 @@ class RestrictList:
             if r.address is None:
                 rules.append(RestrictRule(None, frozenset(r.flags), r.ipv6))
                 continue
-            address = r.address
+            address = ipaddress.ip_address(r.address)
+            prefix = address.max_prefixlen
             if r.mask:
-                network = ipaddress.ip_network(f"{address}/{r.mask}", strict=False)
-            else:
-                network = ipaddress.ip_network(address, strict=False)
+                prefix = bin(int(ipaddress.ip_address(r.mask))).count("1")
+            network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
             rules.append(RestrictRule(network, frozenset(r.flags), network.version == 6))
         return cls(rules)
 
