@@ -1,0 +1,108 @@
+"""Cookies: the stateless server cookie, the server seed, and the symmetric-mode cookie.
+
+RFC 5906 section 6.2 (cookie) and REFERENCE-NOTES section 4.
+
+* Server cookie (client/server mode): the first 4 octets, big-endian, of
+  H(client address || server address || 0x00000000 || seed) — the session-key function with
+  key ID 0 and the server seed as the "cookie", but with the **client first** (the reply MAC
+  key is server || client).  The server keeps no per-client state: it recomputes the cookie
+  for every request.
+* Symmetric modes: each peer draws a random 32-bit ``hcookie`` when it accepts the other's
+  ASSOC message and returns it, encrypted, in its COOK responses; the working cookie is the
+  XOR of the two values when the COOK response arrived in a symmetric-mode packet, else the
+  received value (:func:`combine_cookie`).
+* The COOK response value itself is encrypted/decrypted by
+  :func:`~ntpauto.autokey.values.encrypt_cookie` / :func:`~ntpauto.autokey.values.decrypt_cookie`.
+
+reference: ntpd/ntp_proto.c fast_xmit() and receive() (``session_key(client, server, 0,
+sys_private)``), ntpd/ntp_timer.c (revoke timer), ntpd/ntp_crypto.c crypto_recv() (hcookie
+draw on ASSOC, XOR on COOK response).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from ntpauto.auth.autokey import RandomSource, next_keyid
+from ntpauto.autokey.values import decrypt_cookie, encrypt_cookie
+from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE
+
+__all__ = [
+    "KEY_REVOKE", "ServerSeed", "combine_cookie", "decrypt_cookie", "encrypt_cookie",
+    "random_cookie", "server_cookie",
+]
+
+KEY_REVOKE = 17
+"""Default ``crypto revoke`` (log2 seconds): the server seed is refreshed every 2**17 s."""
+
+_SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
+
+
+def server_cookie(client: str, server: str, seed: int, digest: str = "md5") -> int:
+    """The cookie a server uses with ``client``: next key ID of (client, server, 0, seed).
+
+    Note the argument order: client first, then the server address the request arrived on.
+    """
+    return next_keyid(client, server, 0, seed, digest)
+
+
+def random_cookie(rng: RandomSource | None = None) -> int:
+    """A fresh random 32-bit value (a symmetric peer's ``hcookie``)."""
+    return (rng if rng is not None else _SYSTEM_RANDOM).getrandbits(32)
+
+
+def combine_cookie(own: int, received: int, packet_mode: int) -> int:
+    """The working cookie after a COOK response: ``own ^ received`` when the response came
+    in a symmetric active/passive packet (``own`` = our hcookie), else ``received``."""
+    if packet_mode in (MODE_ACTIVE, MODE_PASSIVE):
+        return (own ^ received) & 0xFFFFFFFF
+    return received
+
+
+class ServerSeed:
+    """The server's private value for :func:`server_cookie`, refreshed every ``revoke``
+    seconds.
+
+    Deviation from the reference, on purpose: ntpd 4.3.91 zero-initialises its seed
+    (``sys_private``) and never re-randomises it (the revoke timer never fires), so its
+    cookies are a public function of the two addresses.  Ours is a random non-zero 32-bit
+    value drawn at construction and redrawn on the first :meth:`current` call at or after
+    its deadline, as RFC 5906 intends.  Cookies only have to be consistent within one
+    server, so this is invisible to reference clients, except that a refresh invalidates
+    their cookie (their next MAC fails and they restart with a new COOK exchange).
+
+    ``now`` is the local clock in seconds (e.g. NTP seconds); a backwards step re-anchors
+    the deadline without redrawing.
+    """
+
+    def __init__(self, revoke: int = 1 << KEY_REVOKE, rng: RandomSource | None = None) -> None:
+        if revoke <= 0:
+            raise ValueError("revoke interval must be positive")
+        self.revoke = revoke
+        self._rng = rng if rng is not None else _SYSTEM_RANDOM
+        self._seed = self._draw()
+        self._anchor: int | None = None
+
+    def _draw(self) -> int:
+        while True:
+            seed = self._rng.getrandbits(32)
+            if seed:
+                return seed
+
+    @property
+    def deadline(self) -> int | None:
+        """When the seed is next refreshed (``None`` until :meth:`current` was called)."""
+        return None if self._anchor is None else self._anchor + self.revoke
+
+    def current(self, now: int) -> int:
+        """The seed to use at ``now``, refreshing it if its interval has elapsed."""
+        if self._anchor is None or now < self._anchor:
+            self._anchor = now
+        elif now >= self._anchor + self.revoke:
+            self._seed = self._draw()
+            self._anchor = now
+        return self._seed
+
+    def cookie(self, client: str, server: str, now: int, digest: str = "md5") -> int:
+        """The server cookie for ``client`` at ``now`` (see :func:`server_cookie`)."""
+        return server_cookie(client, server, self.current(now), digest)
