@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("query",)
+SUBCOMMANDS = ("query", "keygen", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

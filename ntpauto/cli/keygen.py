@@ -1,0 +1,414 @@
+"""``ntpauto keygen``: make Autokey host/sign keys, certificates and symmetric keys, with
+ntp-keygen's option letters and file names.
+
+reference: ntpd 4.2.8 docs keygen.md; REFERENCE-NOTES 7.1 (names and links), 7.2 (format),
+7.3 (certificate), 6.2-6.4 (identity files for the -e/-q exports); util/ntp-keygen.c.
+
+What one run does, as ntp-keygen does it (all files share one filestamp = NTP seconds now):
+
+* ``-M``: only the symmetric keys file ``ntpkey_MD5key_<group>.<fs>`` (10 MD5 + 10 SHA1 keys),
+  linked as ``ntp.keys``.
+* ``-e`` / ``-q PW``: only export the identity parameters (``-e``, client files) or server
+  keys re-encrypted with PW (``-q``) of the existing identity files to stdout.
+* otherwise: the host key (``-H`` or when there is none), a sign key (``-S``; else an existing
+  one; else the host key signs), and always a new self-signed certificate (``-T`` trusted,
+  ``-P`` private; inherited from the existing certificate when neither is given).
+
+Differences from ntp-keygen: default modulus 2048 bits (``cryptography`` makes no RSA keys
+below 1024 bits; DSA keys are 1024, 2048, 3072 or 4096 bits), default scheme RSA-SHA256 (DSA-SHA1
+for a DSA sign key), files mode 0600, the default password is the ``-s`` host name (what ntpd's
+``crypto pw`` defaults to), DSA-structured exports are traditional PEM so the IFF/MV public
+values survive (REFERENCE-NOTES 6.4), exports write no certificate, and the GQ key for the
+certificate is looked up through the ``ntpkey_gqkey_<host>`` link the GQ generation makes.
+Identity key generation (``-I``, ``-G``, ``-V``) is not yet supported: see
+:data:`IDENTITY_GENERATORS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+from ntpauto.pki import keyfiles
+from ntpauto.pki.certificates import CertificateError, build_self_signed, parse_certificate
+from ntpauto.pki.keyfiles import KeyFileError
+from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_oid
+from ntpauto.wire.timestamps import ntp_seconds
+
+__all__ = [
+    "DEFAULT_DAYS",
+    "DEFAULT_MODULUS",
+    "DEFAULT_SCHEME",
+    "IDENTITY_GENERATORS",
+    "KeygenContext",
+    "KeygenError",
+    "make_symmetric_keys",
+    "register",
+    "run",
+]
+
+DEFAULT_MODULUS = 2048
+DEFAULT_SCHEME = "RSA-SHA256"
+DEFAULT_DSA_SCHEME = "DSA-SHA1"
+DEFAULT_DAYS = 365
+RSA_BITS = range(1024, 16385)
+DSA_BITS = (1024, 2048, 3072, 4096)
+MD5_KEYS = 10
+MD5_SIZE = 20
+_MD5_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
+
+
+class KeygenError(Exception):
+    """A keygen run failed; ``str()`` is the one-line message for the user."""
+
+
+@attrs.frozen
+class KeygenContext:
+    """What an identity generator (-I/-G/-V) gets: where and for whom to write."""
+
+    keysdir: Path
+    host: str
+    group: str
+    filestamp: int
+    password: bytes = attrs.field(repr=False)
+    modulus: int
+    now: float
+    stderr: TextIO = attrs.field(repr=False)
+
+
+IDENTITY_GENERATORS: dict[str, Callable[[KeygenContext, Any], Path]] = {}
+"""Identity key generators by option letter ('I' IFF, 'G' GQ, 'V' MV), filled in by the
+identity schemes; until then these options say "not yet supported".  Called with the context
+and the option's value (True, or the -V key count) after the host and sign keys and before
+the certificate; a generator writes its file with :func:`ntpauto.pki.keyfiles.write_key_file`
+(owner = group, link ``iffkey``/``gqkey``/``mvta`` with the host name) and returns its path.
+A GQ key linked as ``ntpkey_gqkey_<host>`` then goes into the certificate."""
+
+_IDENTITY_NAMES = {"I": "IFF", "G": "GQ", "V": "MV"}
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``keygen`` subcommand to the ``ntpauto`` parser."""
+    parser = subparsers.add_parser(
+        "keygen", help="make Autokey keys and certificates (ntp-keygen options)",
+        description=__doc__.splitlines()[0])
+    parser.add_argument("-H", dest="host_key", action="store_true",
+                        help="generate a new RSA host key")
+    parser.add_argument("-S", dest="sign_key", type=str.upper, choices=("RSA", "DSA"),
+                        help="generate a new sign key of this type")
+    parser.add_argument("-c", dest="scheme", metavar="SCHEME",
+                        help=f"certificate/signature scheme, e.g. RSA-MD5, RSA-SHA1, DSA-SHA1 "
+                             f"(default {DEFAULT_SCHEME}, or the existing certificate's)")
+    parser.add_argument("-T", dest="trusted", action="store_true",
+                        help="trusted certificate (EKU trustRoot)")
+    parser.add_argument("-P", dest="private", action="store_true",
+                        help="private certificate (PC scheme)")
+    parser.add_argument("-e", dest="export_params", action="store_true",
+                        help="write the identity client parameters to stdout")
+    parser.add_argument("-q", dest="export_password", metavar="PW",
+                        help="write the identity server keys, encrypted with PW, to stdout")
+    parser.add_argument("-p", dest="password", metavar="PW",
+                        help="password of the key files (default: the host name)")
+    parser.add_argument("-s", dest="name", metavar="HOST[@GROUP]",
+                        help="host name, optionally with the group (default: this host)")
+    parser.add_argument("-i", dest="group", metavar="GROUP", help="group name")
+    parser.add_argument("-m", dest="modulus", type=int, default=DEFAULT_MODULUS,
+                        metavar="BITS", help=f"host/sign key modulus (default {DEFAULT_MODULUS})")
+    parser.add_argument("-b", dest="identity_modulus", type=int, default=256, metavar="BITS",
+                        help="identity key modulus (for -I/-G/-V)")
+    parser.add_argument("-l", dest="days", type=int, default=DEFAULT_DAYS, metavar="DAYS",
+                        help=f"certificate lifetime in days (default {DEFAULT_DAYS})")
+    parser.add_argument("-M", dest="symmetric", action="store_true",
+                        help="write ntp.keys with 10 MD5 and 10 SHA1 random keys")
+    parser.add_argument("-I", dest="iff", action="store_true",
+                        help="generate IFF identity keys (not yet supported)")
+    parser.add_argument("-G", dest="gq", action="store_true",
+                        help="generate GQ identity keys (not yet supported)")
+    parser.add_argument("-V", dest="mv", type=int, metavar="NKEYS",
+                        help="generate MV identity keys for NKEYS clients (not yet supported)")
+    parser.add_argument("--keysdir", metavar="DIR", default=None,
+                        help="directory for the files and links (default: current directory)")
+    parser.set_defaults(func=run)
+
+
+def _names(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(host, group, certificate subject name) from -s and -i, as ntp-keygen forms them."""
+    host = socket.gethostname()
+    group = None
+    if args.name:
+        name_host, _, name_group = args.name.partition("@")
+        host = name_host or host
+        group = name_group or None
+    if args.group:
+        group = args.group
+    subject = f"{host}@{group}" if group else host
+    return host, group or host, subject
+
+
+def make_symmetric_keys() -> str:
+    """The lines of ntp-keygen -M: keys 1-10 MD5 (20 printable characters, no '#'),
+    keys 11-20 SHA1 (40 hex digits)."""
+    lines = []
+    for keyid in range(1, MD5_KEYS + 1):
+        secret = "".join(secrets.choice(_MD5_ALPHABET) for _ in range(MD5_SIZE))
+        lines.append(f"{keyid:2d} MD5 {secret}  # MD5 key\n")
+    for keyid in range(MD5_KEYS + 1, 2 * MD5_KEYS + 1):
+        secret = secrets.token_hex(MD5_SIZE)
+        lines.append(f"{keyid:2d} SHA1 {secret}  # SHA1 key\n")
+    return "".join(lines)
+
+
+def _generate(key_type: str, bits: int) -> Any:
+    if key_type == "RSA":
+        if bits not in RSA_BITS:
+            raise KeygenError(f"RSA modulus {bits} bits out of range (1024 to 16384)")
+        return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    if bits not in DSA_BITS:
+        raise KeygenError(f"DSA modulus must be one of {', '.join(map(str, DSA_BITS))} bits")
+    return dsa.generate_private_key(key_size=bits)
+
+
+def _key_type(key: Any) -> str:
+    return "DSA" if isinstance(key, dsa.DSAPrivateKey) else "RSA"
+
+
+class _Run:
+    """One keygen run (holds the shared state of its steps)."""
+
+    def __init__(self, args: argparse.Namespace, now: float, stdout: TextIO,
+                 stderr: TextIO) -> None:
+        self.args = args
+        self.host, self.group, self.subject = _names(args)
+        self.password = (args.password if args.password is not None else self.host).encode()
+        self.keysdir = Path(args.keysdir) if args.keysdir else Path.cwd()
+        self.filestamp = ntp_seconds(now)
+        self.now = now
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stderr)
+
+    def link(self, name: str) -> Path:
+        return self.keysdir / f"ntpkey_{name}_{self.host}"
+
+    def write(self, type_name: str, owner: str, pem: bytes, link: str) -> Path:
+        path = keyfiles.write_key_file(self.keysdir, type_name, owner, self.filestamp, pem,
+                                       link, self.host, when=self.now)
+        link_name = "ntp.keys" if link == "ntp.keys" else f"ntpkey_{link}_{self.host}"
+        self.say(f"{link_name}->{path.name}")
+        return path
+
+    def existing(self, name: str) -> keyfiles.KeyFile | None:
+        path = self.link(name)
+        try:
+            keyfiles.resolve_link(path)
+        except FileNotFoundError:
+            return None
+        return keyfiles.read_key_file(path, self.password)
+
+    # -- steps --------------------------------------------------------------------------
+
+    def symmetric(self) -> int:
+        self.keysdir.mkdir(parents=True, exist_ok=True)
+        self.say("Generating new symmetric keys file and link")
+        self.write("MD5key", self.group, make_symmetric_keys().encode(), "ntp.keys")
+        return 0
+
+    def export(self) -> int:
+        args = self.args
+        if args.export_params and args.export_password is not None:
+            raise KeygenError("-e and -q are separate runs")
+        sources = [(name, self.existing(name)) for name in ("iffkey", "gqkey", "mvta")]
+        found = [(name, kf) for name, kf in sources if kf is not None]
+        if not found:
+            raise KeygenError(f"no identity key files to export (ntpkey_iffkey_{self.host}, "
+                              f"ntpkey_gqkey_{self.host}, ntpkey_mvta_{self.host} in "
+                              f"{self.keysdir})")
+        for name, kf in found:
+            if args.export_params:
+                type_name, pem = _client_params(name, kf, self.say)
+            else:
+                type_name, pem = _server_keys(name, kf, args.export_password.encode())
+            header = keyfiles.file_header(f"ntpkey_{type_name}_{self.group}.{kf.filestamp}",
+                                          self.now)
+            self.stdout.write((header + pem).decode("ascii"))
+            self.say(f"Exported {type_name} from {kf.path.name}")
+        return 0
+
+    def generate(self) -> int:
+        args = self.args
+        if args.trusted and args.private:
+            raise KeygenError("-T and -P exclude each other")
+        if args.days <= 0:
+            raise KeygenError("-l must be at least 1 day")
+        identity = [(letter, value) for letter, value in
+                    (("I", args.iff or None), ("G", args.gq or None), ("V", args.mv))
+                    if value is not None]
+        if len(identity) > 1:
+            raise KeygenError("-I, -G and -V exclude each other")
+        for letter, _value in identity:
+            if letter not in IDENTITY_GENERATORS:
+                raise KeygenError(f"-{letter} ({_IDENTITY_NAMES[letter]} identity keys) is not "
+                                  "yet supported; it comes with the identity schemes")
+        self.keysdir.mkdir(parents=True, exist_ok=True)
+        self.say(f"Using host {self.host} group {self.group}")
+
+        host_file = None if args.host_key else self.existing("host")
+        if host_file is None:
+            self.say(f"Generating RSA keys ({args.modulus} bits)...")
+            host_key = _generate("RSA", args.modulus)
+            self.say("Generating new host file and link")
+            self.write("RSAhost", self.host, keyfiles.private_key_pem(host_key, self.password),
+                       "host")
+        else:
+            host_key = host_file.private_key
+            if _key_type(host_key) != "RSA":
+                raise KeygenError(f"{host_file.path}: the host key must be RSA")
+            self.say(f"Using host key {host_file.path.name}")
+
+        if args.sign_key:
+            self.say(f"Generating {args.sign_key} keys ({args.modulus} bits)...")
+            sign_key = _generate(args.sign_key, args.modulus)
+            self.say("Generating new sign file and link")
+            self.write(f"{args.sign_key}sign", self.host,
+                       keyfiles.private_key_pem(sign_key, self.password), "sign")
+        else:
+            sign_file = self.existing("sign")
+            sign_key = sign_file.private_key if sign_file else host_key
+            self.say(f"Using {'sign key ' + sign_file.path.name if sign_file else 'host key'}"
+                     " as sign key")
+
+        for letter, value in identity:
+            context = KeygenContext(self.keysdir, self.host, self.group, self.filestamp,
+                                    self.password, args.identity_modulus, self.now, self.stderr)
+            self.say(f"Generating {_IDENTITY_NAMES[letter]} identity keys")
+            IDENTITY_GENERATORS[letter](context, value)
+
+        old_cert = self._old_certificate()
+        profile = self._profile(sign_key, old_cert)
+        trusted, private = args.trusted, args.private
+        if not (trusted or private) and old_cert is not None:
+            trusted, private = old_cert.trusted, old_cert.private
+        gq_key = self._gq_key()
+        self.say(f"Generating new certificate {self.subject} {profile.name}")
+        der = build_self_signed(self.subject, sign_key, profile, self.filestamp, args.days,
+                                trusted=trusted, private=private, gq_key=gq_key)
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        self.say("Generating new cert file and link")
+        self.write(f"{profile.name}cert", self.host, pem, "cert")
+        return 0
+
+    def _old_certificate(self) -> Any:
+        try:
+            kf = self.existing("cert")
+            if kf is None or kf.certificate is None:
+                return None
+            return parse_certificate(kf.certificate.public_bytes(serialization.Encoding.DER))
+        except (KeyFileError, CertificateError) as exc:
+            self.say(f"ignoring the existing certificate: {exc}")
+            return None
+
+    def _profile(self, sign_key: Any, old_cert: Any) -> Any:
+        key_type = _key_type(sign_key)
+        name = self.args.scheme
+        if name is None and old_cert is not None:
+            try:
+                profile = profile_for_oid(old_cert.signature_oid)
+            except UnsupportedProfile:
+                profile = None
+            if profile is not None and profile.key_type == key_type:
+                return profile
+        if name is None:
+            name = DEFAULT_DSA_SCHEME if key_type == "DSA" else DEFAULT_SCHEME
+        try:
+            profile = get_profile(name)
+        except UnsupportedProfile as exc:
+            raise KeygenError(str(exc)) from None
+        if profile.key_type != key_type:
+            raise KeygenError(f"scheme {profile.name} needs a {profile.key_type} sign key, "
+                              f"the sign key is {key_type} (use -S {profile.key_type})")
+        return profile
+
+    def _gq_key(self) -> int | None:
+        try:
+            kf = self.existing("gqkey")
+        except KeyFileError as exc:
+            self.say(f"no GQ key in the certificate: {exc}")
+            return None
+        if kf is None or not kf.private_keys:
+            return None
+        self.say(f"Using GQ key {kf.path.name} in the certificate")
+        return kf.private_key.private_numbers().q
+
+
+def _dsa_numbers(key: Any) -> tuple[int, int, int, int, int]:
+    numbers = key.private_numbers()
+    params = numbers.public_numbers.parameter_numbers
+    return params.p, params.q, params.g, numbers.public_numbers.y, numbers.x
+
+
+def _client_params(name: str, kf: keyfiles.KeyFile,
+                   say: Callable[[str], None]) -> tuple[str, bytes]:
+    """(type, PEM) of ``-e`` for one identity file (REFERENCE-NOTES 6.1-6.3)."""
+    if name == "iffkey":
+        p, q, g, _y, b = _dsa_numbers(kf.private_key)
+        return "iffpar", keyfiles.dsa_traditional_pem(p, q, g, pow(g, q - b, p), 1)
+    if name == "gqkey":
+        numbers = kf.private_key.private_numbers()
+        public = numbers.public_numbers
+        return "gqpar", keyfiles.rsa_cuckoo_pem(public.n, public.e, 1, 1, 1, 1, 1, 1)
+    if len(kf.private_keys) < 3:
+        raise KeygenError(f"{kf.path}: an MV file needs at least 3 keys")
+    if not kf.traditional:
+        say(f"warning: {kf.path.name} is PKCS#8, whose DSA keys lost their public values; "
+            "the exported MV client key will not verify (REFERENCE-NOTES 6.4)")
+    return "mvpar", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf.private_keys[2]))
+
+
+def _server_keys(name: str, kf: keyfiles.KeyFile, password: bytes) -> tuple[str, bytes]:
+    """(type, PEM) of ``-q PW`` for one identity file."""
+    if name in ("iffkey", "gqkey"):
+        return name, keyfiles.private_key_pem(kf.private_key, password)
+    if len(kf.private_keys) < 2:
+        raise KeygenError(f"{kf.path}: an MV file needs at least 2 keys")
+    return "mvkey", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf.private_keys[1]),
+                                                 password=password)
+
+
+def run(
+    args: argparse.Namespace,
+    *,
+    clock: Callable[[], float] = time.time,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run ``ntpauto keygen`` with parsed ``args``; exit status 0, or 1 with a one-line
+    message on stderr (2 for options not supported yet)."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        job = _Run(args, clock(), out, err)
+        if args.symmetric:
+            return job.symmetric()
+        if args.export_params or args.export_password is not None:
+            return job.export()
+        return job.generate()
+    except KeygenError as exc:
+        print(f"ntpauto keygen: {exc}", file=err)
+        return 2 if "not yet supported" in str(exc) else 1
+    except (KeyFileError, CertificateError, OSError, ValueError) as exc:
+        print(f"ntpauto keygen: {exc}", file=err)
+        return 1
+
