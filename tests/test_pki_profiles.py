@@ -21,6 +21,7 @@ from ntpauto.pki.profiles import (
     UnsupportedProfile,
     digest_for_nid,
     dsa_max_signature_size,
+    dsa_signing_odds,
     get_profile,
     profile_for_oid,
 )
@@ -34,8 +35,28 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture(scope="module")
 def dsa_key() -> dsa.DSAPrivateKey:
-    """A 1024-bit DSA key with a 160-bit q, like the reference's DSA sign keys."""
-    return dsa.generate_private_key(key_size=1024)
+    """A 1024-bit DSA key with a 160-bit q in its upper quarter, as our keygen makes them."""
+    while True:
+        key = dsa.generate_private_key(key_size=1024)
+        if dsa_signing_odds(key.parameters().parameter_numbers().q) > 0.1:
+            return key
+
+
+def test_dsa_signing_odds():
+    """Full-length signatures are likely for a q near 2**160 and rare just above 2**159."""
+    assert dsa_signing_odds((1 << 160) - 1) > 0.24
+    assert dsa_signing_odds((1 << 159) + 1) < 1e-9
+
+
+def test_dsa_sign_falls_back_to_longest_valid_signature():
+    """With a key whose q makes full length nearly impossible, sign() still returns a valid
+    (shorter) signature instead of failing."""
+    while True:
+        key = dsa.generate_private_key(key_size=1024)
+        if dsa_signing_odds(key.parameters().parameter_numbers().q) < 0.02:
+            break
+    signature = DSA_SHA1.sign(key, b"data")
+    assert DSA_SHA1.verify(key.public_key(), signature, b"data")
 
 
 @pytest.mark.parametrize("profile", BUILTIN_PROFILES, ids=lambda p: p.name)

@@ -176,7 +176,13 @@ def _generate(key_type: str, bits: int) -> Any:
         return rsa.generate_private_key(public_exponent=65537, key_size=bits)
     if bits not in DSA_BITS:
         raise KeygenError(f"DSA modulus must be one of {', '.join(map(str, DSA_BITS))} bits")
-    return dsa.generate_private_key(key_size=bits)
+    # Keep q in its upper quarter so that full-length signatures, which the reference
+    # insists on, come at least one draw in nine (pki.profiles.dsa_signing_odds).
+    while True:
+        key = dsa.generate_private_key(key_size=bits)
+        q = key.parameters().parameter_numbers().q
+        if q >= 3 << (q.bit_length() - 2):
+            return key
 
 
 def _key_type(key: Any) -> str:
