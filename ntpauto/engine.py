@@ -20,9 +20,10 @@ import hashlib
 import ipaddress
 import random
 import socket
+import struct
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import frozen
 from twisted.logger import Logger
@@ -71,6 +72,11 @@ MIN_POLL = 3
 MAX_EPHEMERAL = 256
 """Cap on mobilised (passive and broadcast client) associations."""
 CRYPTO_NAK = b"\x00\x00\x00\x00"
+_REPLY = struct.Struct("!BBBbII4sQ8sQQ")
+"""A reply header with the request's poll octet and transmit timestamp copied raw."""
+_KEYID = struct.Struct("!I")
+_CLIENT_SIZES = (48, 68, 72)
+"""Client requests the fast path takes: no MAC, or a symmetric-key MAC (MD5/CMAC, SHA1)."""
 
 AUTH_NONE = 0
 AUTH_OK = 1
@@ -83,8 +89,7 @@ MODE_NAMES = {
 }
 
 
-@frozen
-class Datagram:
+class Datagram(NamedTuple):
     """A datagram for the transport to send."""
 
     data: bytes
@@ -140,6 +145,9 @@ class Engine:
         self.restrict = RestrictList.from_config(config.restrictions)
         self.limiter = RateLimiter(config.discard_average, config.discard_minimum)
         self.precision = clock.precision()
+        self._reply_base: tuple | None = None
+        self._wakeup: float | None = None
+        self._wakeup_valid = False
         self.sys = SystemVariables()
         self.associations: dict[int, Association] = {}
         self._by_address: dict[tuple[str, int], Association] = {}
@@ -154,10 +162,21 @@ class Engine:
         self._last_update_epoch: float | None = None
         self._started = False
 
+    @property
+    def sys(self) -> SystemVariables:
+        """The system variables (RFC 5905 section 11)."""
+        return self._sys
+
+    @sys.setter
+    def sys(self, value: SystemVariables) -> None:
+        self._sys = value
+        self._reply_base = None
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, now: float) -> list[Datagram]:
         """Mobilise the configured associations and schedule their first polls."""
+        self._wakeup_valid = False
         if self._started:
             return []
         self._started = True
@@ -171,6 +190,7 @@ class Engine:
 
     def stop(self) -> None:
         """Forget every association (the service is going away)."""
+        self._wakeup_valid = False
         self.associations.clear()
         self._by_address.clear()
         self._next_tick = None
@@ -233,6 +253,19 @@ class Engine:
         """Process one datagram received at NTP time ``rx`` (taken on arrival)."""
         counters = self.counters
         counters["received"] += 1
+        size = len(data)
+        if size in _CLIENT_SIZES and source[1]:
+            # Fast path: a plain or symmetric-key client request from an unrestricted source.
+            first = data[0]
+            if first & 7 == MODE_CLIENT and 0x08 <= first & 0x38 <= 0x20 \
+                    and not self.restrict.flags_for(source[0]):
+                return self._serve_fast(data, size, first, source, rx, now, local)
+        self._wakeup_valid = False
+        return self._receive_slow(data, source, rx, now, local)
+
+    def _receive_slow(self, data: bytes, source: tuple[str, int], rx: int, now: float,
+                      local: tuple[str, int] | None) -> list[Datagram]:
+        counters = self.counters
         host = source[0]
         if source[1] == 0:
             counters["badlength"] += 1
@@ -306,12 +339,8 @@ class Engine:
             kod = Header(LEAP_UNSYNC, request.version, reply_mode, 0, request.poll,
                          self.precision, 0, 0, KISS_RATE, 0, request.transmit, rx, rx)
             return [Datagram(kod.encode(), source)]
-        sys = self.sys
-        header = Header(
-            sys.leap, request.version, reply_mode, self._wire_stratum(), request.poll,
-            self.precision, to_short(sys.root_delay), to_short(self._root_dispersion(now)),
-            sys.refid, sys.reftime, request.transmit, rx, unix_to_ntp(self.clock.now()))
-        data = header.encode()
+        data = self._reply(request.version << 3, request.poll & 0xFF,
+                           request.transmit.to_bytes(8, "big"), rx, now, reply_mode)
         if auth == AUTH_OK:
             data += self.keys.sign(keyid, data)
         elif auth == AUTH_ERROR:
@@ -319,6 +348,44 @@ class Engine:
             data += CRYPTO_NAK
         counters["served"] += 1
         return [Datagram(data, source)]
+
+    def _serve_fast(self, data: bytes, size: int, first: int, source: tuple[str, int],
+                    rx: int, now: float, local: tuple[str, int] | None) -> list[Datagram]:
+        """The common server reply without building packet objects (same bytes as _serve)."""
+        keyid = None
+        if size != 48:
+            keyid = _KEYID.unpack_from(data, 48)[0]
+            if not 0 < keyid <= 65535:
+                self._wakeup_valid = False
+                return self._receive_slow(data, source, rx, now, local)
+            if not self.keys.verify(keyid, data[:48], data[52:]):
+                self.counters["badauth"] += 1
+                self.counters["served"] += 1
+                reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
+                return [Datagram(reply + CRYPTO_NAK, source)]
+        reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
+        if keyid is not None:
+            reply += self.keys.sign(keyid, reply)
+        self.counters["served"] += 1
+        return [Datagram(reply, source)]
+
+    def _reply(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,
+               mode: int) -> bytes:
+        """A server (or stateless passive) reply header: the request's version, poll and
+        transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3)."""
+        base = self._reply_base
+        if base is None:
+            sys = self._sys
+            base = self._reply_base = (
+                sys.leap << 6, self._wire_stratum(), self.precision, to_short(sys.root_delay),
+                sys.refid, sys.reftime, sys.root_dispersion, sys.epoch,
+                sys.leap != LEAP_UNSYNC)
+        leap, stratum, precision, root_delay, refid, reftime, disp, epoch, synced = base
+        if synced:
+            disp += PHI * max(now - epoch, 0.0)
+        return _REPLY.pack(leap | version_bits | mode, stratum, poll, precision, root_delay,
+                           min(int(disp * 65536.0 + 0.5), 0xFFFFFFFF), refid, reftime,
+                           origin, rx, unix_to_ntp(self.clock.now()))
 
     def _new_passive(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
                      flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
@@ -632,6 +699,7 @@ class Engine:
 
     def fire_timers(self, now: float) -> list[Datagram]:
         """Run every poll and the discipline's one-second adjustment that are due."""
+        self._wakeup_valid = False
         out: list[Datagram] = []
         for assoc in list(self.associations.values()):
             if assoc.nextdate <= now and assoc.associd in self.associations:
@@ -644,10 +712,13 @@ class Engine:
 
     def next_wakeup(self) -> float | None:
         """Reactor time of the next due timer, or None when nothing is scheduled."""
+        if self._wakeup_valid:
+            return self._wakeup
         deadline = self._next_tick
         for assoc in self.associations.values():
             if deadline is None or assoc.nextdate < deadline:
                 deadline = assoc.nextdate
+        self._wakeup, self._wakeup_valid = deadline, True
         return deadline
 
     def _poll(self, assoc: Association, now: float) -> list[Datagram]:

@@ -35,11 +35,9 @@ DEFAULT_PIVOT = 1_700_000_000.0
 
 def unix_to_ntp(t: float) -> int:
     """Unix seconds to a 64-bit NTP timestamp (the era number is dropped, as on the wire)."""
-    seconds = math.floor(t)
-    fraction = int((t - seconds) * _FRAC)
-    if fraction >= _FRAC:  # float rounding at the top of a second
-        seconds, fraction = seconds + 1, 0
-    return (((seconds + NTP_UNIX_OFFSET) % ERA_SECONDS) << 32) | fraction
+    # One multiplication: a float of Unix time has no more precision than this keeps, and
+    # masking to 64 bits drops the era as the wire does.
+    return int((t + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64
 
 
 def ntp_to_unix(ts: int, pivot: float | None = None) -> float:
