@@ -1,0 +1,232 @@
+"""Server throughput: ntpauto's stateless server against a bare Twisted UDP echo server.
+
+One run, one process tree, loopback only.  Each server runs in its own subprocess (this
+script with ``--serve``) and is measured in turn by the same windowed load generator: ``W``
+requests outstanding, a new one sent for each reply, a bounded number of requests and a
+bounded time per target.  Targets:
+
+* ``echo``     a Twisted ``DatagramProtocol`` that writes every datagram back (the ceiling
+               for any Twisted UDP server on this machine);
+* ``ntp``      ``NTPAutokeyService`` (the default stratum-1 configuration) answering plain
+               48-octet client requests;
+* ``ntp-md5``  the same service answering client requests carrying an MD5 MAC (key 1), which
+               it verifies and signs its replies with.
+
+Prints replies per second for each and the ratio to the echo server.  Goals: ``ntp`` at least
+70 % of echo, ``ntp-md5`` at least 60 %.  ``--check`` exits 1 when a goal is missed.
+
+    .venv/bin/python benchmarks/server_throughput.py [--requests N] [--window W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+TARGETS = ("echo", "ntp", "ntp-md5")
+GOALS = {"ntp": 0.70, "ntp-md5": 0.60}
+MD5_KEY = "1 MD5 benchmarksecret\n"
+
+
+# -- the servers (child processes) --------------------------------------------------------
+
+
+def serve(kind: str, keys_file: str | None) -> None:
+    """Run one server on 127.0.0.1 port 0; print ``PORT n`` once listening."""
+    from twisted.internet import reactor
+    from twisted.internet.protocol import DatagramProtocol
+
+    if kind == "echo":
+        class Echo(DatagramProtocol):
+            noisy = False
+
+            def datagramReceived(self, data: bytes, addr: tuple[str, int]) -> None:
+                self.transport.write(data, addr)
+
+        port = reactor.listenUDP(0, Echo(), interface="127.0.0.1")
+        number = port.getHost().port
+    else:
+        import attrs
+
+        from ntpauto.config import default_config
+        from ntpauto.service import NTPAutokeyService
+
+        config = default_config(port=0)
+        if keys_file:
+            config = attrs.evolve(config, keys_file=keys_file, trusted_keys=frozenset({1}))
+        service = NTPAutokeyService(config)
+        service.privilegedStartService()
+        service.startService()
+        number = service.address[1]
+    sys.stdout.write(f"PORT {number}\n")
+    sys.stdout.flush()
+    reactor.run()
+
+
+def start_server(kind: str, keys_file: str) -> tuple[subprocess.Popen, int]:
+    """Start a server subprocess and read the port it bound."""
+    argv = [sys.executable, __file__, "--serve", kind]
+    if kind == "ntp-md5":
+        argv += ["--keys", keys_file]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               env=env, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("PORT "):
+        process.kill()
+        raise RuntimeError(f"{kind} server did not start: {line!r}")
+    return process, int(line.split()[1])
+
+
+# -- the load generator -------------------------------------------------------------------
+
+
+def make_requests(count: int, md5: bool) -> list[bytes]:
+    """Distinct client requests (different transmit timestamps), MD5-signed if asked."""
+    from ntpauto.auth.keys import KeyStore, parse_keys
+    from ntpauto.cli.query import make_request
+    from ntpauto.wire.timestamps import unix_to_ntp
+
+    store = KeyStore(parse_keys(MD5_KEY), trusted=[1]) if md5 else None
+    base = unix_to_ntp(time.time())
+    return [make_request(base + (i << 12), 4, store, 1 if md5 else None)
+            for i in range(count)]
+
+
+def check_reply(kind: str, data: bytes) -> None:
+    """Make sure the server does the work we think it does."""
+    if kind == "echo":
+        return
+    from ntpauto.wire.packet import MODE_SERVER, parse
+
+    packet = parse(data)
+    assert packet.header.mode == MODE_SERVER and packet.header.stratum == 1, packet.header
+    if kind == "ntp-md5":
+        assert packet.keyid == 1 and len(packet.digest) == 16, "reply is not MD5-signed"
+
+
+def load(port: int, requests: list[bytes], total: int, window: int,
+         max_seconds: float) -> tuple[int, int, float]:
+    """Keep ``window`` requests outstanding until ``total`` replies or ``max_seconds``.
+
+    Returns (replies, sent, elapsed seconds).  Lost datagrams are replaced after a quiet
+    100 ms so that the window never shrinks for good.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ)
+    pool = len(requests)
+    sent = replies = 0
+    start = time.perf_counter()
+    deadline = start + max_seconds
+    for _ in range(min(window, total)):
+        sock.send(requests[sent % pool])
+        sent += 1
+    try:
+        while replies < total:
+            now = time.perf_counter()
+            if now > deadline:
+                break
+            if not selector.select(0.1):
+                # Quiet: assume the window was lost and refill it.
+                for _ in range(window):
+                    sock.send(requests[sent % pool])
+                    sent += 1
+                continue
+            while True:
+                try:
+                    sock.recv(2048)
+                except BlockingIOError:
+                    break
+                replies += 1
+                if sent < total:
+                    sock.send(requests[sent % pool])
+                    sent += 1
+    finally:
+        elapsed = time.perf_counter() - start
+        selector.close()
+        sock.close()
+    return replies, sent, elapsed
+
+
+def measure(kind: str, keys_file: str, args: argparse.Namespace) -> dict[str, float]:
+    """Start the server, warm it up, measure, stop it."""
+    process, port = start_server(kind, keys_file)
+    try:
+        requests = make_requests(4096, md5=(kind == "ntp-md5"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.settimeout(5)
+            probe.sendto(requests[0], ("127.0.0.1", port))
+            check_reply(kind, probe.recv(2048))
+        load(port, requests, min(2000, args.requests), args.window, 5.0)  # warm-up
+        replies, sent, elapsed = load(port, requests, args.requests, args.window,
+                                      args.max_seconds)
+    finally:
+        process.terminate()
+        process.wait(10)
+    return {"replies": replies, "sent": sent, "seconds": elapsed,
+            "rate": replies / elapsed if elapsed else 0.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100000,
+                        help="replies to wait for per target (default 100000)")
+    parser.add_argument("--window", type=int, default=32,
+                        help="requests outstanding (default 32)")
+    parser.add_argument("--max-seconds", type=float, default=15.0,
+                        help="time limit per target (default 15)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
+    parser.add_argument("--serve", choices=TARGETS, help=argparse.SUPPRESS)
+    parser.add_argument("--keys", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.keys)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="ntpauto-bench-") as directory:
+        keys_file = os.path.join(directory, "ntp.keys")
+        Path(keys_file).write_text(MD5_KEY)
+        results = {kind: measure(kind, keys_file, args) for kind in TARGETS}
+    echo = results["echo"]["rate"]
+    missed = []
+    for kind, result in results.items():
+        result["ratio"] = result["rate"] / echo if echo else 0.0
+        goal = GOALS.get(kind)
+        if goal is not None and result["ratio"] < goal:
+            missed.append(kind)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"{'target':<9} {'replies':>8} {'sent':>8} {'seconds':>8} {'replies/s':>10} "
+              f"{'vs echo':>8}  goal")
+        for kind, result in results.items():
+            goal = GOALS.get(kind)
+            verdict = "" if goal is None else (
+                f">= {goal:.0%} {'ok' if result['ratio'] >= goal else 'MISSED'}")
+            print(f"{kind:<9} {result['replies']:>8} {result['sent']:>8} "
+                  f"{result['seconds']:>8.2f} {result['rate']:>10.0f} "
+                  f"{result['ratio']:>8.1%}  {verdict}")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

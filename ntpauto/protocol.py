@@ -1,0 +1,257 @@
+"""The Twisted side of the engine: move datagrams in and out, fire the engine's timers.
+
+:class:`NTPDatagramProtocol` is the only place where NTP meets ``twisted.internet``
+(DESIGN principle 1, modelled on ``twisted.names.dns.DNSDatagramProtocol``):
+
+* ``datagramReceived`` reads the NTP clock *first thing* (the receive timestamp, RFC 5905
+  section 8), hands the octets to :meth:`Engine.receive` and writes every
+  :class:`~ntpauto.engine.Datagram` it returns.  It never raises: a bug in the engine is
+  logged with ``log.failure`` and counted as ``internal_error``, never lost in the reactor.
+* One ``callLater`` tracks :meth:`Engine.next_wakeup`; when it fires the protocol calls
+  :meth:`Engine.fire_timers` with the reactor's time, sends the result and re-arms itself.
+* Errors writing to the socket (``EPERM`` from a firewall, ``ECONNREFUSED`` left over from an
+  ICMP message, a bad address) are counted as ``send_error`` and logged, never raised.
+
+When a node listens on several addresses (one UDP port each) every port gets its own
+protocol over the same engine; the first one is the *scheduler* (it starts and stops the
+engine and owns the timer), the others pass ``scheduler=first`` and ask it to re-arm after
+each datagram they deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from ntpauto.interfaces import IClock
+from ntpauto.wire.timestamps import unix_to_ntp
+
+
+class _Reply(NamedTuple):
+    data: bytes
+    address: Any
+
+
+STALE_WAKEUP_DELAY = 0.001
+"""Seconds to wait before re-firing when the engine's next wakeup is not after the timers it
+has just run (an engine bug, contained so that it cannot spin the reactor)."""
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class NTPDatagramProtocol(DatagramProtocol):
+    """Connect an engine to one UDP port; see the module docstring.
+
+    :param engine: the sans-I/O node (:class:`ntpauto.engine.Engine`).
+    :param clock: the NTP clock (:class:`ntpauto.interfaces.IClock`) that stamps packets.
+    :param reactor: provides ``seconds()`` and ``callLater()``; the global reactor if ``None``.
+    :param scheduler: another protocol over the same engine that owns the engine's timer and
+        lifetime; ``None`` makes this protocol the owner.
+    """
+
+    log = Logger()
+    noisy = False  # the service logs what it binds; no "Starting protocol <...>" lines
+
+    def __init__(self, engine: Any, clock: IClock, reactor: Any = None, *,
+                 scheduler: NTPDatagramProtocol | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._reactor = reactor if reactor is not None else _global_reactor()
+        self._scheduler = scheduler
+        self._timer: IDelayedCall | None = None
+        self._timer_at: float | None = None
+        self._fired_at: float | None = None
+        self._running = False
+        self._local_address: tuple[str, int] | None = None
+        self._siblings: list[NTPDatagramProtocol] = []
+        self._send_errors_seen: set[str] = set()
+        if scheduler is not None:
+            scheduler._siblings.append(self)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @property
+    def owns_engine(self) -> bool:
+        """True when this protocol starts/stops the engine and runs its timer."""
+        return self._scheduler is None
+
+    def startProtocol(self) -> None:
+        """Allow broadcast if the engine wants it; the owner starts the engine."""
+        self._running = True
+        self._local_address = self._local()
+        if getattr(self.engine, "wants_broadcast", False):
+            try:
+                self.transport.setBroadcastAllowed(True)
+            except Exception:
+                self.log.failure("Cannot allow broadcast on {host}", host=self._host())
+        if self.owns_engine:
+            self._guarded(lambda: self.engine.start(self._reactor.seconds()), "start")
+        self._reschedule()
+
+    def stopProtocol(self) -> None:
+        """Cancel the timer; the owner stops the engine."""
+        self._running = False
+        self._cancel_timer()
+        if self.owns_engine:
+            try:
+                self.engine.stop()
+            except Exception:
+                self._count("internal_error")
+                self.log.failure("Engine failed to stop")
+
+    # -- packets in -------------------------------------------------------------------------
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        """Stamp, hand to the engine, send its answers, re-arm the timer.  Never raises."""
+        try:
+            rx = unix_to_ntp(self.clock.now())  # first thing: the receive timestamp
+            source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
+            out = self.engine.receive(datagram, source, rx, self._reactor.seconds(),
+                                      self._local_address)
+        except Exception:
+            self._count("internal_error")
+            self.log.failure("Failed to process a datagram from {source}", source=addr)
+        else:
+            if len(out) == 1 and out[0].address is source:
+                self._reply(out[0].data, addr)
+            elif out:
+                self._send(out)
+        self._reschedule()
+
+    def _reply(self, data: bytes, addr: Any) -> None:
+        """Answer the sender of the datagram just received.  Its address came from the
+        kernel, so Twisted's address validation in ``write`` is skipped (the busy server's
+        hot path); errors are handled as in :meth:`_send`."""
+        sock = getattr(self.transport, "socket", None)
+        if sock is None:
+            self._send((_Reply(data, addr),))
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:
+            self._send_failed(exc, addr)
+
+    # -- timers -----------------------------------------------------------------------------
+
+    def _reschedule(self) -> None:
+        """Arm one ``callLater`` at ``engine.next_wakeup()`` (delegated to the scheduler)."""
+        if self._scheduler is not None:
+            self._scheduler._reschedule()
+            return
+        if not self._running:
+            return
+        try:
+            wakeup = self.engine.next_wakeup()
+        except Exception:
+            self._count("internal_error")
+            self.log.failure("Engine failed to give its next wakeup")
+            wakeup = None
+        if wakeup is None:
+            self._cancel_timer()
+            return
+        if self._fired_at is not None and wakeup <= self._fired_at:
+            # The engine did not move its deadline past the timers it just ran: re-fire a
+            # little later rather than spin the reactor.
+            wakeup = self._fired_at + STALE_WAKEUP_DELAY
+        timer = self._timer
+        if timer is not None and timer.active():
+            if wakeup == self._timer_at:
+                return  # the common case for a busy server: nothing to move
+            timer.reset(max(0.0, wakeup - self._reactor.seconds()))
+        else:
+            self._timer = self._reactor.callLater(
+                max(0.0, wakeup - self._reactor.seconds()), self._fire)
+        self._timer_at = wakeup
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer, self._timer_at = self._timer, None, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._fired_at = now = self._reactor.seconds()
+        try:
+            out = self.engine.fire_timers(now)
+        except Exception:
+            self._count("internal_error")
+            self.log.failure("Engine failed in its timers")
+            out = ()
+        self._route(out)
+        self._reschedule()
+
+    # -- packets out ------------------------------------------------------------------------
+
+    def _route(self, datagrams: Iterable[Any]) -> None:
+        """Send timer output through the first port of the destination's address family."""
+        if not self._siblings:
+            self._send(datagrams)
+            return
+        for datagram in datagrams:
+            want_v6 = ":" in datagram.address[0]
+            chosen = self
+            for proto in (self, *self._siblings):
+                local = proto._local_address
+                if proto.transport is not None and local and (":" in local[0]) == want_v6:
+                    chosen = proto
+                    break
+            chosen._send((datagram,))
+
+    def _send(self, datagrams: Iterable[Any]) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for datagram in datagrams:
+            try:
+                transport.write(datagram.data, datagram.address)
+            except Exception as exc:
+                self._send_failed(exc, datagram.address)
+
+    def _send_failed(self, exc: Exception, destination: Any) -> None:
+        self._count("send_error")
+        kind = type(exc).__name__ + (f"/{exc.errno}" if isinstance(exc, OSError) else "")
+        if kind in self._send_errors_seen:
+            self.log.debug("Cannot send to {destination}: {error}",
+                           destination=destination, error=exc)
+        else:
+            self._send_errors_seen.add(kind)
+            self.log.warn("Cannot send to {destination}: {error} (further errors of "
+                          "this kind are logged at debug level)",
+                          destination=destination, error=exc)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _guarded(self, call: Any, what: str) -> None:
+        try:
+            out = call()
+        except Exception:
+            self._count("internal_error")
+            self.log.failure("Engine failed in {what}", what=what)
+            return
+        self._route(out or ())
+
+    def _count(self, name: str) -> None:
+        try:
+            self.engine.counters[name] += 1
+        except Exception:
+            pass
+
+    def _local(self) -> tuple[str, int] | None:
+        try:
+            host = self.transport.getHost()
+            return (host.host, host.port)
+        except Exception:
+            return None
+
+    def _host(self) -> str:
+        local = self._local()
+        return f"{local[0]}:{local[1]}" if local else "?"

@@ -1,0 +1,171 @@
+"""The embedding API: an NTP/Autokey node as a Twisted service.
+
+Five lines put a stratum-1 NTP server (or a client of the servers in a config file) into any
+Twisted program::
+
+    from ntpauto.service import NTPAutokeyService
+
+    ntp = NTPAutokeyService.from_file("/etc/ntpauto/ntp.conf")
+    ntp.setServiceParent(application)        # or: ntp.startService()
+
+Binding happens in ``privilegedStartService`` (as ``twisted.application.internet.UDPServer``
+does), so ``twistd -u ntp -g ntp ntpautokey --port 123`` binds port 123 as root and then
+drops privileges.  One UDP port is opened per ``interface`` line of the config (all of them
+share one engine); with none, the node listens on ``0.0.0.0``.  See ``docs/embedding.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ntpauto.config import Config, default_config, load_config
+from ntpauto.engine import build_engine
+from ntpauto.interfaces import IClock
+from ntpauto.ntp.clocks import SystemClock
+from ntpauto.protocol import NTPDatagramProtocol
+
+DEFAULT_INTERFACE = "0.0.0.0"
+"""Where the node listens when the config names no interface."""
+
+
+def _describe(association: Any) -> str:
+    """A short human description of one configured association, for the log."""
+    kind = getattr(association, "kind", "server")
+    address = getattr(association, "address", association)
+    text = f"{kind} {address}"
+    port = getattr(association, "port", 123)
+    if port != 123:
+        text += f" port {port}"
+    key = getattr(association, "key", None)
+    if key is not None:
+        text += f" key {key}"
+    if getattr(association, "autokey", False):
+        text += " autokey"
+    return text
+
+
+class NTPAutokeyService(MultiService):
+    """An NTP/Autokey node: one engine, one UDP port per listen address.
+
+    :param config: the node's configuration; ``default_config()`` (a stratum-1 server on
+        127.0.0.1:12300 from the local clock) when ``None``.
+    :param reactor: the reactor to listen and schedule with; the global one when ``None``.
+    :param clock: the NTP clock stamping packets; the host's :class:`SystemClock` when ``None``.
+
+    The engine is built here, so a bad keys or leap file raises at construction.
+
+    Attributes: ``config``, ``clock``, ``engine``; once listening ``protocol`` and ``port``
+    (the first listen address's), ``protocols`` and ``ports`` (all of them) and ``address``.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config | None = None, *, reactor: Any = None,
+                 clock: IClock | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else default_config()
+        self.clock = clock if clock is not None else SystemClock()
+        self._reactor = reactor
+        self.engine = build_engine(self.config, self.clock)
+        self.protocols: list[NTPDatagramProtocol] = []
+        self.ports: list[Any] = []
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> NTPAutokeyService:
+        """Load the config at ``path`` (``ConfigError`` names file and line) and build the
+        service; keyword arguments are those of the constructor."""
+        return cls(load_config(os.fspath(path)), **kwargs)
+
+    # -- what is bound ----------------------------------------------------------------------
+
+    @property
+    def protocol(self) -> NTPDatagramProtocol | None:
+        """The protocol of the first listen address (it owns the engine's timer)."""
+        return self.protocols[0] if self.protocols else None
+
+    @property
+    def port(self) -> Any:
+        """The first ``IListeningPort`` once listening, else ``None``."""
+        return self.ports[0] if self.ports else None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` actually bound by the first port (port 0 resolved), or ``None``."""
+        port = self.port
+        if port is None:
+            return None
+        host = port.getHost()
+        return (host.host, host.port)
+
+    def interfaces(self) -> list[str]:
+        """The addresses to listen on: the config's ``interface`` lines, or ``0.0.0.0``."""
+        listen = [item.address for item in self.config.listen]
+        return listen or [DEFAULT_INTERFACE]
+
+    # -- service life -----------------------------------------------------------------------
+
+    def _get_reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            return reactor
+        return self._reactor
+
+    def _listen(self) -> None:
+        """Bind one UDP port per interface; on failure unbind what was bound and raise."""
+        reactor = self._get_reactor()
+        config = self.config
+        for warning in config.warnings:
+            self.log.warn("Config warning: {warning}", warning=warning)
+        self.log.info("ntpauto configuration {path}: {count} association(s), {refclocks} "
+                      "reference clock(s)", path=config.path,
+                      count=len(config.associations), refclocks=len(config.refclocks))
+        for association in config.associations:
+            self.log.info("Association: {association}", association=_describe(association))
+        scheduler: NTPDatagramProtocol | None = None
+        try:
+            for interface in self.interfaces():
+                protocol = NTPDatagramProtocol(self.engine, self.clock, reactor,
+                                               scheduler=scheduler)
+                scheduler = scheduler or protocol
+                self.protocols.append(protocol)
+                port = reactor.listenUDP(config.port, protocol, interface=interface)
+                self.ports.append(port)
+                host = port.getHost()
+                self.log.info("NTP listening on UDP {host}:{port}", host=host.host,
+                              port=host.port)
+        except BaseException:
+            for port in reversed(self.ports):
+                port.stopListening()
+            self.ports.clear()
+            self.protocols.clear()
+            raise
+
+    def privilegedStartService(self) -> None:
+        """Bind the UDP ports (before ``twistd -u`` drops privileges)."""
+        if not self.ports:
+            self._listen()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        """Bind (if ``privilegedStartService`` did not) and start the children."""
+        if not self.ports:
+            self._listen()
+        super().startService()
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop the children, unbind every port (which stops the engine); fires when done."""
+        stopping = [defer.maybeDeferred(super().stopService)]
+        for port in reversed(self.ports):
+            stopping.append(defer.maybeDeferred(port.stopListening))
+        self.ports = []
+        self.protocols = []
+        self.log.info("ntpauto stopped")
+        done = defer.gatherResults(stopping, consumeErrors=True)
+        done.addCallback(lambda _: None)
+        return done

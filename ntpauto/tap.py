@@ -1,0 +1,73 @@
+"""``twistd ntpautokey``: command-line options and ``makeService`` for the daemon.
+
+With no options the daemon serves time from the local clock as a stratum-1 server on
+127.0.0.1:12300 (``ntpauto.config.default_config``), so ``twistd -n ntpautokey`` works without
+root.  ``--config FILE`` reads an ntp.conf-style file; ``--port`` and ``--interface`` override
+what it says.  A bad config stops twistd with ``file:line: message``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.python import usage
+
+from ntpauto.auth.keys import KeyFileError
+from ntpauto.config import ConfigError, ListenConfig, default_config, load_config
+from ntpauto.leapfile import LeapFileError
+from ntpauto.service import NTPAutokeyService
+
+LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, LeapFileError)
+"""The exceptions that mean "the configuration cannot be used" (reported as usage errors)."""
+
+
+def _port_number(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise usage.UsageError(f"--port: not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(f"--port: {port} is out of range 0-65535")
+    return port
+
+
+class Options(usage.Options):
+    """Options of ``twistd ntpautokey``."""
+
+    synopsis = "[--config FILE] [--port N] [--interface ADDR]"
+    longdesc = ("Run an NTPv4 node with Autokey (RFC 5906) authentication. Without --config "
+                "it serves the local clock as stratum 1 on 127.0.0.1:12300.")
+    optParameters = [
+        ["config", "c", None, "ntp.conf-style configuration file."],
+        ["port", "p", None, "UDP port to serve on (overrides the config; 0 picks one)."],
+        ["interface", "i", None, "Address to listen on (overrides the config's interfaces)."],
+    ]
+
+    def postOptions(self) -> None:
+        """Load the config, apply the overrides and build the service (errors as usage)."""
+        try:
+            if self["config"]:
+                config = load_config(self["config"])
+            else:
+                config = default_config()
+            changes: dict[str, Any] = {}
+            if self["port"] is not None:
+                changes["port"] = _port_number(self["port"])
+            if self["interface"]:
+                changes["listen"] = (ListenConfig(self["interface"]),)
+            if changes:
+                config = attrs.evolve(config, **changes)
+            self.config = config
+            self.service = NTPAutokeyService(config)
+        except LOAD_ERRORS as exc:
+            raise usage.UsageError(str(exc)) from exc
+
+
+def makeService(options: Options) -> NTPAutokeyService:
+    """The service for twistd (built while the options were checked)."""
+    service = getattr(options, "service", None)
+    if service is None:
+        options.postOptions()
+        service = options.service
+    return service
