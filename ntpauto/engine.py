@@ -205,9 +205,14 @@ class Engine:
         self.associations[assoc.associd] = assoc
         if not assoc.is_refclock:
             self._by_address[assoc.address] = assoc
-        log.info("mobilised {mode} association {associd} with {host}:{port}",
-                 mode=MODE_NAMES.get(assoc.hmode, assoc.hmode), associd=assoc.associd,
-                 host=assoc.address[0], port=assoc.address[1])
+        if assoc.is_refclock:
+            log.info("reference clock {host} (association {associd}) stratum {stratum}",
+                     host=assoc.address[0], associd=assoc.associd,
+                     stratum=assoc.refclock_stratum)
+        else:
+            log.info("mobilised {mode} association {associd} with {host}:{port}",
+                     mode=MODE_NAMES.get(assoc.hmode, assoc.hmode), associd=assoc.associd,
+                     host=assoc.address[0], port=assoc.address[1])
         return assoc
 
     def _demobilise(self, assoc: Association, reason: str) -> None:

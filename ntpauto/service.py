@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -27,9 +28,12 @@ from ntpauto.config import Config, default_config, load_config
 from ntpauto.engine import build_engine
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
+from ntpauto.ntp.discipline import write_drift
 from ntpauto.protocol import NTPDatagramProtocol
 
 DEFAULT_INTERFACE = "0.0.0.0"
+DRIFT_INTERVAL = 3600.0
+"""Seconds between drift file updates (ntpd: hourly)."""
 """Where the node listens when the config names no interface."""
 
 
@@ -74,6 +78,23 @@ class NTPAutokeyService(MultiService):
         self.engine = build_engine(self.config, self.clock)
         self.protocols: list[NTPDatagramProtocol] = []
         self.ports: list[Any] = []
+        if self.config.driftfile and self.engine.discipline is not None:
+            # ntpd writes the frequency hourly; so do we, and once more on the way out.
+            drift = TimerService(DRIFT_INTERVAL, self.write_drift)
+            if reactor is not None:
+                drift.clock = reactor
+            drift.setServiceParent(self)
+
+    def write_drift(self) -> None:
+        """Save the discipline's frequency estimate to the drift file (errors are logged)."""
+        ppm = self.engine.frequency_ppm
+        if ppm is None or not self.config.driftfile:
+            return
+        try:
+            write_drift(self.config.driftfile, ppm)
+        except OSError as e:
+            self.log.warn("Cannot write drift file {path}: {error}",
+                          path=self.config.driftfile, error=e)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> NTPAutokeyService:
@@ -160,6 +181,7 @@ class NTPAutokeyService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop the children, unbind every port (which stops the engine); fires when done."""
+        self.write_drift()
         stopping = [defer.maybeDeferred(super().stopService)]
         for port in reversed(self.ports):
             stopping.append(defer.maybeDeferred(port.stopListening))

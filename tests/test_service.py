@@ -324,3 +324,27 @@ def test_real_socket_authenticated_query(tmp_path: Path) -> None:
         stop(service)
     assert result["authenticated"] is True
     assert service.engine.counters["badauth"] == 1
+
+
+def test_drift_file_written_when_discipline_enabled(tmp_path):
+    """With `enable ntp` and a driftfile the frequency is saved hourly and on stop;
+    the clock itself is simulated and never the host's."""
+    from twisted.internet import task
+
+    from ntpauto.config import parse_config
+    from ntpauto.ntp.clocks import SimulatedClock
+    from ntpauto.service import NTPAutokeyService
+
+    drift = tmp_path / "ntp.drift"
+    config = parse_config(f"localclock stratum 1\nenable ntp\ndriftfile {drift}\n",
+                          str(tmp_path / "ntp.conf"))
+    clock = task.Clock()
+    service = NTPAutokeyService(config, reactor=clock, clock=SimulatedClock(clock.seconds))
+    service.engine.discipline.frequency = 12.5e-6
+    service.write_drift()
+    assert float(drift.read_text()) == 12.5
+    service.engine.discipline.frequency = -3e-6
+    drift_timer = [s for s in service if hasattr(s, "step")][0]
+    drift_timer.startService()
+    clock.advance(3600)
+    assert float(drift.read_text()) == -3.0

@@ -7,6 +7,7 @@ time source (normally the reactor's ``seconds()`` of a ``task.Clock``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -23,11 +24,19 @@ class SystemClock:
         return time.time()
 
     def precision(self) -> int:
-        resolution = time.get_clock_info("time").resolution
-        bits = -1
-        while 2.0**bits > resolution and bits > -30:
-            bits -= 1
-        return bits
+        """log2 of the time to read the clock, as ntpd measures it: the smallest positive
+        step between successive readings, never finer than the clock's resolution."""
+        step = max(time.get_clock_info("time").resolution, 1e-9)
+        smallest = None
+        last = time.time_ns()
+        for _ in range(64):
+            now = time.time_ns()
+            if now > last and (smallest is None or now - last < smallest):
+                smallest = now - last
+            last = now
+        if smallest is not None:
+            step = max(step, smallest * 1e-9)
+        return max(math.ceil(math.log2(step)), -30)
 
     def step(self, offset: float) -> None:
         time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) + offset)
