@@ -96,11 +96,42 @@ def main() -> None:
         ("floor: hashlib MD5, 16 octets", md5_block, 1),
         ("floor: hashlib MD5, 16+48 octets", md5_mac, 1),
     ]
+    cases += signature_cases()
     print(f"{'case':<36} {'ops/s':>12} {'us/op':>9} {'MD5s/op':>8}")
     print("-" * 68)
     for name, func, md5s in cases:
         calls, elapsed = measure(func, seconds)
         print(f"{name:<36} {calls / elapsed:>12,.0f} {1e6 * elapsed / calls:>9.2f} {md5s:>8}")
+
+
+def signature_cases() -> list[tuple[str, Callable[[], object], int]]:
+    """Sign and verify of a 64-octet signed value (an AUTO response's octets) per profile, at
+    1024 bits (cryptography generates no smaller keys) and at our default 2048 bits."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+    from ntpauto.pki.profiles import BUILTIN_PROFILES
+
+    data = bytes(range(64))
+    keys = {("RSA", 1024): rsa.generate_private_key(public_exponent=65537, key_size=1024),
+            ("RSA", 2048): rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            ("DSA", 1024): dsa.generate_private_key(key_size=1024)}
+    cases: list[tuple[str, Callable[[], object], int]] = []
+    for profile in BUILTIN_PROFILES:
+        for (key_type, bits), key in keys.items():
+            if key_type != profile.key_type:
+                continue
+            signature = profile.sign(key, data)
+            public = key.public_key()
+
+            def sign(profile=profile, key=key) -> object:
+                return profile.sign(key, data)
+
+            def verify(profile=profile, public=public, signature=signature) -> object:
+                return profile.verify(public, signature, data)
+
+            cases.append((f"sign {profile.name} {bits}", sign, 0))
+            cases.append((f"verify {profile.name} {bits}", verify, 0))
+    return cases
 
 
 if __name__ == "__main__":
