@@ -57,8 +57,14 @@ class ISignatureProfile(Interface):
 class IIdentityScheme(Interface):
     """One Autokey identity scheme bound to its keys (RFC 5906 appendices B-G).
 
-    Client side: ``make_challenge`` then ``verify_response``.  Server side: ``respond``.
-    TC and PC carry no challenge (``message_code`` 0).
+    Client side: ``make_challenge`` then ``verify_response`` (after ``for_peer`` when the
+    scheme needs something from the peer's certificate, as GQ does).  Server side:
+    ``respond``.  TC and PC carry no challenge (``message_code`` 0): ``make_challenge`` and
+    ``respond`` raise ValueError and ``verify_response`` is False.
+
+    Filestamps (reference: REFERENCE-NOTES 5.8): a request carries ``client_filestamp``, a
+    response ``server_filestamp``; the requester checks the response's with
+    ``accepts_filestamp``.
     """
 
     name = Attribute("Scheme name: 'tc', 'pc', 'iff', 'gq', 'mv' or a plugin's.")
@@ -67,15 +73,31 @@ class IIdentityScheme(Interface):
     files = Attribute("Tuple of file names (ntpkey_* links) the scheme reads.")
     can_respond = Attribute("True when the server key is loaded.")
     can_challenge = Attribute("True when the client parameters are loaded.")
+    server_filestamp = Attribute(
+        "Filestamp of the server key file (the Filestamp of responses), or None.")
+    client_filestamp = Attribute(
+        "Filestamp of the client parameter file (the Filestamp of requests), or None.")
 
     def make_challenge() -> bytes:
-        """Return a fresh challenge value to send in a request."""
+        """Return a fresh challenge value to send in a request; ValueError without the client
+        parameters."""
 
     def verify_response(challenge: bytes, response: bytes) -> bool:
-        """True when ``response`` proves knowledge of the group key for ``challenge``."""
+        """True when ``response`` proves knowledge of the group key for ``challenge``; False
+        for any malformed response (never raises for bad input)."""
 
     def respond(challenge: bytes) -> bytes:
-        """Build the response value for a client's challenge; ValueError when malformed."""
+        """Build the response value for a client's challenge; ValueError when malformed or
+        when the server key is not loaded."""
+
+    def accepts_filestamp(filestamp: int) -> bool:
+        """The requester's check of a response's Filestamp against ``client_filestamp``
+        (reference: IFF and MV require equality, GQ at least the client's)."""
+
+    def for_peer(certificate) -> IIdentityScheme:
+        """The scheme to use with a peer whose trusted certificate is ``certificate`` (a
+        ``ntpauto.pki.certificates.CertInfo``): GQ takes the peer's public key from its
+        Subject Key Identifier; the other schemes return themselves."""
 
 
 class IIdentitySchemeFactory(Interface):
@@ -87,9 +109,12 @@ class IIdentitySchemeFactory(Interface):
     scheme_name = Attribute("Name used on the command line and in ntp.conf.")
     help_text = Attribute("One paragraph describing the scheme.")
     argstring_format = Attribute("Format of the argument string, e.g. 'KEYSDIR:GROUP'.")
+    status_bit = Attribute("Status-word bit of the schemes it builds (0 for TC).")
+    message_code = Attribute("Extension field code of their exchange (0 when none).")
 
     def from_argstring(argstring: str) -> IIdentityScheme:
-        """Build a scheme from ``--ident SCHEME:ARGS``."""
+        """Build a scheme from ``--ident SCHEME:ARGS`` (``ARGS`` without the scheme name)."""
 
-    def from_keysdir(keysdir: str, group: str) -> IIdentityScheme:
-        """Build a scheme from the ntpkey_* files of ``group`` in ``keysdir``."""
+    def from_keysdir(keysdir: str, group: str, password=None) -> IIdentityScheme:
+        """Build a scheme from the ntpkey_* files of ``group`` in ``keysdir``; ``password``
+        decrypts the server key."""

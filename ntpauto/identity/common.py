@@ -1,0 +1,612 @@
+"""What the Autokey identity schemes share: digest of a bignum, the challenge codec, the
+DER SEQUENCE of INTEGERs of the responses, primality testing, file helpers and the common
+scheme/factory machinery.
+
+reference: REFERENCE-NOTES 6 (common part):
+
+* h(X) ("digest-of-bignum") = MD5 of the minimal big-endian octets of X (0 is the empty
+  string), the 16-octet digest read as an unsigned big-endian integer -- always MD5,
+  whatever ``crypto digest`` says;
+* challenge: r = 8*L random bits with the least significant bit forced to 1, reduced mod M
+  (M = q for IFF, n for GQ, p for MV; L = octets of M).  The reference writes r left-aligned
+  in its L-octet buffer (a bug when r is shorter); we write it as a fixed L-octet big-endian
+  integer, which the reference reads correctly.  The responder reads the challenge as an
+  unsigned integer over all of its V octets;
+* responses are DER ``SEQUENCE { INTEGER ... }`` (2 INTEGERs for IFF and GQ, 3 for MV).
+
+Server-side input checks (a challenge of length 0, longer than the modulus, or not below it)
+raise ValueError, which the responder turns into an error response.  Client-side, a response
+that is not exactly the expected SEQUENCE is simply not verified (False).
+
+Randomness is injectable everywhere as a ``randbits``-like callable (``secrets.randbits`` by
+default), so tests can be deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from zope.interface import implementer
+
+from ntpauto.interfaces import IIdentityScheme
+from ntpauto.pki import keyfiles
+from ntpauto.pki.keyfiles import KeyFileError
+
+__all__ = [
+    "SMALL_PRIMES",
+    "ChallengeResponseScheme",
+    "IdentitySchemeError",
+    "InvalidIdentityArguments",
+    "KeysdirSchemeFactory",
+    "MissingKeyError",
+    "NoExchangeScheme",
+    "RandBits",
+    "UnknownIdentityScheme",
+    "bignum_bytes",
+    "bignum_digest",
+    "challenge_value",
+    "decode_challenge",
+    "decode_der_integers",
+    "dsa_fields",
+    "encode_challenge",
+    "encode_der_integers",
+    "file_present",
+    "is_probable_prime",
+    "jacobi",
+    "link_path",
+    "make_challenge",
+    "octet_length",
+    "parse_keysdir_argstring",
+    "random_prime",
+    "random_top_bits",
+    "read_identity_file",
+    "rsa_fields",
+]
+
+RandBits = Callable[[int], int]
+"""A ``random.getrandbits``-like source: ``rng(k)`` returns k random bits as an int."""
+
+
+class MissingKeyError(ValueError):
+    """The scheme lacks the key or parameters this operation needs (e.g. ``respond`` without
+    the server key); a ValueError, so the responder answers with an error response."""
+
+
+class IdentitySchemeError(Exception):
+    """Base of the registry's errors (unknown scheme, bad argument string)."""
+
+
+class UnknownIdentityScheme(IdentitySchemeError, LookupError):
+    """No identity scheme plugin has this name."""
+
+
+class InvalidIdentityArguments(IdentitySchemeError, ValueError):
+    """The argument string of ``--ident SCHEME:ARGS`` is not what the scheme takes."""
+
+
+def _rng(rng: RandBits | None) -> RandBits:
+    return rng if rng is not None else secrets.randbits
+
+
+# --- integers and digests ---------------------------------------------------------------
+
+
+def octet_length(value: int) -> int:
+    """Octets of the minimal big-endian encoding of ``value`` (0 for 0)."""
+    return (value.bit_length() + 7) // 8
+
+
+def bignum_bytes(value: int) -> bytes:
+    """The minimal unsigned big-endian octets of ``value`` (OpenSSL BN_bn2bin; 0 -> b'')."""
+    if value < 0:
+        raise ValueError("negative bignum")
+    return value.to_bytes(octet_length(value), "big")
+
+
+def bignum_digest(value: int) -> int:
+    """h(X): MD5 of ``bignum_bytes(X)`` as an unsigned big-endian integer (REFERENCE-NOTES 6;
+    always MD5)."""
+    return int.from_bytes(hashlib.md5(bignum_bytes(value)).digest(), "big")
+
+
+def random_top_bits(bits: int, rng: RandBits | None = None) -> int:
+    """A random integer of exactly ``bits`` bits (most significant bit forced to 1)."""
+    if bits < 1:
+        raise ValueError("bits must be at least 1")
+    return _rng(rng)(bits) | (1 << (bits - 1))
+
+
+# --- challenges ---------------------------------------------------------------------------
+
+
+def challenge_value(modulus: int, rng: RandBits | None = None) -> int:
+    """r = (8*L random bits, least significant bit forced to 1) mod ``modulus``, L = octets of
+    the modulus (REFERENCE-NOTES 6)."""
+    if modulus < 2:
+        raise ValueError("challenge modulus must be at least 2")
+    return (_rng(rng)(8 * octet_length(modulus)) | 1) % modulus
+
+
+def encode_challenge(value: int, modulus: int) -> bytes:
+    """``value`` as a fixed L-octet big-endian integer, L = octets of ``modulus``."""
+    if not 0 <= value < modulus:
+        raise ValueError("challenge out of range")
+    return value.to_bytes(octet_length(modulus), "big")
+
+
+def make_challenge(modulus: int, rng: RandBits | None = None) -> bytes:
+    """A fresh challenge value field for ``modulus``: L octets."""
+    return encode_challenge(challenge_value(modulus, rng), modulus)
+
+
+def decode_challenge(data: bytes, modulus: int) -> int:
+    """The responder's reading of a challenge: unsigned big-endian over all V octets.
+
+    ValueError when V is 0, V exceeds the octets of ``modulus``, or the value is not below
+    ``modulus`` (the responder's input checks)."""
+    if not data:
+        raise ValueError("empty identity challenge")
+    if len(data) > octet_length(modulus):
+        raise ValueError(f"identity challenge of {len(data)} octets is longer than the "
+                         f"modulus ({octet_length(modulus)} octets)")
+    value = int.from_bytes(data, "big")
+    if value >= modulus:
+        raise ValueError("identity challenge is not below the modulus")
+    return value
+
+
+# --- DER SEQUENCE { INTEGER ... } ----------------------------------------------------------
+
+_TAG_SEQUENCE = 0x30
+_TAG_INTEGER = 0x02
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes(octet_length(length), "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _der_tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def encode_der_integers(*values: int) -> bytes:
+    """DER ``SEQUENCE { INTEGER v1, INTEGER v2, ... }`` of non-negative integers (what the
+    reference's i2d_DSA_SIG / i2d_DSAparams produce)."""
+    body = bytearray()
+    for value in values:
+        if value < 0:
+            raise ValueError("negative INTEGER")
+        body += _der_tlv(_TAG_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+    return _der_tlv(_TAG_SEQUENCE, bytes(body))
+
+
+def _read_tlv(data: bytes, offset: int, tag: int) -> tuple[int, int]:
+    """(start, end) of the content of the strict-DER TLV with ``tag`` at ``offset``."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated DER")
+    if data[offset] != tag:
+        raise ValueError(f"DER tag {data[offset]:#04x}, expected {tag:#04x}")
+    first = data[offset + 1]
+    position = offset + 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4:
+            raise ValueError("indefinite or oversized DER length")
+        if position + count > len(data):
+            raise ValueError("truncated DER length")
+        raw = data[position:position + count]
+        if raw[0] == 0:
+            raise ValueError("non-minimal DER length")
+        length = int.from_bytes(raw, "big")
+        if length < 0x80:
+            raise ValueError("non-minimal DER length")
+        position += count
+    end = position + length
+    if end > len(data):
+        raise ValueError("truncated DER content")
+    return position, end
+
+
+def decode_der_integers(data: bytes, count: int | None = None) -> tuple[int, ...]:
+    """The non-negative INTEGERs of a strict DER ``SEQUENCE { INTEGER ... }`` occupying all of
+    ``data``; ValueError for anything else (other tags, trailing octets, non-minimal or
+    negative integers, or not ``count`` of them when given)."""
+    data = bytes(data)
+    start, end = _read_tlv(data, 0, _TAG_SEQUENCE)
+    if end != len(data):
+        raise ValueError("octets after the DER SEQUENCE")
+    values: list[int] = []
+    offset = start
+    while offset < end:
+        first, last = _read_tlv(data[:end], offset, _TAG_INTEGER)
+        content = data[first:last]
+        if not content:
+            raise ValueError("empty DER INTEGER")
+        if content[0] & 0x80:
+            raise ValueError("negative DER INTEGER")
+        if len(content) > 1 and content[0] == 0 and not content[1] & 0x80:
+            raise ValueError("non-minimal DER INTEGER")
+        values.append(int.from_bytes(content, "big"))
+        offset = last
+    if count is not None and len(values) != count:
+        raise ValueError(f"{len(values)} INTEGERs, expected {count}")
+    return tuple(values)
+
+
+# --- primes -------------------------------------------------------------------------------
+
+
+def _small_primes(limit: int) -> tuple[int, ...]:
+    sieve = bytearray([1]) * limit
+    sieve[0:2] = b"\x00\x00"
+    for n in range(2, math.isqrt(limit) + 1):
+        if sieve[n]:
+            sieve[n * n::n] = bytes(len(range(n * n, limit, n)))
+    return tuple(n for n in range(limit) if sieve[n])
+
+
+SMALL_PRIMES = _small_primes(1 << 16)
+"""The primes below 65536 (trial division and sieving)."""
+
+_TRIAL = SMALL_PRIMES[:300]
+_TRIAL_PRODUCT = math.prod(_TRIAL)
+
+
+def _rounds(bits: int) -> int:
+    """Miller-Rabin rounds for a random candidate (OpenSSL 1.1 BN_prime_checks_for_size:
+    error below 2^-80 for random inputs)."""
+    for limit, rounds in ((3747, 3), (1345, 4), (476, 5), (400, 6), (347, 7), (308, 8),
+                          (55, 27)):
+        if bits >= limit:
+            return rounds
+    return 34
+
+
+def is_probable_prime(n: int, rounds: int | None = None, rng: RandBits | None = None) -> bool:
+    """Miller-Rabin with random bases after trial division by small primes; ``rounds``
+    defaults to the count OpenSSL uses for random candidates of this size."""
+    if n < 2:
+        return False
+    if n < _TRIAL[-1] ** 2:
+        return all(n % p for p in _TRIAL if p * p <= n) or n in _TRIAL
+    if math.gcd(n, _TRIAL_PRODUCT) != 1:
+        return False
+    return _miller_rabin(n, rounds if rounds is not None else _rounds(n.bit_length()), rng)
+
+
+def _miller_rabin(n: int, rounds: int, rng: RandBits | None = None) -> bool:
+    randbits = _rng(rng)
+    d, s = n - 1, 0
+    while not d & 1:
+        d >>= 1
+        s += 1
+    bits = n.bit_length()
+    for _ in range(rounds):
+        a = 2 + randbits(bits) % (n - 3)
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def random_prime(bits: int, rng: RandBits | None = None, *, top_two: bool = False) -> int:
+    """A random prime of exactly ``bits`` bits (``top_two``: the two top bits set, so a
+    product of two such primes has exactly the sum of their sizes)."""
+    if bits < 2:
+        raise ValueError("a prime needs at least 2 bits")
+    randbits = _rng(rng)
+    while True:
+        candidate = random_top_bits(bits, randbits) | 1
+        if top_two and bits >= 2:
+            candidate |= 1 << (bits - 2)
+        if candidate.bit_length() == bits and is_probable_prime(candidate, rng=randbits):
+            return candidate
+
+
+def jacobi(a: int, n: int) -> int:
+    """The Jacobi symbol (a/n) for odd n > 0: 1, -1, or 0 when gcd(a, n) > 1."""
+    if n <= 0 or not n & 1:
+        raise ValueError("the Jacobi symbol needs an odd positive modulus")
+    a %= n
+    result = 1
+    while a:
+        while not a & 1:
+            a >>= 1
+            if n & 7 in (3, 5):
+                result = -result
+        a, n = n, a
+        if a & 3 == 3 and n & 3 == 3:
+            result = -result
+        a %= n
+    return result if n == 1 else 0
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def file_present(path: str | os.PathLike[str]) -> bool:
+    """True when the ``ntpkey_*`` file or link exists (following links and link stubs)."""
+    try:
+        keyfiles.resolve_link(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_identity_file(path: str | os.PathLike[str], password: str | bytes | None,
+                       kinds: Sequence[str]) -> keyfiles.KeyFile:
+    """Read an identity file with :func:`ntpauto.pki.keyfiles.read_key_file` and check that it
+    holds private keys and, when its name says, is one of ``kinds`` (e.g. ``("iffkey",)``).
+    Raises :class:`~ntpauto.pki.keyfiles.KeyFileError`."""
+    key_file = keyfiles.read_key_file(path, password)
+    if key_file.kind is not None and key_file.kind not in kinds:
+        raise KeyFileError(key_file.path, f"is a {key_file.type_name} file, expected "
+                                          f"{' or '.join(kinds)}")
+    if not key_file.private_keys:
+        raise KeyFileError(key_file.path, "holds no key")
+    return key_file
+
+
+def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
+    """(p, q, g, private x, public y) of a DSA "cuckoo" key as loaded (for PKCS#8 files the
+    public value is g^x mod p, recomputed on load: REFERENCE-NOTES 6.4)."""
+    try:
+        numbers = key.private_numbers()
+        params = numbers.public_numbers.parameter_numbers
+        return params.p, params.q, params.g, numbers.x, numbers.public_numbers.y
+    except AttributeError:
+        raise KeyFileError(path, "not a DSA-structured key") from None
+
+
+def rsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
+    """(n, e, d, p, q) of an RSA "cuckoo" key (GQ, REFERENCE-NOTES 6.2)."""
+    try:
+        numbers = key.private_numbers()
+        return numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, \
+            numbers.q
+    except AttributeError:
+        raise KeyFileError(path, "not an RSA-structured key") from None
+
+
+def parse_keysdir_argstring(argstring: str, scheme: str) -> tuple[str, str, str | None]:
+    """Split ``KEYSDIR:GROUP[:PASSWORD]`` (the password may contain ':')."""
+    parts = argstring.split(":", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise InvalidIdentityArguments(
+            f"{scheme} takes KEYSDIR:GROUP[:PASSWORD], not {argstring!r}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+# --- schemes ------------------------------------------------------------------------------
+
+
+@implementer(IIdentityScheme)
+class NoExchangeScheme:
+    """Base of the schemes without a challenge-response exchange (TC, PC): ``make_challenge``
+    and ``respond`` raise ValueError, ``verify_response`` and ``accepts_filestamp`` are
+    False, ``for_peer`` returns the scheme itself."""
+
+    name: ClassVar[str] = ""
+    status_bit: ClassVar[int] = 0
+    message_code: ClassVar[int] = 0
+    files: tuple[str, ...] = ()
+    can_respond = False
+    can_challenge = False
+    server_filestamp: int | None = None
+    client_filestamp: int | None = None
+
+    def make_challenge(self) -> bytes:
+        """No challenge exists: ValueError."""
+        raise ValueError(f"the {self.name.upper()} scheme has no identity exchange")
+
+    def verify_response(self, challenge: bytes, response: bytes) -> bool:
+        """Always False: no response proves a TC/PC identity."""
+        return False
+
+    def respond(self, challenge: bytes) -> bytes:
+        """No exchange to answer: ValueError (the responder sends an error response)."""
+        raise ValueError(f"the {self.name.upper()} scheme has no identity exchange")
+
+    def accepts_filestamp(self, filestamp: int) -> bool:
+        """Always False: there is no identity response."""
+        return False
+
+    def for_peer(self, certificate: Any) -> NoExchangeScheme:
+        """The scheme itself."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+@implementer(IIdentityScheme)
+class ChallengeResponseScheme:
+    """Common part of IFF, GQ and MV: challenge codec, input checks, DER, filestamps.
+
+    Subclasses set the class attributes and implement ``_server_modulus``,
+    ``_client_modulus``, ``_respond(r, length)`` and ``_verify(r, integers)``.  ``server`` and
+    ``client`` are the scheme's parameter objects (``None`` when not loaded)."""
+
+    name: ClassVar[str] = ""
+    status_bit: ClassVar[int] = 0
+    message_code: ClassVar[int] = 0
+    response_integers: ClassVar[int] = 2
+    filestamp_at_least: ClassVar[bool] = False
+    """GQ: the response Filestamp may be newer than the client's (reference: >=)."""
+
+    def __init__(self, *, server: Any = None, client: Any = None,
+                 server_filestamp: int | None = None, client_filestamp: int | None = None,
+                 files: Sequence[str] = (), rng: RandBits | None = None) -> None:
+        self.server = server
+        self.client = client
+        self.server_filestamp = server_filestamp if server is not None else None
+        self.client_filestamp = client_filestamp if client is not None else None
+        self.files = tuple(files)
+        self.rng = _rng(rng)
+
+    @property
+    def can_respond(self) -> bool:
+        """True when the server key is loaded."""
+        return self.server is not None
+
+    @property
+    def can_challenge(self) -> bool:
+        """True when the client parameters are loaded."""
+        return self.client is not None
+
+    server_kind: ClassVar[str] = ""
+    """Link kind of the server key, e.g. 'iffkey' (``ntpkey_iffkey_<group>``)."""
+    client_kind: ClassVar[str] = ""
+    """Link kind of the client parameters, e.g. 'iffpar'."""
+
+    @classmethod
+    def load_server_key(cls, path: str | os.PathLike[str],
+                        password: str | bytes | None) -> tuple[Any, int | None]:
+        """(server parameters, filestamp) read from ``path``."""
+        raise NotImplementedError
+
+    @classmethod
+    def load_client_parameters(cls, path: str | os.PathLike[str]) -> tuple[Any, int | None]:
+        """(client parameters, filestamp) read from ``path`` (never encrypted)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_files(cls, server_key: str | os.PathLike[str] | None = None,
+                   client_parameters: str | os.PathLike[str] | None = None,
+                   password: str | bytes | None = None,
+                   rng: RandBits | None = None) -> Any:
+        """The scheme with the server key and/or client parameters read from these files;
+        KeyFileError when one is unusable."""
+        server = client = None
+        server_filestamp = client_filestamp = None
+        files = []
+        if server_key is not None:
+            server, server_filestamp = cls.load_server_key(server_key, password)
+            files.append(Path(server_key).name)
+        if client_parameters is not None:
+            client, client_filestamp = cls.load_client_parameters(client_parameters)
+            files.append(Path(client_parameters).name)
+        return cls(server=server, client=client, server_filestamp=server_filestamp,
+                   client_filestamp=client_filestamp, files=files, rng=rng)
+
+    @classmethod
+    def from_keysdir(cls, keysdir: str | os.PathLike[str], group: str,
+                     password: str | bytes | None = None, rng: RandBits | None = None) -> Any:
+        """The scheme from ``ntpkey_<server_kind>_<group>`` and ``ntpkey_<client_kind>_<group>``
+        in ``keysdir``, whichever exist (REFERENCE-NOTES 7.4); KeyFileError when neither
+        does."""
+        server_path = link_path(keysdir, cls.server_kind, group)
+        client_path = link_path(keysdir, cls.client_kind, group)
+        server = server_path if file_present(server_path) else None
+        client = client_path if file_present(client_path) else None
+        if server is None and client is None:
+            raise KeyFileError(keysdir, f"no {cls.name.upper()} files for group {group!r} "
+                                        f"(neither {server_path.name} nor {client_path.name})")
+        return cls.from_files(server, client, password, rng)
+
+    def _server_modulus(self) -> int:
+        raise NotImplementedError
+
+    def _client_modulus(self) -> int:
+        raise NotImplementedError
+
+    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
+        raise NotImplementedError
+
+    def make_challenge(self) -> bytes:
+        """A fresh L-octet challenge (REFERENCE-NOTES 6); MissingKeyError without the client
+        parameters."""
+        if self.client is None:
+            raise MissingKeyError(f"{self.name.upper()} client parameters are not loaded")
+        return make_challenge(self._client_modulus(), self.rng)
+
+    def respond(self, challenge: bytes) -> bytes:
+        """The DER response to ``challenge``; ValueError for a malformed challenge (empty,
+        longer than the modulus, not below it) and MissingKeyError without the server
+        key."""
+        if self.server is None:
+            raise MissingKeyError(f"{self.name.upper()} server key is not loaded")
+        r = decode_challenge(bytes(challenge), self._server_modulus())
+        return encode_der_integers(*self._respond(r, len(challenge)))
+
+    def verify_response(self, challenge: bytes, response: bytes) -> bool:
+        """True when ``response`` answers ``challenge`` (which we sent); False without the
+        client parameters, for any malformed response, and for a zero challenge (which
+        ``make_challenge`` does not produce and which anybody could answer)."""
+        r = int.from_bytes(bytes(challenge), "big")
+        if self.client is None or r == 0:
+            return False
+        try:
+            integers = decode_der_integers(bytes(response), self.response_integers)
+        except ValueError:
+            return False
+        return self._verify(r, integers)
+
+    def accepts_filestamp(self, filestamp: int) -> bool:
+        """The response Filestamp must equal ours (IFF, MV) or be at least ours (GQ)."""
+        if self.client_filestamp is None:
+            return False
+        if self.filestamp_at_least:
+            return filestamp >= self.client_filestamp
+        return filestamp == self.client_filestamp
+
+    def for_peer(self, certificate: Any) -> ChallengeResponseScheme:
+        """The scheme itself (GQ overrides this)."""
+        return self
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} respond={self.can_respond} "
+                f"challenge={self.can_challenge} files={self.files!r}>")
+
+
+def link_path(keysdir: str | os.PathLike[str], kind: str, group: str) -> Path:
+    """``KEYSDIR/ntpkey_<kind>_<group>``, the name ntpd opens (REFERENCE-NOTES 7.4)."""
+    return Path(keysdir) / f"ntpkey_{kind}_{group}"
+
+
+class KeysdirSchemeFactory:
+    """Common part of the IFF, GQ and MV factories: ``KEYSDIR:GROUP[:PASSWORD]`` argument
+    strings and ``from_keysdir`` delegating to the scheme class's ``from_keysdir``."""
+
+    scheme_name: ClassVar[str] = ""
+    help_text: ClassVar[str] = ""
+    argstring_format: ClassVar[str] = "KEYSDIR:GROUP[:PASSWORD]"
+    status_bit: ClassVar[int] = 0
+    message_code: ClassVar[int] = 0
+    scheme_class: ClassVar[Any] = None
+
+    def from_argstring(self, argstring: str) -> Any:
+        """Build the scheme from ``KEYSDIR:GROUP[:PASSWORD]``; InvalidIdentityArguments for
+        another shape, KeyFileError for unusable files."""
+        keysdir, group, password = parse_keysdir_argstring(argstring, self.scheme_name)
+        return self.from_keysdir(keysdir, group, password)
+
+    def from_keysdir(self, keysdir: str | os.PathLike[str], group: str,
+                     password: str | bytes | None = None) -> Any:
+        """Build the scheme from ``ntpkey_<scheme>key_<group>`` (server key, decrypted with
+        ``password``) and ``ntpkey_<scheme>par_<group>`` (client parameters), whichever
+        exist; KeyFileError when neither does or one is unusable."""
+        return self.scheme_class.from_keysdir(keysdir, group, password)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.scheme_name!r}>"

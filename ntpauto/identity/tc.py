@@ -1,0 +1,59 @@
+"""TC, the trusted-certificate identity scheme (RFC 5906 section 6.1 and appendix B):
+identity by a certificate trail up to a self-signed certificate with EKU "Trust Root".
+
+reference: REFERENCE-NOTES 6.4 (TC bullet), 5.2-5.3 (the CERT exchange that builds the trail).
+TC has no identity exchange of its own, no status bit (0) and no message code (0): the
+certificate trail is handled by :mod:`ntpauto.pki.certificates` and the Autokey state machine.
+The scheme object exists so that all five schemes are found and configured the same way;
+its exchange methods refuse (``make_challenge``/``respond`` raise ValueError,
+``verify_response`` is False).  It reads no files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from ntpauto.identity.common import InvalidIdentityArguments, NoExchangeScheme
+from ntpauto.interfaces import IIdentitySchemeFactory
+
+__all__ = ["TCScheme", "TCSchemeFactory"]
+
+
+class TCScheme(NoExchangeScheme):
+    """Trust by certificate trail: no challenge, no response."""
+
+    name: ClassVar[str] = "tc"
+    status_bit: ClassVar[int] = 0
+    message_code: ClassVar[int] = 0
+
+
+@implementer(IPlugin, IIdentitySchemeFactory)
+class TCSchemeFactory:
+    """Builds :class:`TCScheme`; it takes no arguments (``--ident tc``)."""
+
+    scheme_name: ClassVar[str] = "tc"
+    help_text: ClassVar[str] = (
+        "TC (trusted certificate) identity: trust follows the certificate trail to a "
+        "self-signed certificate marked trustRoot (ntpauto keygen -T). No identity files, "
+        "no exchange; the default when no other scheme is configured.")
+    argstring_format: ClassVar[str] = "(no arguments)"
+    status_bit: ClassVar[int] = TCScheme.status_bit
+    message_code: ClassVar[int] = TCScheme.message_code
+
+    def from_argstring(self, argstring: str) -> Any:
+        """``tc`` takes no arguments: InvalidIdentityArguments for any."""
+        if argstring:
+            raise InvalidIdentityArguments(f"tc takes no arguments, not {argstring!r}")
+        return TCScheme()
+
+    def from_keysdir(self, keysdir: str | os.PathLike[str], group: str,
+                     password: str | bytes | None = None) -> Any:
+        """A :class:`TCScheme` (TC reads no identity files)."""
+        return TCScheme()
+
+    def __repr__(self) -> str:
+        return "<TCSchemeFactory 'tc'>"
