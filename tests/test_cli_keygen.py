@@ -164,14 +164,35 @@ def test_symmetric_keys_file(tmp_path):
     assert len(set(keygen.make_symmetric_keys().splitlines())) == 20
 
 
-@pytest.mark.parametrize(("option", "name"), [("-I", "IFF"), ("-G", "GQ"), (("-V", "3"), "MV")])
-def test_identity_generation_is_not_yet_supported(tmp_path, option, name):
-    """-I/-G/-V say so clearly with exit status 2 and write nothing."""
+@pytest.mark.parametrize(("option", "link", "scheme"), [
+    ("-I", "iffkey", "iff"), ("-G", "gqkey", "gq"), (("-V", "3"), "mvta", "mv")])
+def test_identity_generation_at_reference_sizes(tmp_path, option, link, scheme):
+    """-I/-G/-V with -b 256 write the trusted-authority file and its link; for IFF and GQ the
+    client parameters exported with -e complete an exchange with the server key."""
+    from ntpauto.identity.registry import find_factory
+
+    server_dir, client_dir = tmp_path / "server", tmp_path / "client"
+    server_dir.mkdir()
+    client_dir.mkdir()
     argv = list(option) if isinstance(option, tuple) else [option]
-    status, _out, err = run(tmp_path, *argv, "-s", "alice", "-p", "pw")
-    assert status == 2
-    assert f"({name} identity keys) is not yet supported" in err
-    assert list(tmp_path.iterdir()) == []
+    status, _out, err = run(server_dir, "-T", *argv, "-b", "256", "-s", "alice", "-p", "pw")
+    assert status == 0, err
+    assert (server_dir / f"ntpkey_{link}_alice").exists()
+    if scheme == "mv":
+        return  # the MV bundle's exports and exchange: tests/test_identity_mv.py
+    status, exported, err = run(server_dir, "-e", "-s", "alice", "-p", "pw")
+    assert status == 0, err
+    (client_dir / f"ntpkey_{scheme}par_alice").write_text(exported)
+    factory = find_factory(scheme)
+    server = factory.from_keysdir(str(server_dir), "alice", password="pw")
+    client = factory.from_keysdir(str(client_dir), "alice")
+    if scheme == "gq":
+        certificate = cert_of(server_dir, "alice")[1]
+        assert certificate.gq_key is not None  # the GQ key went into the certificate
+        client = client.for_peer(certificate)
+    challenge = client.make_challenge()
+    assert client.verify_response(challenge, server.respond(challenge))
+    assert not client.verify_response(client.make_challenge(), server.respond(challenge))
 
 
 def _scenario(vectors, tmp_path, scenario: str):

@@ -20,8 +20,8 @@ for a DSA sign key), files mode 0600, the default password is the ``-s`` host na
 ``crypto pw`` defaults to), DSA-structured exports are traditional PEM so the IFF/MV public
 values survive (REFERENCE-NOTES 6.4), exports write no certificate, and the GQ key for the
 certificate is looked up through the ``ntpkey_gqkey_<host>`` link the GQ generation makes.
-Identity key generation (``-I``, ``-G``, ``-V``) is not yet supported: see
-:data:`IDENTITY_GENERATORS`.
+Identity keys (``-I``, ``-G``, ``-V n``, the trusted-authority side) come from the identity
+schemes (:data:`IDENTITY_GENERATORS`), 2048 bits unless ``-b`` says otherwise.
 """
 
 from __future__ import annotations
@@ -82,18 +82,24 @@ class KeygenContext:
     group: str
     filestamp: int
     password: bytes = attrs.field(repr=False)
-    modulus: int
+    modulus: int | None
     now: float
     stderr: TextIO = attrs.field(repr=False)
 
 
 IDENTITY_GENERATORS: dict[str, Callable[[KeygenContext, Any], Path]] = {}
-"""Identity key generators by option letter ('I' IFF, 'G' GQ, 'V' MV), filled in by the
-identity schemes; until then these options say "not yet supported".  Called with the context
-and the option's value (True, or the -V key count) after the host and sign keys and before
-the certificate; a generator writes its file with :func:`ntpauto.pki.keyfiles.write_key_file`
-(owner = group, link ``iffkey``/``gqkey``/``mvta`` with the host name) and returns its path.
-A GQ key linked as ``ntpkey_gqkey_<host>`` then goes into the certificate."""
+"""Identity key generators by option letter ('I' IFF, 'G' GQ, 'V' MV), from the identity
+schemes (:func:`_identity_generators`).  Called with the context and the option's value (True,
+or the -V key count) after the host and sign keys and before the certificate (GQ's key goes
+into the certificate); a generator writes its file and links and returns its path."""
+
+
+def _identity_generators() -> dict[str, Callable[[KeygenContext, Any], Path]]:
+    if not IDENTITY_GENERATORS:
+        from ntpauto.identity import gq, iff, mv
+
+        IDENTITY_GENERATORS.update({"I": iff.keygen, "G": gq.keygen, "V": mv.keygen})
+    return IDENTITY_GENERATORS
 
 _IDENTITY_NAMES = {"I": "IFF", "G": "GQ", "V": "MV"}
 
@@ -125,18 +131,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-i", dest="group", metavar="GROUP", help="group name")
     parser.add_argument("-m", dest="modulus", type=int, default=DEFAULT_MODULUS,
                         metavar="BITS", help=f"host/sign key modulus (default {DEFAULT_MODULUS})")
-    parser.add_argument("-b", dest="identity_modulus", type=int, default=256, metavar="BITS",
-                        help="identity key modulus (for -I/-G/-V)")
+    parser.add_argument("-b", dest="identity_modulus", type=int, default=None, metavar="BITS",
+                        help="identity key modulus for -I/-G/-V (default 2048; the "
+                        "reference's 256 gives IFF 512, GQ and MV 256 bits)")
     parser.add_argument("-l", dest="days", type=int, default=DEFAULT_DAYS, metavar="DAYS",
                         help=f"certificate lifetime in days (default {DEFAULT_DAYS})")
     parser.add_argument("-M", dest="symmetric", action="store_true",
                         help="write ntp.keys with 10 MD5 and 10 SHA1 random keys")
     parser.add_argument("-I", dest="iff", action="store_true",
-                        help="generate IFF identity keys (not yet supported)")
+                        help="generate IFF identity keys (trusted authority)")
     parser.add_argument("-G", dest="gq", action="store_true",
-                        help="generate GQ identity keys (not yet supported)")
+                        help="generate GQ identity keys (trusted authority)")
     parser.add_argument("-V", dest="mv", type=int, metavar="NKEYS",
-                        help="generate MV identity keys for NKEYS clients (not yet supported)")
+                        help="generate MV identity keys for NKEYS clients (trusted authority)")
     parser.add_argument("--keysdir", metavar="DIR", default=None,
                         help="directory for the files and links (default: current directory)")
     parser.set_defaults(func=run)
@@ -264,10 +271,7 @@ class _Run:
                     if value is not None]
         if len(identity) > 1:
             raise KeygenError("-I, -G and -V exclude each other")
-        for letter, _value in identity:
-            if letter not in IDENTITY_GENERATORS:
-                raise KeygenError(f"-{letter} ({_IDENTITY_NAMES[letter]} identity keys) is not "
-                                  "yet supported; it comes with the identity schemes")
+        generators = _identity_generators()
         self.keysdir.mkdir(parents=True, exist_ok=True)
         self.say(f"Using host {self.host} group {self.group}")
 
@@ -300,7 +304,7 @@ class _Run:
             context = KeygenContext(self.keysdir, self.host, self.group, self.filestamp,
                                     self.password, args.identity_modulus, self.now, self.stderr)
             self.say(f"Generating {_IDENTITY_NAMES[letter]} identity keys")
-            IDENTITY_GENERATORS[letter](context, value)
+            generators[letter](context, value)
 
         old_cert = self._old_certificate()
         profile = self._profile(sign_key, old_cert)
@@ -413,7 +417,7 @@ def run(
         return job.generate()
     except KeygenError as exc:
         print(f"ntpauto keygen: {exc}", file=err)
-        return 2 if "not yet supported" in str(exc) else 1
+        return 1
     except (KeyFileError, CertificateError, OSError, ValueError) as exc:
         print(f"ntpauto keygen: {exc}", file=err)
         return 1
