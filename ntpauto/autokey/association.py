@@ -1,0 +1,667 @@
+"""The per-association Autokey state machine (the "dance"), sans-I/O.
+
+RFC 5906 sections 6 (identity schemes), 8 (the protocol), 10 (message processing) and 11.5
+(state machine), and REFERENCE-NOTES sections 5 (messages), 8.1-8.5 (what each side sends,
+in which order; errors and resets) and 10 (receive checks).
+
+State.  The association **status word** drives everything: it starts at 0, takes the peer's
+word from its ASSOC message (NID in the high half, the peer's host flags in the low byte)
+and collects the progress bits CERT, VRFY, PROV, COOK, AUTO, SIGN and LEAP (0x7F00).  Beside
+it: the peer's name ("subject") and the "issuer" asked for in the next CERT request, the
+certificate trail, the peer public key (from the first certificate received) and the
+verification profile (from the peer's NID), the cookie (0 before COOK), our ``hcookie``
+(drawn on accepting the peer's ASSOC), the received autokey values and their stamps,
+``pkeyid``, the outstanding identity challenge, the peer's association ID and, in symmetric
+modes, one request queued from the peer.
+
+Transmit (:meth:`AutokeyAssociation.next_fields`): at most the response to the queued peer
+request, first, then at most one request chosen from the status word by the rules of
+REFERENCE-NOTES 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
+Requests simply repeat every poll until their bit lights.
+
+Receive (:meth:`AutokeyAssociation.receive`): every response goes through the checks of
+REFERENCE-NOTES 5.9 in the reference's order (E bit, length, association ID, value and
+signature bounds, Timestamp != 0, Timestamp >= Filestamp, AUTO stamps not older than the
+stored ones, then for everything but CERT: a signature must be present, of exactly the
+verifying key's size, and valid; PROV lights on the first signature verified while VRFY is
+lit).  Protocol errors raise :class:`ProtocolError` (the engine resets the association, or
+removes a preemptible one); any other failure discards only that field and is reported as
+an :class:`~ntpauto.autokey.errors.Event`.
+
+Deliberate differences from the reference (all stricter, none visible to a reference peer):
+
+* a CERT response must be for the name we asked for (the current issuer), never for our
+  own name (it would replace our certificate in the cache), and the trail is at most
+  :data:`MAX_TRAIL` certificates long;
+* a failing trail link (VFY/PER) leaves the trail where it was (the reference has already
+  moved its issuer on);
+* a COOK response is taken only while one of our COOK requests is unanswered and not with a
+  Timestamp older than the last accepted one (a replayed COOK response gives ``Event.CKY``);
+* a SIGN response must hold our own subject and public key, signed with the peer's key.
+
+Times: ``now`` is the crypto time in NTP seconds (0 when unsynchronised);
+:meth:`refresh_due`/:meth:`reset` take a monotonic time in seconds (the reference's
+``current_time``), since the crypto time is 0 while unsynchronised.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from ntpauto.auth.autokey import AutokeyResult, RandomSource
+from ntpauto.autokey.cookie import combine_cookie, random_cookie
+from ntpauto.autokey.errors import AutokeyError, Event, FieldError
+from ntpauto.autokey.fields import (
+    ASSOC,
+    AUTO,
+    CERT,
+    COOK,
+    CRYPTO_VN,
+    LEAP,
+    NULL,
+    SIGN,
+    Field,
+    signed_octets,
+)
+from ntpauto.autokey.host import HostCredentials
+from ntpauto.autokey.responder import MAX_VALUE_LEN, Responder
+from ntpauto.autokey.status import Flag, apply_peer_status, flag_names, word_nid
+from ntpauto.autokey.values import AutoValue, LeapValue, decode_assoc_name, decrypt_cookie
+from ntpauto.pki.cache import check_trail_link
+from ntpauto.pki.certificates import CertificateError, CertInfo, check_cert_response
+from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_certificate
+from ntpauto.wire.packet import LEAP_UNSYNC, MODE_ACTIVE, MODE_CLIENT, MODE_PASSIVE
+
+__all__ = [
+    "MAX_TRAIL",
+    "NTP_REFRESH",
+    "AutokeyAssociation",
+    "ProtocolError",
+    "group_gate",
+]
+
+NTP_REFRESH = 1 << 19
+"""reference: every association resets itself 2**19 s after its last reset."""
+MAX_TRAIL = 8
+"""Most certificates one trail may hold before we give up (``Event.CRT``)."""
+GROUP_NAME_LIMIT = 257
+"""reference: the ASSOC group gate looks at names shorter than this."""
+
+_SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+
+
+class ProtocolError(AutokeyError):
+    """A protocol error (``Event.ERR``): the association must be reset, or removed when it
+    is preemptible (REFERENCE-NOTES 8.5).  ``events`` are those of the fields processed
+    before the failing one."""
+
+    def __init__(self, message: str, events: Sequence[Event] = ()) -> None:
+        super().__init__(Event.ERR, message)
+        self.events = list(events)
+
+
+@functools.cache
+def _nid_digests() -> dict[int, str]:
+    """NIDs we can verify with -> digest name (every registered signature profile)."""
+    from ntpauto.pki.profiles import all_profiles
+
+    return {int(p.nid): str(p.digest_name) for p in all_profiles()}
+
+
+@functools.cache
+def _identity_factories() -> tuple[Any, ...]:
+    """Identity scheme factories with an exchange, in status-bit order (IFF, GQ, MV, ...)."""
+    from ntpauto.identity.registry import all_factories
+
+    return tuple(sorted((f for f in all_factories() if int(f.message_code)),
+                        key=lambda f: int(f.status_bit)))
+
+
+def _identity_codes() -> frozenset[int]:
+    return frozenset(int(f.message_code) for f in _identity_factories()) | {7, 8, 9}
+
+
+def group_gate(own_name: str, f: Field, ident: str | None) -> bool:
+    """The packet-level ASSOC group gate (REFERENCE-NOTES 5.1): True when the packet may be
+    processed.
+
+    Only ASSOC requests and responses are gated, and only when our own name is
+    ``host@group``: the field's name must be shorter than 257 octets and contain '@', and
+    its group (after the first '@') must equal ours or ``ident`` (the association's
+    configured group, or the global ``ident`` for a new ephemeral association)."""
+    if f.code != ASSOC or "@" not in own_name:
+        return True
+    value = f.value
+    if not value or len(value) >= GROUP_NAME_LIMIT or b"@" not in value:
+        return False
+    try:
+        group = value.split(b"@", 1)[1].decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return group == own_name.split("@", 1)[1] or (ident is not None and group == ident)
+
+
+class AutokeyAssociation:
+    """The Autokey state of one association (see the module docstring).
+
+    ``host``: our credentials; ``associd``: our association ID for this peer; ``hmode``:
+    the association's mode (3 client, also for the broadcast client's volley; 1/2
+    symmetric); ``responder``: answers the peer's queued requests in symmetric modes;
+    ``ident``: the group of the association's identity scheme: the ``ident`` option of its
+    server/peer line, or the global ``ident`` for an ephemeral (passive, broadcast client)
+    association; ``None`` means TC (VRFY lights with CERT, REFERENCE-NOTES 5.3);
+    ``broadcast``: a broadcast client association (mobilised by a
+    broadcast ASSOC response); ``rng`` draws ``hcookie`` (default: the host's).
+    """
+
+    def __init__(
+        self,
+        host: HostCredentials,
+        *,
+        associd: int,
+        hmode: int = MODE_CLIENT,
+        responder: Responder | None = None,
+        ident: str | None = None,
+        broadcast: bool = False,
+        rng: RandomSource | None = None,
+    ) -> None:
+        self.host = host
+        self.associd = associd
+        self.hmode = hmode
+        self.responder = responder
+        self.ident = ident
+        self.broadcast = broadcast
+        self.rng = rng if rng is not None else host.rng
+        self.keylist_generation = 0
+        """Incremented whenever the key list must be purged (cookie accepted, reset)."""
+        self.reset_at: int | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self._status = 0
+        self._peer_name: str | None = None
+        self.issuer: str | None = None
+        """The name asked for in the next CERT request."""
+        self._trail: list[tuple[str, str]] = []
+        self._last_cert: CertInfo | None = None
+        self._trusted_cert: CertInfo | None = None
+        self.peer_key: Any = None
+        self._profile: Any = None
+        self._cookie = 0
+        self.hcookie: int | None = None
+        """Our own symmetric cookie, drawn when the peer's ASSOC is accepted."""
+        self._autokey: AutoValue | None = None
+        self.auto_timestamp = 0
+        self.auto_filestamp = 0
+        self.pkeyid = 0
+        """Key ID of the last packet accepted by the autokey test (REFERENCE-NOTES 3.4)."""
+        self.seq = 0
+        """Remaining index N of the received autokey values (ntpq ``initsequence``)."""
+        self.peer_associd = 0
+        self._challenge: bytes | None = None
+        self._scheme: Any = None
+        self._scheme_name: str | None = None
+        self._queued: tuple[Field, int] | None = None
+        self._cook_pending = False
+        self._cook_timestamp = 0
+        self._announced: tuple[int, bytes] | None = None
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def symmetric(self) -> bool:
+        """True for symmetric active/passive associations."""
+        return self.hmode in _SYMMETRIC
+
+    @property
+    def status(self) -> int:
+        """The association status word (peer NID << 16 | peer flags | progress bits)."""
+        return self._status
+
+    @property
+    def flags(self) -> list[str]:
+        """Names of the bits set in :attr:`status` (``["ENAB", "TAI", "CERT", ...]``)."""
+        return flag_names(self._status)
+
+    @property
+    def proventic(self) -> bool:
+        """PROV is lit: the peer's identity is proven and its packets may be used for
+        time."""
+        return bool(self._status & Flag.PROV)
+
+    @property
+    def volley_complete(self) -> bool:
+        """All of CERT..LEAP are lit (a broadcast client then switches to listening)."""
+        return self._status & Flag.ALL == Flag.ALL
+
+    @property
+    def cookie(self) -> int:
+        """The working cookie (0 before COOK)."""
+        return self._cookie
+
+    @property
+    def autokey(self) -> AutoValue | None:
+        """The autokey values (final key ID, N) of the last accepted AUTO response."""
+        return self._autokey
+
+    @property
+    def trail(self) -> list[tuple[str, str]]:
+        """(subject, issuer) of each certificate of the peer's trail, in the order
+        received (the peer's own first, a trusted root last)."""
+        return list(self._trail)
+
+    @property
+    def scheme_name(self) -> str | None:
+        """The identity scheme in use (``"tc"``, ``"pc"``, ``"iff"``, ``"gq"``, ``"mv"``)
+        once known."""
+        return self._scheme_name
+
+    @property
+    def peer_name(self) -> str | None:
+        """The peer's host name from its ASSOC message."""
+        return self._peer_name
+
+    @property
+    def peer_certificate(self) -> CertInfo | None:
+        """The trusted certificate that ended the peer's trail (CERT lit)."""
+        return self._trusted_cert
+
+    @property
+    def queued_request(self) -> Field | None:
+        """The request from the peer waiting for our next transmission (symmetric)."""
+        return self._queued[0] if self._queued else None
+
+    @property
+    def challenge_outstanding(self) -> bool:
+        """True while an identity challenge awaits its response."""
+        return self._challenge is not None
+
+    # -- resets ----------------------------------------------------------------------------
+
+    def reset(self, at: int | None = None) -> None:
+        """Clear all crypto state: the dance restarts with ASSOC.  ``at`` (monotonic
+        seconds) restarts the refresh timer; the key list must be purged."""
+        self._clear()
+        self.keylist_generation += 1
+        if at is not None:
+            self.reset_at = at
+
+    def refresh_due(self, at: int) -> bool:
+        """True when 2**19 s have passed since the last reset (monotonic seconds ``at``);
+        the engine then calls :meth:`reset` (reference: checked on packet receipt).  The
+        first call starts the timer."""
+        if self.reset_at is None:
+            self.reset_at = at
+            return False
+        return at - self.reset_at >= NTP_REFRESH
+
+    def apply_autokey_result(self, result: AutokeyResult) -> None:
+        """Record the outcome of the engine's autokey test for a packet without fields
+        (:func:`ntpauto.auth.autokey.autokey_test`, called with ``pkeyid``, the final key of
+        :attr:`autokey` and ``decrement_seq(seq)``): the new ``pkeyid`` and ``seq``, and AUTO
+        cleared when the chain walk failed past N (the values are then fetched again)."""
+        self.pkeyid = result.pkeyid
+        self.seq = result.seq
+        if result.clear_auto:
+            self._status &= ~Flag.AUTO
+
+    # -- transmit --------------------------------------------------------------------------
+
+    def next_fields(
+        self,
+        now: int,
+        *,
+        synchronized: bool,
+        peer_leap: int = 0,
+        own_associd: int | None = None,
+        autokey_value: Field | None = None,
+    ) -> list[Field]:
+        """The extension fields of our next packet to the peer (REFERENCE-NOTES 8.1-8.3).
+
+        ``now``: crypto time (0 when unsynchronised); ``synchronized``: our clock is
+        synchronised; ``peer_leap``: the peer's leap indicator (symmetric COOK rule);
+        ``own_associd``: our association ID (default the constructor's);
+        ``autokey_value``: the signed AUTO response of our current key list
+        (:meth:`HostCredentials.autokey_field`), used to answer the peer's AUTO request and
+        pushed once to a symmetric peer after SIGN.  Returns the queued response first,
+        then at most one request."""
+        associd = self.associd if own_associd is None else own_associd
+        now = int(now)
+        out: list[Field] = []
+        if self._queued is not None:
+            request, mode = self._queued
+            self._queued = None
+            if self.responder is not None:
+                response = self.responder.respond(
+                    request, packet_mode=mode, now=now, own_associd=associd,
+                    autokey_value=autokey_value, hcookie=self.hcookie)
+                if response is not None:
+                    out.append(response)
+                    if request.code == AUTO and not response.error and autokey_value:
+                        self._announced = (autokey_value.timestamp, autokey_value.value)
+        request = self._next_request(now, synchronized, peer_leap, associd, autokey_value)
+        if request is not None:
+            out.append(request)
+        return out
+
+    def _next_request(self, now: int, synchronized: bool, peer_leap: int, associd: int,
+                      autokey_value: Field | None) -> Field | None:
+        st = self._status
+        host = self.host
+        if st == 0:
+            return host.assoc_field(associd, response=False)
+        if not st & Flag.CERT:
+            if not self.issuer:
+                return None
+            return Field(code=CERT, associd=associd, timestamp=now, filestamp=host.update,
+                         value=self.issuer.encode("ascii"))
+        if not st & Flag.VRFY:
+            return self._identity_request(now, associd)
+        if self.symmetric:
+            if synchronized and peer_leap != LEAP_UNSYNC and not st & Flag.COOK:
+                return self._cook_request(associd)
+            if not st & Flag.AUTO:
+                return Field.short_form(AUTO, associd)
+            if (st & Flag.SIGN and autokey_value is not None and autokey_value.signature
+                    and (autokey_value.timestamp, autokey_value.value) != self._announced):
+                self._announced = (autokey_value.timestamp, autokey_value.value)
+                return attrs.evolve(autokey_value, associd=self.peer_associd, response=True)
+        else:
+            if not st & Flag.COOK:
+                return self._cook_request(associd)
+            if not st & Flag.AUTO:
+                return Field.short_form(AUTO, self.peer_associd)
+        if not synchronized:
+            return None
+        if not st & Flag.SIGN:
+            if not host.update or not host.certificate_valid(now):
+                return None
+            return host.sign_request(associd)
+        if not st & Flag.LEAP:
+            return Field.short_form(LEAP, associd)
+        return None
+
+    def _cook_request(self, associd: int) -> Field:
+        self._cook_pending = True
+        return self.host.cook_request(associd)
+
+    def _client_scheme(self) -> Any:
+        """The identity scheme for the first IFF/GQ/MV bit the peer advertised, with our
+        client parameters for the association's group (None: NULL request)."""
+        if self._scheme is not None:
+            return self._scheme
+        group = self.ident
+        for factory in _identity_factories():
+            if not self._status & int(factory.status_bit):
+                continue
+            self._scheme_name = str(factory.scheme_name)
+            if group is None:
+                return None
+            scheme = self.host.client_scheme(str(factory.scheme_name), group)
+            if scheme is None:
+                return None
+            self._scheme = scheme.for_peer(self._trusted_cert)
+            return self._scheme
+        return None
+
+    def _identity_request(self, now: int, associd: int) -> Field:
+        scheme = self._client_scheme()
+        if scheme is None:
+            return Field.short_form(NULL, associd)
+        challenge = bytes(scheme.make_challenge())
+        self._challenge = challenge
+        f = Field(code=int(scheme.message_code), associd=associd, timestamp=now,
+                  filestamp=int(scheme.client_filestamp or 0), value=challenge)
+        return self.host.sign_field(f) if now else f
+
+    # -- receive ---------------------------------------------------------------------------
+
+    def receive(self, fields: Iterable[Field], *, packet_mode: int, now: int) -> list[Event]:
+        """Process the extension fields of a packet from the peer (``packet_mode``: its
+        mode; ``now``: crypto time).  Returns one Event per field (``Event.OK`` when taken);
+        raises :class:`ProtocolError` on a protocol error."""
+        events: list[Event] = []
+        for f in fields:
+            try:
+                events.append(self._receive_one(f, packet_mode, int(now)))
+            except ProtocolError as exc:
+                exc.events = list(events)
+                raise
+        return events
+
+    def _receive_one(self, f: Field, mode: int, now: int) -> Event:
+        if f.error:
+            raise ProtocolError(f"{f.name} field with the error bit ({f.opcode:#06x})")
+        if f.version != CRYPTO_VN:
+            raise ProtocolError(f"{f.name} field of version {f.version}")
+        if not f.response:
+            return self._request(f, mode)
+        code = f.code
+        if code == ASSOC:
+            return self._assoc(f, mode)
+        if code == CERT:
+            return self._cert(f, now)
+        if code == COOK:
+            return self._cook(f, mode)
+        if code == AUTO:
+            return self._auto(f)
+        if code == LEAP:
+            return self._leap(f, now)
+        if code == SIGN:
+            return self._sign(f, now)
+        if code in _identity_codes():
+            return self._identity(f)
+        raise ProtocolError(f"unknown response code {code} ({f.opcode:#06x})")
+
+    def _request(self, f: Field, mode: int) -> Event:
+        """A request from a symmetric peer: queued for our next transmission (one at a
+        time, a second is dropped); ignored in other modes."""
+        if mode not in _SYMMETRIC:
+            return Event.OK
+        if f.code == ASSOC:
+            if self._status & Flag.CERT:
+                raise ProtocolError("ASSOC request after CERT: the peer restarted")
+            event = self._assoc(f, mode)
+            if event is not Event.OK:
+                return event
+            self._queued = (f, mode)
+            return Event.OK
+        if self._queued is None:
+            self._queued = (f, mode)
+        return Event.OK
+
+    def _assoc(self, f: Field, mode: int) -> Event:
+        if self._status:
+            if f.associd != self.peer_associd:
+                raise ProtocolError(f"ASSOC with association ID {f.associd}, expected "
+                                    f"{self.peer_associd}")
+            return Event.OK
+        try:
+            name = decode_assoc_name(f.value)
+        except FieldError as exc:
+            return exc.event
+        word, event = apply_peer_status(self.host.status, f.filestamp, mode, _nid_digests())
+        if event is not Event.OK:
+            return event
+        try:
+            profile = get_profile(word_nid(word))
+        except UnsupportedProfile:
+            return Event.MD
+        self._status = word
+        self._peer_name = name
+        self.issuer = name
+        self.peer_associd = f.associd
+        self._profile = profile
+        self.hcookie = random_cookie(self.rng)
+        if self.host.private:
+            self._scheme_name = "pc"
+        return Event.OK
+
+    def _verify_key(self) -> Any:
+        if self.host.private and self._status & Flag.PRIV:
+            return self.host.sign_key.public_key()
+        return self.peer_key
+
+    def _verify(self, f: Field, *, stored: tuple[int, int] | None = None,
+                certificate: bool = False) -> Event:
+        """The checks of a signed response, in the reference's order (REFERENCE-NOTES
+        5.9); PROV lights on success while VRFY is lit."""
+        if f.short:
+            return Event.LEN
+        expected = self.peer_associd if f.code == AUTO and not self.symmetric else self.associd
+        if f.associd != expected:
+            raise ProtocolError(f"{f.name} response for association {f.associd}, expected "
+                                f"{expected}")
+        if not 0 < len(f.value) <= MAX_VALUE_LEN or len(f.signature) > MAX_VALUE_LEN:
+            return Event.LEN
+        if f.timestamp == 0 or f.timestamp < f.filestamp:
+            return Event.TSP
+        if stored is not None:
+            tstamp, fstamp = stored
+            if tstamp and fstamp:
+                if f.timestamp < tstamp:
+                    return Event.TSP
+                if f.timestamp < fstamp or f.filestamp < fstamp:
+                    return Event.FSP
+        if certificate:
+            return Event.OK
+        key = self._verify_key()
+        if not f.signature:
+            raise ProtocolError(f"unsigned {f.name} response")
+        if key is None or self._profile is None:
+            raise ProtocolError(f"signed {f.name} response before the peer key is known")
+        try:
+            size = self._profile.max_signature_size(key)
+        except TypeError:
+            return Event.PUB
+        if len(f.signature) != size:
+            return Event.SGL
+        if not self._profile.verify(key, f.signature, signed_octets(f)):
+            return Event.SIG
+        if self._status & Flag.VRFY:
+            self._status |= Flag.PROV
+        return Event.OK
+
+    def _cert(self, f: Field, now: int) -> Event:
+        if f.short:
+            return Event.CRT
+        event = self._verify(f, certificate=True)
+        if event is not Event.OK:
+            return event
+        try:
+            info = check_cert_response(f.value, f.filestamp, self.host.name, now)
+        except CertificateError as exc:
+            return exc.event
+        if self.issuer is None or info.subject != self.issuer \
+                or info.subject == self.host.name:
+            return Event.CRT
+        if len(self._trail) >= MAX_TRAIL or self._status & Flag.CERT:
+            return Event.CRT
+        if self._last_cert is not None:
+            event = check_trail_link(self._last_cert, info)
+            if event is not Event.OK:
+                return event
+        self.host.install_certificate(info, f.filestamp, now)
+        self._last_cert = info
+        self._trail.append((info.subject, info.issuer))
+        self.issuer = info.issuer
+        if self.peer_key is None:
+            self.peer_key = info.public_key
+        if info.self_signed and info.trusted:
+            self._status |= Flag.CERT
+            self._trusted_cert = info
+            if self.ident is None or not self._status & Flag.SCHEME_MASK:
+                self._status |= Flag.VRFY
+                self._scheme_name = "tc"
+        return Event.OK
+
+    def _cook(self, f: Field, mode: int) -> Event:
+        event = self._verify(f)
+        if event is not Event.OK:
+            return event
+        if not self._cook_pending:
+            return Event.CKY
+        if f.timestamp < self._cook_timestamp:
+            return Event.TSP
+        try:
+            received = decrypt_cookie(f.value, self.host.host_key)
+        except FieldError as exc:
+            return exc.event
+        self._cookie = combine_cookie(self.hcookie or 0, received, mode)
+        self._status |= Flag.COOK
+        self._cook_pending = False
+        self._cook_timestamp = f.timestamp
+        self.keylist_generation += 1
+        return Event.OK
+
+    def _auto(self, f: Field) -> Event:
+        event = self._verify(f, stored=(self.auto_timestamp, self.auto_filestamp))
+        if event is not Event.OK:
+            return event
+        try:
+            value = AutoValue.decode(f.value)
+        except FieldError as exc:
+            return exc.event
+        self._autokey = value
+        self.auto_timestamp = f.timestamp
+        self.auto_filestamp = f.filestamp
+        self.pkeyid = value.keyid
+        self.seq = value.seq
+        self._status |= Flag.AUTO
+        return Event.OK
+
+    def _leap(self, f: Field, now: int) -> Event:
+        event = self._verify(f)
+        if event is not Event.OK:
+            return event
+        try:
+            value = LeapValue.decode(f.value)
+        except FieldError as exc:
+            return exc.event
+        self.host.install_leap(value, now)
+        self._status |= Flag.LEAP
+        return Event.OK
+
+    def _sign(self, f: Field, now: int) -> Event:
+        event = self._verify(f)
+        if event is not Event.OK:
+            return event
+        try:
+            info = check_cert_response(f.value, f.filestamp, self.host.name, now)
+        except CertificateError as exc:
+            return exc.event
+        own = self.host.certificate
+        if info.subject != own.subject or \
+                info.public_key.public_numbers() != own.public_key.public_numbers():
+            return Event.CRT
+        signer = self._verify_key()
+        try:
+            profile = profile_for_certificate(info)
+        except UnsupportedProfile:
+            return Event.CRT
+        if signer is None or not profile.verify(signer, info.signature, info.tbs):
+            return Event.VFY
+        self.host.install_certificate(info, f.filestamp, now, own=True)
+        self._status |= Flag.SIGN
+        return Event.OK
+
+    def _identity(self, f: Field) -> Event:
+        event = self._verify(f)
+        if event is not Event.OK:
+            return event
+        scheme = self._scheme
+        challenge = self._challenge
+        if challenge is None or scheme is None or f.code != int(scheme.message_code):
+            return Event.ID
+        self._challenge = None
+        if not scheme.accepts_filestamp(f.filestamp):
+            return Event.FSP
+        if not scheme.verify_response(challenge, f.value):
+            return Event.ID
+        self._status |= Flag.VRFY
+        return Event.OK
+

@@ -1,0 +1,256 @@
+"""The Autokey responder: builds the response to one request field.
+
+RFC 5906 sections 10.2-10.9 (message responses) and REFERENCE-NOTES sections 4.1/4.3
+(cookies), 5 (message contents), 8.2 (the association-less server answers the first field of
+a client request) and 8.5 (error responses).
+
+One :class:`Responder` serves a host (:class:`~ntpauto.autokey.host.HostCredentials`): the
+engine calls it association-less for client-mode requests (mode 3, replies in mode 4) and
+the symmetric association calls it for the request the peer queued.  Requests are never
+signature-checked (REFERENCE-NOTES 5.9).  Responses echo the request's association ID,
+except the ASSOC response to a symmetric-mode request, which carries our own ID
+(REFERENCE-NOTES 1.5).
+
+========  ===================================================================================
+request   response
+========  ===================================================================================
+ASSOC     our name, Timestamp = update, status word in the Filestamp slot, unsigned
+CERT      the cached certificate for the requested name (cache lookup of REFERENCE-NOTES
+          5.3), Timestamp = update, Filestamp = the certificate's, signed; the 8-octet
+          "nothing" response (no E bit) when there is none, when unsynchronised or before the
+          first signature update; error response for a name of 0 or more than 512 octets
+COOK      the cookie RSA-OAEP encrypted to the requester's PKCS#1 host key: the server cookie
+          of (client, server) in client/server mode, the association's hcookie in symmetric
+          modes; Timestamp = now, Filestamp = update, signed when now != 0; error response
+          for a value that is not an RSA PKCS#1 public key
+AUTO      the association's signed autokey values (given by the caller); error response when
+          there are none (unknown association)
+LEAP      the 12-octet leap values signed at the last update
+SIGN      the requester's certificate signed by us (REFERENCE-NOTES 5.7): Timestamp = now,
+          Filestamp = the request's; error response when unsynchronised, the certificate is
+          unusable, our certificate is not valid now, or the policy below refuses it
+IFF/GQ/MV the identity scheme's response to the challenge; error response without the server
+          key or for a malformed challenge
+other     error response (E bit), including NULL
+========  ===================================================================================
+
+Error responses are the 8-octet short form with R and E set (e.g. ``0xC2030008``).
+
+SIGN policy (security CASES 38).  The reference signs any parsable certificate, including
+one carrying EKU trustRoot (the sym capture has alice signing carol's trusted certificate).
+Signing a trusted certificate gives nothing to the requester in the reference's trust model
+(the copy is not self-signed, so it is never a trail root), but a server should not hand its
+signature to strangers, so by default (``allow_trust_root=None``) we:
+
+* sign a trustRoot request only when it arrived in a symmetric-mode packet (a peer, which
+  the reference's symmetric dance needs), never for client-mode requests;
+* when we belong to a group (our name is ``host@group``), sign only certificates whose
+  subject is a member: its group equals ours or one of ``sign_groups``.
+
+``allow_trust_root=True`` signs trustRoot requests in every mode (the reference), ``False``
+never.  ``sign_groups=()`` with ``members_only=False`` lifts the membership rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import attrs
+
+from ntpauto.autokey.cookie import ServerSeed
+from ntpauto.autokey.errors import AutokeyError, Event
+from ntpauto.autokey.fields import (
+    ASSOC,
+    AUTO,
+    CERT,
+    COOK,
+    LEAP,
+    SIGN,
+    Field,
+)
+from ntpauto.autokey.host import HostCredentials
+from ntpauto.autokey.values import MAX_HOSTNAME, decode_public_key, encrypt_cookie
+from ntpauto.pki.certificates import CertificateError, parse_certificate, sign_request
+from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE
+
+__all__ = ["MAX_VALUE_LEN", "Responder", "error_response"]
+
+MAX_VALUE_LEN = 65511
+"""reference: the largest value (or signature) length accepted (COOK requests need less)."""
+
+_SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+
+
+def error_response(request: Field) -> Field:
+    """The 8-octet error response to ``request``: R and E set, its code and association ID."""
+    return Field.short_form(request.code, request.associd, response=True, error=True)
+
+
+class Responder:
+    """Answers Autokey requests for ``host`` (see the module docstring).
+
+    ``seed`` is the server seed for client/server cookies (a fresh random
+    :class:`~ntpauto.autokey.cookie.ServerSeed` by default).  :attr:`last_error` holds the
+    reason of the last error response (an :class:`AutokeyError`), for counters and logs.
+    """
+
+    def __init__(
+        self,
+        host: HostCredentials,
+        seed: ServerSeed | None = None,
+        *,
+        allow_trust_root: bool | None = None,
+        sign_groups: Collection[str] = (),
+        members_only: bool = True,
+    ) -> None:
+        self.host = host
+        self.seed = seed if seed is not None else ServerSeed()
+        self.allow_trust_root = allow_trust_root
+        self.sign_groups = frozenset(sign_groups)
+        self.members_only = members_only
+        self.last_error: AutokeyError | None = None
+        self._seed_time = 0
+
+    def server_cookie(self, client: str, server: str, now: int) -> int:
+        """The client/server cookie for ``client`` (the request's source) and ``server``
+        (the local address it arrived on).  The engine uses the same value for the MACs of
+        packets without extension fields.  ``now`` = 0 (unsynchronised) reuses the last
+        non-zero time, so losing synchronisation never refreshes the seed."""
+        if now:
+            self._seed_time = max(self._seed_time, int(now))
+        return self.seed.cookie(client, server, self._seed_time, self.host.digest)
+
+    def respond(
+        self,
+        request: Field,
+        *,
+        packet_mode: int,
+        now: int,
+        own_associd: int = 0,
+        client: str | None = None,
+        server: str | None = None,
+        autokey_value: Field | None = None,
+        hcookie: int | None = None,
+    ) -> Field | None:
+        """The response to ``request`` (``None`` for a field that is not a request).
+
+        ``packet_mode`` is the mode of the packet that carried the request (3: association-
+        less client/server; 1/2: symmetric), ``now`` the crypto time (NTP seconds, 0 when
+        unsynchronised), ``own_associd`` our association ID for the peer (symmetric ASSOC
+        responses), ``client``/``server`` the request's source and destination addresses
+        (client/server COOK), ``autokey_value`` the association's signed AUTO response
+        (:meth:`HostCredentials.autokey_field`) and ``hcookie`` the association's own
+        symmetric cookie."""
+        if request.response or request.error:
+            return None
+        self.last_error = None
+        try:
+            return self._respond(request, packet_mode, int(now), own_associd, client, server,
+                                 autokey_value, hcookie)
+        except AutokeyError as exc:
+            self.last_error = exc
+            return error_response(request)
+
+    def _respond(self, request: Field, mode: int, now: int, own_associd: int,
+                 client: str | None, server: str | None, autokey_value: Field | None,
+                 hcookie: int | None) -> Field:
+        code = request.code
+        if code == ASSOC:
+            associd = own_associd if mode in _SYMMETRIC else request.associd
+            return self.host.assoc_field(associd, response=True)
+        if code == CERT:
+            return self._cert(request, now)
+        if code == COOK:
+            return self._cook(request, mode, now, client, server, hcookie)
+        if code == AUTO:
+            if autokey_value is None or not autokey_value.value:
+                raise AutokeyError(Event.ERR, "no autokey values for this association")
+            return attrs.evolve(autokey_value, associd=request.associd, response=True,
+                                error=False)
+        if code == LEAP:
+            return self.host.leap_field(request.associd)
+        if code == SIGN:
+            return self._sign(request, mode, now)
+        scheme = self.host.server_scheme(code)
+        if scheme is not None:
+            return self._identity(request, scheme, now)
+        raise AutokeyError(Event.ERR, f"no response to a {request.name} request")
+
+    def _cert(self, request: Field, now: int) -> Field:
+        if not 1 <= len(request.value) <= MAX_HOSTNAME:
+            raise AutokeyError(Event.LEN, f"CERT request name of {len(request.value)} octets")
+        nothing = Field.short_form(CERT, request.associd, response=True)
+        try:
+            name = request.value.decode("ascii")
+        except UnicodeDecodeError:
+            return nothing
+        entry = self.host.cache.lookup(name)
+        if entry is None or not now or not self.host.update:
+            return nothing
+        return self.host.certificate_field(entry, request.associd)
+
+    def _cook(self, request: Field, mode: int, now: int, client: str | None,
+              server: str | None, hcookie: int | None) -> Field:
+        if not 0 < len(request.value) < MAX_VALUE_LEN:
+            raise AutokeyError(Event.LEN, f"COOK request value of {len(request.value)} octets")
+        key = decode_public_key(request.value)
+        if mode in _SYMMETRIC:
+            if hcookie is None:
+                raise AutokeyError(Event.CKY, "no symmetric cookie for this association")
+            cookie = hcookie
+        else:
+            if client is None or server is None:
+                raise AutokeyError(Event.CKY, "client/server cookie needs both addresses")
+            cookie = self.server_cookie(client, server, now)
+        try:
+            value = encrypt_cookie(cookie, key)
+        except ValueError as exc:
+            raise AutokeyError(Event.CKY, f"cannot encrypt the cookie: {exc}") from None
+        f = Field(code=COOK, response=True, associd=request.associd, timestamp=now,
+                  filestamp=self.host.update, value=value)
+        return self.host.sign_field(f) if now else f
+
+    def _sign(self, request: Field, mode: int, now: int) -> Field:
+        if not now:
+            raise AutokeyError(Event.TSP, "cannot sign a certificate while unsynchronised")
+        if not 0 < len(request.value) <= MAX_VALUE_LEN:
+            raise AutokeyError(Event.LEN, f"SIGN request value of {len(request.value)} octets")
+        info = parse_certificate(request.value)
+        self._check_member(info.subject)
+        allow = self.allow_trust_root
+        if allow is None:
+            allow = mode in _SYMMETRIC
+        host = self.host
+        try:
+            der = sign_request(request.value, host.name, host.sign_key, host.profile, now,
+                               host.certificate, allow_trust_root=allow)
+        except CertificateError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise AutokeyError(Event.CRT, f"cannot sign {info.subject}: {exc}") from None
+        f = Field(code=SIGN, response=True, associd=request.associd, timestamp=now,
+                  filestamp=request.filestamp, value=der)
+        return host.sign_field(f)
+
+    def _check_member(self, subject: str) -> None:
+        own = self.host.group
+        if not self.members_only or own is None:
+            return
+        _, at, group = subject.partition("@")
+        if not at or (group != own and group not in self.sign_groups):
+            raise AutokeyError(Event.CRT, f"refusing to sign {subject}: not a member of "
+                                          f"group {own}")
+
+    def _identity(self, request: Field, scheme: Any, now: int) -> Field:
+        if not 0 < len(request.value) <= MAX_VALUE_LEN:
+            raise AutokeyError(Event.LEN, f"{request.name} challenge of "
+                                          f"{len(request.value)} octets")
+        try:
+            value = scheme.respond(request.value)
+        except ValueError as exc:
+            raise AutokeyError(Event.ID, f"{request.name} challenge refused: {exc}") from None
+        filestamp = scheme.server_filestamp or 0
+        f = Field(code=request.code, response=True, associd=request.associd, timestamp=now,
+                  filestamp=filestamp, value=value)
+        return self.host.sign_field(f) if now else f
