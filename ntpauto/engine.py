@@ -29,6 +29,12 @@ from attrs import frozen
 from twisted.logger import Logger
 
 from ntpauto.auth.keys import KeyStore, load_keys
+from ntpauto.autokey.association import AutokeyAssociation, ProtocolError, group_gate
+from ntpauto.autokey.errors import FieldError
+from ntpauto.autokey.fields import Field
+from ntpauto.autokey.fields import decode as decode_field
+from ntpauto.autokey.session import AutokeyNode, AutokeySession
+from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.constants import MAXDISP, MAXDIST, MINDISP, NSTAGE, PHI
@@ -62,7 +68,7 @@ from ntpauto.wire.packet import (
     Packet,
     parse,
 )
-from ntpauto.wire.timestamps import from_short, to_short, ts_diff, unix_to_ntp
+from ntpauto.wire.timestamps import from_short, ntp_seconds, to_short, ts_diff, unix_to_ntp
 
 log = Logger()
 
@@ -82,6 +88,8 @@ AUTH_NONE = 0
 AUTH_OK = 1
 AUTH_ERROR = 2
 AUTH_NAK = 3
+AUTH_AUTOKEY = 4
+"""An Autokey key ID (> 65535): verified later with the session key of its context."""
 
 MODE_NAMES = {
     MODE_ACTIVE: "active", MODE_PASSIVE: "passive", MODE_CLIENT: "client",
@@ -135,7 +143,9 @@ class Engine:
     def __init__(self, config: Config, clock: IClock, *, keys: KeyStore | None = None,
                  leap_table: Any = None, rng: random.Random | None = None,
                  frequency_ppm: float | None = None,
-                 resolve: Callable[[str, int], str] | None = None) -> None:
+                 resolve: Callable[[str, int], str] | None = None,
+                 autokey: AutokeyNode | None = None,
+                 local_address: str | None = None) -> None:
         self.config = config
         self.clock = clock
         self.keys = keys if keys is not None else KeyStore()
@@ -159,6 +169,10 @@ class Engine:
         if config.discipline_enabled:
             self.discipline = Discipline(clock, frequency_ppm=frequency_ppm)
         self._next_tick: float | None = None
+        self.autokey = autokey
+        self.local_address = local_address
+        """Our address towards peers (Autokey session keys need it); None: learn it from the
+        address packets arrive on."""
         self._last_update_epoch: float | None = None
         self._started = False
 
@@ -249,6 +263,11 @@ class Engine:
             iburst=conf.iburst, burst_option=conf.burst,
             # Spread first polls a little, as ntpd does, but keep them prompt.
             nextdate=now + self.rng.uniform(0.0, 1.0))
+        if conf.autokey:
+            if self.autokey is None:
+                raise ConfigError(self.config.path, conf.line,
+                                  "autokey needs the crypto directive (host credentials)")
+            assoc.autokey = self._autokey_session(assoc, ident=conf.ident)
         self._mobilise(assoc)
 
     # ------------------------------------------------------------------ receive
@@ -295,17 +314,21 @@ class Engine:
             return []
         auth, keyid = self._authenticate(pkt)
         if mode == MODE_CLIENT:
+            if auth == AUTH_AUTOKEY:
+                return self._serve_autokey(pkt, source, rx, now, flags, local)
             return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_SERVER)
         assoc = self._by_address.get((host, source[1]))
         if assoc is None:
             if mode == MODE_ACTIVE:
-                return self._new_passive(pkt, source, rx, now, flags, auth, keyid)
+                return self._new_passive(pkt, source, rx, now, flags, auth, keyid, local)
             if mode == MODE_BROADCAST:
                 return self._new_bclient(pkt, source, rx, now, flags, auth, keyid)
             counters["noassoc"] += 1
             return []
         if local is not None and not assoc.local_refid:
             assoc.local_refid = _refid_or_empty(local[0])
+            if local[0] not in ("0.0.0.0", "::"):
+                assoc.local_address = local[0]
         return self._process(assoc, pkt, mode, rx, now, flags, auth, keyid)
 
     def _authenticate(self, pkt: Packet) -> tuple[int, int | None]:
@@ -315,8 +338,7 @@ class Engine:
         if not pkt.digest:
             return (AUTH_NAK, 0) if keyid == 0 else (AUTH_ERROR, keyid)
         if keyid > 65535:
-            # Autokey session keys are handled once Autokey associations exist.
-            return AUTH_ERROR, keyid
+            return AUTH_AUTOKEY, keyid
         if self.keys.verify(keyid, pkt.authenticated_part, pkt.digest):
             return AUTH_OK, keyid
         return AUTH_ERROR, keyid
@@ -392,14 +414,138 @@ class Engine:
                            min(int(disp * 65536.0 + 0.5), 0xFFFFFFFF), refid, reftime,
                            origin, rx, unix_to_ntp(self.clock.now()))
 
+    # ------------------------------------------------------------------ Autokey
+
+    def _crypto_now(self) -> int:
+        """NTP seconds for Autokey stamps, 0 while unsynchronised (REFERENCE-NOTES)."""
+        if self._sys.leap == LEAP_UNSYNC:
+            return 0
+        return ntp_seconds(self.clock.now())
+
+    def _local_for(self, assoc: Association) -> str:
+        """Our address as the peer sees it (the source of our session keys)."""
+        return assoc.local_address or self.local_address or "0.0.0.0"
+
+    def _autokey_session(self, assoc: Association, *, ident: str | None = None,
+                         broadcast: bool = False) -> AutokeySession:
+        node = self.autokey
+        hmode = MODE_CLIENT if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT) else assoc.hmode
+        state = AutokeyAssociation(node.host, associd=assoc.associd, hmode=hmode,
+                                   responder=node.responder, ident=ident,
+                                   broadcast=broadcast, rng=node.host.rng)
+        return AutokeySession(node, state, broadcast_server=assoc.hmode == MODE_BROADCAST)
+
+    def _auto_for(self, associd: int) -> Field | None:
+        """The signed autokey values of our broadcast association ``associd`` (a broadcast
+        client's volley asks the unicast server for them)."""
+        assoc = self.associations.get(associd)
+        if assoc is not None and assoc.autokey is not None and assoc.hmode == MODE_BROADCAST:
+            return assoc.autokey.auto_field
+        return None
+
+    def _serve_autokey(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                       flags: frozenset[str], local: tuple[str, int] | None
+                       ) -> list[Datagram]:
+        """A client request under an Autokey session key: stateless reply with the response
+        to its first extension field (REFERENCE-NOTES 3.5, 8.2)."""
+        counters = self.counters
+        if "noserve" in flags:
+            counters["restricted"] += 1
+            return []
+        request = pkt.header
+        reply = self._reply(request.version << 3, request.poll & 0xFF,
+                            request.transmit.to_bytes(8, "big"), rx, now, MODE_SERVER)
+        if self.autokey is None:
+            counters["badauth"] += 1
+            return [Datagram(reply + CRYPTO_NAK, source)]
+        server = (local[0] if local and local[0] not in ("0.0.0.0", "::") else None) \
+            or self.local_address or "0.0.0.0"
+        host = self.autokey.host
+        for f in pkt.fields[:1]:
+            try:
+                first = decode_field(f.data)
+            except FieldError:
+                break
+            if not group_gate(host.name, first, self.config.ident):
+                counters["declined"] += 1
+                return []
+        data, outcome = self.autokey.serve(pkt, reply, source[0], server,
+                                           self._crypto_now(), self._auto_for)
+        counters[outcome] += 1
+        if self.autokey.responder.last_error is not None:
+            counters["autokey_error_response"] += 1
+        return [Datagram(data, source)] if data is not None else []
+
+    def _autokey_receive(self, assoc: Association, pkt: Packet, mode: int,
+                         now: float) -> bool:
+        """Autokey processing of an authenticated association packet: the fields through
+        the state machine, then the autokey test.  False: drop the packet (no sample)."""
+        session = assoc.autokey
+        state = session.state
+        counters = self.counters
+        if state.refresh_due(int(now)):
+            self._autokey_reset(assoc, now, "refresh")
+        try:
+            fields = session.fields(pkt)
+        except FieldError as e:
+            counters["autokey_badfield"] += 1
+            log.debug("malformed Autokey field from {host}: {error}", host=assoc.address[0],
+                      error=e)
+            return False
+        before = state.status
+        for f in fields:
+            if not group_gate(self.autokey.host.name, f, state.ident):
+                counters["declined"] += 1
+                return False
+        try:
+            events = state.receive(fields, packet_mode=mode, now=self._crypto_now())
+        except ProtocolError as e:
+            counters["autokey_protocol_error"] += 1
+            log.warn("Autokey protocol error from {host}: {error}; association reset",
+                     host=assoc.address[0], error=e)
+            self._autokey_reset(assoc, now, str(e))
+            return False
+        for event in events:
+            if event:
+                counters[f"autokey_{event.name.lower()}"] += 1
+        self._log_status(assoc, before)
+        client = assoc.hmode == MODE_CLIENT or (assoc.hmode == HMODE_BCLIENT and assoc.volley)
+        if not session.sequence_ok(pkt, src=assoc.address[0], dst=self._local_for(assoc),
+                                    client=client):
+            counters["autokey_sequence"] += 1
+            assoc.flash = Flash.TEST8
+            return False
+        return True
+
+    def _autokey_reset(self, assoc: Association, now: float, reason: str) -> None:
+        before = assoc.autokey.state.status
+        assoc.autokey.state.reset(at=int(now))
+        assoc.autokey.reset()
+        self.counters["autokey_resets"] += 1
+        self._log_status(assoc, before, reason=reason)
+        if assoc.ephemeral:
+            self._demobilise(assoc, f"Autokey reset: {reason}")
+
+    def _log_status(self, assoc: Association, before: int, reason: str = "") -> None:
+        status = assoc.autokey.state.status
+        if status != before:
+            log.info("association {associd} {host} Autokey status {status:#x} {flags}"
+                     "{reason}", associd=assoc.associd, host=assoc.address[0], status=status,
+                     flags=" ".join(flag_names(status)),
+                     reason=f" ({reason})" if reason else "", autokey_flags=flag_names(status))
+
     def _new_passive(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
-                     flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+                     flags: frozenset[str], auth: int, keyid: int | None,
+                     local: tuple[str, int] | None = None) -> list[Datagram]:
         """Symmetric active packet with no association: mobilise a passive one, or answer
         statelessly in passive mode when the packet may not mobilise (ntpd AM_NEWPASS)."""
         if "noserve" in flags:
             self.counters["restricted"] += 1
             return []
-        if auth == AUTH_ERROR or auth == AUTH_NAK:
+        if auth == AUTH_AUTOKEY and self.autokey is not None:
+            return self._new_autokey_passive(pkt, source, rx, now, flags, keyid, local)
+        if auth in (AUTH_ERROR, AUTH_NAK, AUTH_AUTOKEY):
+            auth = AUTH_ERROR if auth == AUTH_AUTOKEY else auth
             return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
         if ("nopeer" in flags or (self.require_auth and auth != AUTH_OK)
                 or len(self._by_address) >= MAX_EPHEMERAL):
@@ -411,6 +557,29 @@ class Engine:
             version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
             keyid=keyid if auth == AUTH_OK else None, ephemeral=True, nextdate=now + 1.0))
         return self._process(assoc, pkt, MODE_ACTIVE, rx, now, flags, auth, keyid)
+
+    def _new_autokey_passive(self, pkt: Packet, source: tuple[str, int], rx: int,
+                             now: float, flags: frozenset[str], keyid: int | None,
+                             local: tuple[str, int] | None) -> list[Datagram]:
+        """Mobilise a passive Autokey association, only for a packet whose MAC verifies under
+        its session key (the peer's ASSOC request, cookie 0: REFERENCE-NOTES 8.3)."""
+        if "nopeer" in flags or len(self._by_address) >= MAX_EPHEMERAL:
+            self.counters["declined"] += 1
+            return []
+        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        assoc = Association(
+            associd=self._new_associd(), address=source, hmode=MODE_PASSIVE,
+            version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
+            ephemeral=True, nextdate=now + 1.0)
+        if local is not None and local[0] not in ("0.0.0.0", "::"):
+            assoc.local_address = local[0]
+            assoc.local_refid = _refid_or_empty(local[0])
+        assoc.autokey = self._autokey_session(assoc, ident=self.config.ident)
+        if not assoc.autokey.authenticate(pkt, src=source[0], dst=self._local_for(assoc)):
+            self.counters["badauth"] += 1
+            return []
+        self._mobilise(assoc)
+        return self._process(assoc, pkt, MODE_ACTIVE, rx, now, flags, AUTH_AUTOKEY, keyid)
 
     def _new_bclient(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
                      flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
@@ -465,11 +634,19 @@ class Engine:
                 return []
             counters["cryptonak"] += 1
             assoc.flash = Flash.TEST9
+            if assoc.autokey is not None:
+                self._autokey_reset(assoc, now, "crypto-NAK")
             log.warn("crypto-NAK from {host} on association {associd}",
                      host=assoc.address[0], associd=assoc.associd)
             return []
-        if auth == AUTH_ERROR or (assoc.keyid is not None
-                                  and (auth != AUTH_OK or keyid != assoc.keyid)) \
+        if assoc.autokey is not None:
+            if auth != AUTH_AUTOKEY or not assoc.autokey.authenticate(
+                    pkt, src=assoc.address[0], dst=self._local_for(assoc)):
+                counters["badauth"] += 1
+                assoc.flash = Flash.TEST5
+                return []
+        elif auth in (AUTH_ERROR, AUTH_AUTOKEY) or (
+                assoc.keyid is not None and (auth != AUTH_OK or keyid != assoc.keyid)) \
                 or ("notrust" in flags and auth != AUTH_OK):
             counters["badauth"] += 1
             assoc.flash = Flash.TEST5
@@ -488,6 +665,8 @@ class Engine:
             # The peer has not heard from us yet: remember its timestamps, no sample.
             assoc.org, assoc.rec = header.transmit, rx
             self._update_peer_header(assoc, header)
+            if assoc.autokey is not None:
+                self._autokey_receive(assoc, pkt, mode, now)
             return []
         if header.origin != assoc.xmt or assoc.xmt == 0:
             counters["bogusorg"] += 1
@@ -496,6 +675,8 @@ class Engine:
         assoc.org, assoc.rec = header.transmit, rx
         if hmode == MODE_CLIENT or hmode == HMODE_BCLIENT:
             assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
+        if assoc.autokey is not None and not self._autokey_receive(assoc, pkt, mode, now):
+            return []
         if header.stratum == 0:
             return self._kiss(assoc, header)
         return self._packet(assoc, header, rx, now)
@@ -603,6 +784,9 @@ class Engine:
         for a in self.associations.values():
             if not a.has_sample or a.noselect or a.hmode == MODE_BROADCAST:
                 continue
+            if a.autokey is not None and not a.autokey.state.proventic:
+                a.peer_flash = Flash.TEST9  # not proventic: never used for time
+                continue
             if a.is_refclock:
                 stratum, leap, rdelay, rdisp = a.refclock_stratum, 0, 0.0, 0.0
             else:
@@ -674,19 +858,26 @@ class Engine:
         if self.sys.peer != peer.associd:
             log.info("system peer {host} (association {associd}), stratum {stratum}",
                      host=peer.address[0], associd=peer.associd, stratum=stratum)
+        first_sync = self._sys.leap == LEAP_UNSYNC
         self.sys = SystemVariables(
             leap=leap, stratum=min(stratum, MAX_STRATUM), refid=refid,
             reftime=unix_to_ntp(self.clock.now()), root_delay=root_delay + peer.delay,
             root_dispersion=root_disp + dispersion, offset=offset, jitter=jitter,
             peer=peer.associd, epoch=now)
+        if first_sync and self.autokey is not None:
+            # reference: the host signs its public values when it first synchronises.
+            self.autokey.host.signature_update(self._crypto_now())
 
     def _clock_stepped(self, offset: float) -> None:
         """After a step every sample is stale (RFC 5905 clear_all())."""
         log.warn("clock stepped by {offset:.6f} s", offset=offset)
         self.counters["steps"] += 1
-        for assoc in self.associations.values():
+        for assoc in list(self.associations.values()):
             assoc.clear_samples()
             assoc.org = assoc.rec = assoc.xmt = 0
+            if assoc.autokey is not None and assoc.hmode != MODE_BROADCAST:
+                # A step purges every cryptographic value too (REFERENCE-NOTES 8.5).
+                self._autokey_reset(assoc, 0.0, "clock step")
         self.sys = SystemVariables(refid=b"STEP")
         self._last_update_epoch = None
 
@@ -836,7 +1027,13 @@ class Engine:
             to_short(sys.root_delay), to_short(self._root_dispersion(now)), sys.refid,
             sys.reftime, origin, receive, xmt)
         data = header.encode()
-        if assoc.keyid is not None:
+        if assoc.autokey is not None:
+            dst = assoc.address[0]
+            data = assoc.autokey.outgoing(
+                data, src=self._local_for(assoc), dst=dst, now=self._crypto_now(),
+                synced=sys.leap != LEAP_UNSYNC, poll=assoc.hpoll, peer_leap=assoc.leap,
+                associd=assoc.associd)
+        elif assoc.keyid is not None:
             data += self.keys.sign(assoc.keyid, data)
         assoc.xmt = xmt
         assoc.outdate = now

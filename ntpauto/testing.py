@@ -23,10 +23,12 @@ import ipaddress
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from twisted.internet import task
 
 from ntpauto.auth.keys import KeyStore, parse_keys
+from ntpauto.autokey.session import AutokeyNode
 from ntpauto.config import Config, parse_config
 from ntpauto.engine import Datagram, Engine
 from ntpauto.ntp.clocks import SimulatedClock
@@ -91,10 +93,11 @@ class SimulatedNetwork:
     def add_host(self, address: str, config: Config | str, *, offset: float = 0.0,
                  ppm: float = 0.0, keys: str | KeyStore | None = None,
                  trusted: tuple[int, ...] | None = None, port: int = NTP_PORT,
-                 precision: int = -20) -> SimulatedHost:
+                 precision: int = -20, autokey: Any = None) -> SimulatedHost:
         """Add a host running ``config`` (a Config or ntp.conf text) with a clock that is
         ``offset`` seconds and ``ppm`` parts per million off true time.  ``keys`` is ntp.keys
-        text or a KeyStore; with text, ``trusted`` defaults to every key in it."""
+        text or a KeyStore; with text, ``trusted`` defaults to every key in it.  ``autokey``
+        gives the host Autokey credentials (a HostCredentials or an AutokeyNode)."""
         if isinstance(config, str):
             config = parse_config(config, f"<{address}>")
         clock = SimulatedClock(self.reactor.seconds, offset=offset, ppm=ppm,
@@ -102,7 +105,10 @@ class SimulatedNetwork:
         if isinstance(keys, str):
             parsed = parse_keys(keys, f"<{address} keys>")
             keys = KeyStore(parsed, trusted if trusted is not None else parsed.keys())
-        engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()))
+        if autokey is not None and not isinstance(autokey, AutokeyNode):
+            autokey = AutokeyNode(autokey, automax=config.automax or 12)
+        engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()),
+                        autokey=autokey, local_address=address)
         host = SimulatedHost(address, engine, clock, port)
         self.hosts[address] = host
         return host

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from ntpauto.ntp.filter import ClockFilter
 
@@ -97,6 +98,10 @@ class Association:
     flash: Flash = Flash(0)
     peer_flash: Flash = Flash(0)
     local_refid: bytes = b""
+    local_address: str | None = None
+    """The address the peer's packets reach us on (our side of its session keys)."""
+    autokey: Any = None
+    """The association's :class:`~ntpauto.autokey.session.AutokeySession` (Autokey only)."""
     """Our own address as a refid, as seen by this peer (TEST12 loop detection)."""
 
     @property
