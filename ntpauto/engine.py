@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import random
 import socket
 import struct
@@ -1101,9 +1102,28 @@ def _resolve_literal(address: str, port: int) -> str:
         return info[0][4][0]
 
 
+def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
+    """The host's Autokey credentials and responder from the ``crypto``/``keysdir``/
+    ``automax``/``revoke`` directives (REFERENCE-NOTES 7.4).  The keys directory defaults to
+    the configuration file's directory.  KeyFileError names the file that is wrong."""
+    from ntpauto.autokey.cookie import ServerSeed
+    from ntpauto.autokey.host import load_host
+    from ntpauto.autokey.responder import Responder
+
+    crypto = config.crypto
+    keysdir = config.keysdir or os.path.dirname(os.path.abspath(config.path))
+    digest = (crypto.digest or "md5").lower()
+    host = load_host(keysdir, host=crypto.host, password=crypto.pw,
+                     ident=crypto.ident or config.ident, digest=digest, leap=leap_table,
+                     cert=crypto.cert)
+    seed = ServerSeed(revoke=2**config.revoke) if config.revoke else ServerSeed()
+    return AutokeyNode(host, Responder(host, seed), automax=config.automax or 12)
+
+
 def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = None,
                  resolve: Callable[[str, int], str] | None = None) -> Engine:
-    """An engine for ``config`` with its keys, leap table and drift loaded from disk.
+    """An engine for ``config`` with its keys, leap table, drift and Autokey credentials
+    loaded from disk.
 
     Raises ConfigError, KeyFileError or LeapFileError naming the file that is wrong.
     """
@@ -1118,5 +1138,9 @@ def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = N
     frequency = None
     if config.driftfile and config.discipline_enabled:
         frequency = read_drift(config.driftfile)
+    autokey = load_autokey(config, leap_table) if config.crypto is not None else None
+    local = next((item.address for item in config.listen
+                  if item.address not in ("0.0.0.0", "::")), None)
     return Engine(config, clock, keys=keys, leap_table=leap_table, rng=rng,
-                  frequency_ppm=frequency, resolve=resolve)
+                  frequency_ppm=frequency, resolve=resolve, autokey=autokey,
+                  local_address=local)
