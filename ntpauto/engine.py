@@ -1071,9 +1071,35 @@ class Engine:
                 "dispersion": a.dispersion, "jitter": a.jitter,
                 "system_peer": a.associd == sys.peer,
                 "flash": _flag_names(a.flash), "peer_flash": _flag_names(a.peer_flash),
+                "autokey": self._autokey_status(a),
             })
+        if self.autokey is not None:
+            host = self.autokey.host
+            system["autokey"] = {
+                "host": host.name, "status": f"{host.status:#x}",
+                "flags": flag_names(host.status), "digest": host.digest,
+                "signature": host.profile.signature_name, "update": host.update,
+                "certificates": [
+                    {"subject": e.subject, "issuer": e.cert.issuer, "flags": e.flags,
+                     "until": e.cert.not_after.isoformat()} for e in host.cache],
+            }
         return {"system": system, "associations": associations,
                 "counters": dict(self.counters)}
+
+    @staticmethod
+    def _autokey_status(a: Association) -> dict[str, Any] | None:
+        """The Autokey state of an association for display (no secret values)."""
+        if a.autokey is None:
+            return None
+        state = a.autokey.state
+        certificate = state.peer_certificate
+        return {
+            "status": f"{state.status:#x}", "flags": state.flags,
+            "peer": state.peer_name, "scheme": state.scheme_name,
+            "trail": [list(link) for link in state.trail],
+            "trusted_until": certificate.not_after.isoformat() if certificate else None,
+            "proventic": state.proventic,
+        }
 
 
 def _refid_or_empty(address: str) -> bytes:

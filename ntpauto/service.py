@@ -25,6 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ntpauto.config import Config, default_config, load_config
+from ntpauto.control import StatusFactory, default_status_socket
 from ntpauto.engine import build_engine
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
@@ -70,8 +71,11 @@ class NTPAutokeyService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config | None = None, *, reactor: Any = None,
-                 clock: IClock | None = None) -> None:
+                 clock: IClock | None = None, status_socket: str | None = "") -> None:
         super().__init__()
+        self.status_socket = status_socket
+        """Path of the local status socket; "" for the per-port default, None for none."""
+        self._status_port: Any = None
         self.config = config if config is not None else default_config()
         self.clock = clock if clock is not None else SystemClock()
         self._reactor = reactor
@@ -166,6 +170,22 @@ class NTPAutokeyService(MultiService):
             self.ports.clear()
             self.protocols.clear()
             raise
+        self._listen_status(reactor)
+
+    def _listen_status(self, reactor: Any) -> None:
+        """The local status socket for ``ntpauto status`` (failure is logged, not fatal)."""
+        if self.status_socket is None or not hasattr(reactor, "listenUNIX"):
+            return
+        path = self.status_socket or default_status_socket(self.address[1])
+        try:
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket from a previous run
+            self._status_port = reactor.listenUNIX(path, StatusFactory(self.engine.status),
+                                                   mode=0o600)
+            self.status_socket = path
+            self.log.info("status socket {path}", path=path)
+        except OSError as e:
+            self.log.warn("no status socket at {path}: {error}", path=path, error=e)
 
     def privilegedStartService(self) -> None:
         """Bind the UDP ports (before ``twistd -u`` drops privileges)."""
@@ -185,6 +205,9 @@ class NTPAutokeyService(MultiService):
         stopping = [defer.maybeDeferred(super().stopService)]
         for port in reversed(self.ports):
             stopping.append(defer.maybeDeferred(port.stopListening))
+        if self._status_port is not None:
+            stopping.append(defer.maybeDeferred(self._status_port.stopListening))
+            self._status_port = None
         self.ports = []
         self.protocols = []
         self.log.info("ntpauto stopped")

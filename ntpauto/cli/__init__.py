@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("query", "keygen", "inspect")
+SUBCOMMANDS = ("query", "status", "keygen", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

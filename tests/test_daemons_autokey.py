@@ -1,0 +1,115 @@
+"""Real daemons: two ``twistd -n ntpautokey`` processes on loopback complete the IFF server
+dance with keys made by ``ntpauto keygen``, watched through ``ntpauto status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ntpauto.cli import main as cli_main
+
+pytestmark = pytest.mark.slow
+
+TWISTD = [sys.executable, "-c",
+          "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def keygen(directory: Path, *argv: str) -> str:
+    """Run ``ntpauto keygen`` in ``directory`` and return what it wrote to stdout."""
+    result = subprocess.run([sys.executable, "-m", "ntpauto.cli", "keygen",
+                             "--keysdir", str(directory), *argv],
+                            capture_output=True, text=True, check=True, env=env())
+    return result.stdout
+
+
+def env() -> dict[str, str]:
+    variables = dict(os.environ)
+    variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO),
+                                                           variables.get("PYTHONPATH")]))
+    return variables
+
+
+def status(socket_path: Path) -> dict:
+    """The daemon's status document (via the CLI, as an operator would read it)."""
+    from io import StringIO
+
+    from ntpauto.cli import status as status_cli
+
+    out = StringIO()
+    args = cli_main.__globals__["build_parser"]().parse_args(
+        ["status", "--socket", str(socket_path), "--json"])
+    assert status_cli.run(args, out=out) == 0
+    return json.loads(out.getvalue())
+
+
+def test_two_daemons_complete_the_iff_dance(tmp_path):
+    """A trusted IFF server (alice) and a client (brenda) in separate twistd processes:
+    the client's association lights CERT VRFY PROV COOK (then SIGN) and the proventic
+    server becomes its system peer."""
+    alice_dir, brenda_dir = tmp_path / "alice", tmp_path / "brenda"
+    alice_dir.mkdir()
+    brenda_dir.mkdir()
+    keygen(alice_dir, "-T", "-I", "-b", "256", "-m", "1024", "-s", "alice@alice", "-p", "apw")
+    (brenda_dir / "ntpkey_iffpar_alice").write_text(
+        keygen(alice_dir, "-e", "-s", "alice@alice", "-p", "apw"))
+    keygen(brenda_dir, "-H", "-m", "1024", "-s", "brenda@alice", "-p", "bpw")
+    alice_port, brenda_port = free_port("127.0.0.1"), free_port("127.0.0.2")
+    (alice_dir / "ntp.conf").write_text(
+        f"interface listen 127.0.0.1\nport {alice_port}\nlocalclock stratum 1\n"
+        f"crypto host alice pw apw\nkeysdir {alice_dir}\n")
+    (brenda_dir / "ntp.conf").write_text(
+        f"interface listen 127.0.0.2\nport {brenda_port}\n"
+        f"server 127.0.0.1 port {alice_port} autokey ident alice iburst minpoll 3 maxpoll 3\n"
+        f"crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
+    daemons = []
+    sockets = {}
+    try:
+        for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):
+            sockets[name] = tmp_path / f"{name}.sock"
+            daemons.append(subprocess.Popen(
+                [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
+                 "ntpautokey", "--config", str(directory / "ntp.conf"),
+                 "--status-socket", str(sockets[name])],
+                cwd=directory, env=env(), stdin=subprocess.DEVNULL))
+        deadline = time.monotonic() + 90
+        association = system = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)  # polling for progress between real daemons, not a timing test
+            if not sockets["brenda"].exists():
+                continue
+            document = status(sockets["brenda"])
+            [association] = document["associations"]
+            system = document["system"]
+            if system["peer"] == association["associd"] and \
+                    "SIGN" in association["autokey"]["flags"]:
+                break
+        log = (tmp_path / "brenda.log").read_text()
+        assert association is not None, log
+        flags = association["autokey"]["flags"]
+        assert {"IFF", "CERT", "VRFY", "PROV", "COOK", "SIGN"} <= set(flags), log
+        assert association["autokey"]["scheme"] == "iff"
+        assert association["autokey"]["trail"] == [["alice@alice", "alice@alice"]]
+        assert system["peer"] == association["associd"] and system["stratum"] == 2
+        assert "Autokey status" in log  # transitions are logged per association
+        server = status(sockets["alice"])
+        assert server["system"]["autokey"]["host"] == "alice@alice"
+    finally:
+        for daemon in daemons:
+            daemon.terminate()
+        for daemon in daemons:
+            daemon.wait(timeout=20)
