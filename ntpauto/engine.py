@@ -323,10 +323,10 @@ class Engine:
             if mode == MODE_ACTIVE:
                 return self._new_passive(pkt, source, rx, now, flags, auth, keyid, local)
             if mode == MODE_BROADCAST:
-                return self._new_bclient(pkt, source, rx, now, flags, auth, keyid)
+                return self._new_bclient(pkt, source, rx, now, flags, auth, keyid, local)
             counters["noassoc"] += 1
             return []
-        if local is not None and not assoc.local_refid:
+        if local is not None and not assoc.local_refid and mode != MODE_BROADCAST:
             assoc.local_refid = _refid_or_empty(local[0])
             if local[0] not in ("0.0.0.0", "::"):
                 assoc.local_address = local[0]
@@ -510,9 +510,11 @@ class Engine:
             if event:
                 counters[f"autokey_{event.name.lower()}"] += 1
         self._log_status(assoc, before)
-        client = assoc.hmode == MODE_CLIENT or (assoc.hmode == HMODE_BCLIENT and assoc.volley)
-        if not session.sequence_ok(pkt, src=assoc.address[0], dst=self._local_for(assoc),
-                                    client=client):
+        signed = any(f.signature for f in fields) and not any(events)
+        dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
+        if not session.sequence_ok(pkt, src=assoc.address[0],
+                                   dst=dst or self._local_for(assoc),
+                                   client=mode == MODE_SERVER, signed=signed):
             counters["autokey_sequence"] += 1
             assoc.flash = Flash.TEST8
             return False
@@ -583,14 +585,17 @@ class Engine:
         return self._process(assoc, pkt, MODE_ACTIVE, rx, now, flags, AUTH_AUTOKEY, keyid)
 
     def _new_bclient(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
-                     flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+                     flags: frozenset[str], auth: int, keyid: int | None,
+                     local: tuple[str, int] | None = None) -> list[Datagram]:
         """A broadcast from a new server: mobilise a broadcast client association that first
         calibrates the delay with a client-mode volley (ntpd FLAG_BC_VOL)."""
         counters = self.counters
         if not self.broadcast_client:
             counters["declined"] += 1
             return []
-        if auth == AUTH_ERROR or auth == AUTH_NAK:
+        if auth == AUTH_AUTOKEY and self.autokey is not None:
+            return self._new_autokey_bclient(pkt, source, rx, now, flags, keyid, local)
+        if auth in (AUTH_ERROR, AUTH_NAK, AUTH_AUTOKEY):
             counters["badauth"] += 1
             return []
         if (self.require_auth and auth != AUTH_OK) or "nopeer" in flags \
@@ -611,6 +616,52 @@ class Engine:
         assoc.nextdate = now
         self._mobilise(assoc)
         assoc.org = pkt.header.transmit
+        return self._poll(assoc, now)
+
+    def _new_autokey_bclient(self, pkt: Packet, source: tuple[str, int], rx: int,
+                             now: float, flags: frozenset[str], keyid: int | None,
+                             local: tuple[str, int] | None) -> list[Datagram]:
+        """An Autokey broadcast from a new server mobilises a broadcast client only when its
+        (last) field is an ASSOC response and its MAC verifies (REFERENCE-NOTES 8.4); the
+        client then runs the client dance unicast before it listens."""
+        counters = self.counters
+        if self.config.broadcast_delay is not None or "nopeer" in flags \
+                or len(self._by_address) >= MAX_EPHEMERAL:
+            counters["declined"] += 1
+            return []
+        try:
+            fields = [decode_field(f.data) for f in pkt.fields]
+        except FieldError:
+            counters["autokey_badfield"] += 1
+            return []
+        if not fields or fields[-1].code != 1 or not fields[-1].response:
+            counters["bcast_not_assoc"] += 1
+            return []
+        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        assoc = Association(
+            associd=self._new_associd(), address=source, hmode=HMODE_BCLIENT,
+            version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
+            ephemeral=True)
+        assoc.broadcast_address = local[0] if local is not None else None
+        assoc.autokey = self._autokey_session(assoc, ident=self.config.ident, broadcast=True)
+        if not assoc.autokey.authenticate(pkt, src=source[0],
+                                          dst=assoc.broadcast_address or "0.0.0.0"):
+            counters["badauth"] += 1
+            return []
+        if not group_gate(self.autokey.host.name, fields[-1], self.config.ident):
+            counters["declined"] += 1
+            return []
+        try:
+            assoc.autokey.state.receive(fields[-1:], packet_mode=MODE_BROADCAST,
+                                        now=self._crypto_now())
+        except ProtocolError:
+            counters["autokey_protocol_error"] += 1
+            return []
+        assoc.volley = VOLLEY
+        assoc.nextdate = now
+        assoc.org = pkt.header.transmit
+        self._mobilise(assoc)
+        self._log_status(assoc, 0)
         return self._poll(assoc, now)
 
     def _process(self, assoc: Association, pkt: Packet, mode: int, rx: int, now: float,
@@ -641,8 +692,9 @@ class Engine:
                      host=assoc.address[0], associd=assoc.associd)
             return []
         if assoc.autokey is not None:
+            dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
             if auth != AUTH_AUTOKEY or not assoc.autokey.authenticate(
-                    pkt, src=assoc.address[0], dst=self._local_for(assoc)):
+                    pkt, src=assoc.address[0], dst=dst or self._local_for(assoc)):
                 counters["badauth"] += 1
                 assoc.flash = Flash.TEST5
                 return []
@@ -661,6 +713,8 @@ class Engine:
             assoc.flash = Flash.TEST1
             return []
         if mode == MODE_BROADCAST:
+            if assoc.autokey is not None and not self._autokey_receive(assoc, pkt, mode, now):
+                return []
             return self._broadcast_sample(assoc, header, rx, now)
         if header.origin == 0 and mode in (MODE_ACTIVE, MODE_PASSIVE):
             # The peer has not heard from us yet: remember its timestamps, no sample.
@@ -740,12 +794,14 @@ class Engine:
         dispersion = 2.0**header.precision + 2.0**self.precision \
             + PHI * ts_diff(rx, header.origin)
         if assoc.hmode == HMODE_BCLIENT:
-            # Calibration done: from now on the broadcasts are the samples.
             assoc.caldelay = delay
-            assoc.volley = 0
-            assoc.nextdate = now + 2.0**assoc.hpoll
-            log.info("broadcast client {host}: delay calibrated at {delay:.6f} s",
-                     host=assoc.address[0], delay=delay)
+            if assoc.autokey is None or assoc.autokey.state.volley_complete:
+                # Calibrated (and, with Autokey, every flag lit): the broadcasts are the
+                # samples from now on.
+                assoc.volley = 0
+                assoc.nextdate = now + 2.0**assoc.hpoll
+                log.info("broadcast client {host}: delay calibrated at {delay:.6f} s",
+                         host=assoc.address[0], delay=delay)
         return self._sample(assoc, offset, delay, dispersion, now)
 
     def _broadcast_sample(self, assoc: Association, header: Header, rx: int,

@@ -137,3 +137,76 @@ def test_server_refuses_wrong_mac_with_crypto_nak(vectors):
     assert server.engine.counters["badauth"] > 0
     replies = [parse(d.data) for d in net.capture if d.source[0] == ALICE]
     assert replies and all(p.is_crypto_nak for p in replies)
+
+
+def test_symmetric_dance_with_xor_cookie(vectors):
+    """Carol (symmetric active) and alice (passive, mobilised by carol's authentic ASSOC
+    request) both light every flag and end with the same cookie (each one's hcookie XOR the
+    other's); carol synchronises to alice."""
+    net = SimulatedNetwork(seed=5, latency=0.01, epoch=EPOCH)
+    alice = net.add_host(ALICE, "localclock stratum 1\n",
+                         autokey=host(vectors, "sym", "alice"))
+    carol = net.add_host("10.0.0.3", f"peer {ALICE} autokey iburst minpoll 4\n",
+                         autokey=host(vectors, "sym", "carol"), offset=0.05)
+    net.run(400)
+    [passive] = [a for a in alice.engine.associations.values() if a.autokey is not None]
+    [active] = carol.engine.associations.values()
+    assert passive.ephemeral and passive.hmode == 2
+    assert active.autokey.state.status & 0x7F00 == 0x7F00
+    assert passive.autokey.state.status & 0x7F00 == 0x7F00
+    assert active.autokey.state.cookie == passive.autokey.state.cookie != 0
+    assert passive.autokey.state.hcookie ^ active.autokey.state.hcookie == \
+        active.autokey.state.cookie
+    assert carol.engine.sys.peer == active.associd
+    assert carol.engine.sys.offset == pytest.approx(-0.05, abs=0.002)
+
+
+@pytest.mark.parametrize("scenario, word", [("tc-rsa-md5", 0x87F03), ("gq", 0x87F43)])
+def test_broadcast_dance(vectors, scenario, word):
+    """A broadcast client mobilises on the first broadcast carrying an ASSOC response, runs
+    the client dance unicast (CERT, [GQ], COOK, AUTO, then SIGN and LEAP once synchronised;
+    no ASSOC request), then only listens: broadcasts pass the autokey test with cookie 0
+    and the broadcast address as destination (REFERENCE-NOTES 11)."""
+    net = SimulatedNetwork(seed=6, latency=0.004, epoch=EPOCH)
+    net.add_host(ALICE, "localclock stratum 1\nbroadcast 10.0.0.255 autokey minpoll 4\n",
+                 autokey=host(vectors, scenario, "alice"))
+    client = net.add_host(BRENDA, "broadcastclient\nident alice\n",
+                          autokey=host(vectors, scenario, "brenda"), offset=0.05)
+    net.run(600)
+    [assoc] = client.engine.associations.values()
+    assert assoc.hmode == 6 and assoc.volley == 0
+    assert assoc.autokey.state.status == word
+    assert assoc.caldelay == pytest.approx(0.008, abs=0.001)
+    assert client.engine.sys.peer == assoc.associd
+    assert client.engine.sys.offset == pytest.approx(-0.05, abs=0.002)
+    volley = [parse(d.data) for d in net.capture if d.source[0] == BRENDA]
+    assert len(volley) <= 10  # then it only listens
+    first_codes = [(f.word >> 16) & 0xFF for p in volley[:1] for f in p.fields]
+    assert first_codes == [2]  # the volley starts with CERT, not ASSOC
+    late = client.engine.counters["samples"]
+    net.run(160)
+    assert client.engine.counters["samples"] >= late + 9  # broadcasts keep coming in
+
+
+def test_forged_broadcast_key_id_is_refused(vectors):
+    """A broadcast whose key ID is not on the announced chain fails the autokey test after
+    a bounded number of hashes and is not used."""
+    from ntpauto.auth.autokey import mac, session_key
+    from ntpauto.wire.packet import Header
+
+    net = SimulatedNetwork(seed=7, latency=0.004, epoch=EPOCH)
+    net.add_host(ALICE, "localclock stratum 1\nbroadcast 10.0.0.255 autokey minpoll 4\n",
+                 autokey=host(vectors, "tc-rsa-md5", "alice"))
+    client = net.add_host(BRENDA, "broadcastclient\nident alice\n",
+                          autokey=host(vectors, "tc-rsa-md5", "brenda"))
+    net.run(300)
+    [assoc] = client.engine.associations.values()
+    before = client.engine.counters["autokey_sequence"]
+    forged_keyid = 0x7FFF_FFF1
+    header = Header(0, 4, 5, 1, 4, -20, 0, 0, b"LOCL", 0, 0, 0,
+                    (int(EPOCH) + 2_208_988_800 + 300) << 32).encode()
+    key = session_key(ALICE, "10.0.0.255", forged_keyid, 0)
+    net.inject(header + mac(key, forged_keyid, header), (ALICE, 123), ("10.0.0.255", 123))
+    net.run(0.5)
+    assert client.engine.counters["autokey_sequence"] == before + 1
+    assert assoc.flash & 0x0080  # TEST8

@@ -26,7 +26,7 @@ from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.values import AutoValue
-from ntpauto.wire.packet import MODE_CLIENT, Packet
+from ntpauto.wire.packet import MODE_BROADCAST, MODE_CLIENT, Packet
 
 CRYPTO_NAK = b"\x00\x00\x00\x00"
 MIN_AUTOKEY_DIGEST = 16
@@ -98,9 +98,10 @@ class AutokeySession:
     def digest(self) -> str:
         return self.node.digest
 
-    def _cookie(self) -> int:
-        """The cookie for packets without extension fields: 0 on broadcast."""
-        if self.broadcast_server or self.state.broadcast:
+    def _cookie(self, broadcast_packet: bool = False) -> int:
+        """The cookie for packets without extension fields: 0 for broadcasts, the server's
+        cookie for a broadcast client's unicast volley (REFERENCE-NOTES 3.2, 11)."""
+        if self.broadcast_server or broadcast_packet:
             return 0
         return self.state.cookie
 
@@ -139,11 +140,11 @@ class AutokeySession:
 
     def authenticate(self, pkt: Packet, *, src: str, dst: str) -> bool:
         """The packet's MAC verifies under its Autokey session key (cookie 0 when it carries
-        extension fields or on broadcast, REFERENCE-NOTES 3.2)."""
+        extension fields or is a broadcast, REFERENCE-NOTES 3.2)."""
         keyid = pkt.keyid
         if keyid is None or keyid <= 65535 or len(pkt.digest) < MIN_AUTOKEY_DIGEST:
             return False
-        cookie = 0 if pkt.fields else self._cookie()
+        cookie = 0 if pkt.fields else self._cookie(pkt.header.mode == MODE_BROADCAST)
         key = session_key(src, dst, keyid, cookie, self.digest)
         return verify_mac(key, pkt.authenticated_part, pkt.digest, self.digest)
 
@@ -151,12 +152,14 @@ class AutokeySession:
         """The packet's extension fields; FieldError for the first malformed one."""
         return [decode(f.data) for f in pkt.fields]
 
-    def sequence_ok(self, pkt: Packet, *, src: str, dst: str, client: bool) -> bool:
+    def sequence_ok(self, pkt: Packet, *, src: str, dst: str, client: bool,
+                    signed: bool = False) -> bool:
         """The autokey test (REFERENCE-NOTES 3.4) for a packet already authenticated.
 
         Client mode: the reply's key ID must be that of the request just sent.  Otherwise a
-        packet with extension fields resets the chain to its key ID; one without must hash
-        to the previous key ID or the announced final key within the remaining sequence."""
+        packet carrying a signature that verified (``signed``) resets the chain to its key
+        ID; any other must hash to the previous key ID or the announced final key within the
+        remaining sequence."""
         keyid = pkt.keyid
         if client:
             return keyid == self.sent_keyid
@@ -167,12 +170,14 @@ class AutokeySession:
                 self.seq = values.seq
                 self.pkeyid = values.keyid
         self.seq = decrement_seq(self.seq)
-        if pkt.fields:
+        if signed:
             self.pkeyid = keyid
             return True
         if values is None:
             return False
-        result = autokey_test(src, dst, keyid, self._cookie(), pkeyid=self.pkeyid,
+        result = autokey_test(src, dst, keyid,
+                              self._cookie(pkt.header.mode == MODE_BROADCAST),
+                              pkeyid=self.pkeyid,
                               final=values.keyid, seq=self.seq, digest=self.digest)
         if result.ok:
             self.pkeyid, self.seq = result.pkeyid, result.seq

@@ -100,6 +100,8 @@ class Association:
     local_refid: bytes = b""
     local_address: str | None = None
     """The address the peer's packets reach us on (our side of its session keys)."""
+    broadcast_address: str | None = None
+    """The address a broadcast client's broadcasts arrive on (their session keys' dst)."""
     autokey: Any = None
     """The association's :class:`~ntpauto.autokey.session.AutokeySession` (Autokey only)."""
     """Our own address as a refid, as seen by this peer (TEST12 loop detection)."""
