@@ -383,6 +383,15 @@ class Engine:
         keyid = None
         if size != 48:
             keyid = _KEYID.unpack_from(data, 48)[0]
+            if keyid > 65535 and self.autokey is not None:
+                # An Autokey request without extension fields: MAC under the server cookie.
+                reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
+                server = (local[0] if local and local[0] not in ("0.0.0.0", "::") else None) \
+                    or self.local_address or "0.0.0.0"
+                out, outcome = self.autokey.serve_plain(data[:48], keyid, data[52:], reply,
+                                                        source[0], server, self._crypto_now())
+                self.counters[outcome] += 1
+                return [Datagram(out, source)]
             if not 0 < keyid <= 65535:
                 self._wakeup_valid = False
                 return self._receive_slow(data, source, rx, now, local)

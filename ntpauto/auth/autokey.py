@@ -56,8 +56,10 @@ _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def address_octets(address: str) -> bytes:
-    """The network-order octets of an IPv4 or IPv6 address given as a string."""
+    """The network-order octets of an IPv4 or IPv6 address given as a string (cached: the
+    same few addresses are converted for every packet)."""
     return ipaddress.ip_address(address).packed
 
 

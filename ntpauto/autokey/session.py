@@ -51,28 +51,41 @@ class AutokeyNode:
         """The stateless server's answer to an Autokey client request (REFERENCE-NOTES 3.5,
         8.2): ``reply`` is the reply header; returns the datagram (or None) and the counter
         naming the outcome.  Only the first extension field is answered."""
+        if not pkt.fields:
+            return self.serve_plain(pkt.authenticated_part, pkt.keyid, pkt.digest, reply,
+                                    client, server, now)
         digest = self.digest
         keyid = pkt.keyid
-        has_fields = bool(pkt.fields)
         cookie = self.responder.server_cookie(client, server, now)
-        key = session_key(client, server, keyid, 0 if has_fields else cookie, digest)
+        key = session_key(client, server, keyid, 0, digest)
         if len(pkt.digest) < MIN_AUTOKEY_DIGEST or not verify_mac(
                 key, pkt.authenticated_part, pkt.digest, digest):
             return reply + CRYPTO_NAK, "badauth"
-        response = None
-        if has_fields:
-            try:
-                request = decode(pkt.fields[0].data)
-            except FieldError:
-                return None, "autokey_badfield"
-            autokey_value = auto_for(request.associd) if request.code == AUTO else None
-            response = self.responder.respond(
-                request, packet_mode=MODE_CLIENT, now=now, client=client, server=server,
-                autokey_value=autokey_value)
+        try:
+            request = decode(pkt.fields[0].data)
+        except FieldError:
+            return None, "autokey_badfield"
+        autokey_value = auto_for(request.associd) if request.code == AUTO else None
+        response = self.responder.respond(
+            request, packet_mode=MODE_CLIENT, now=now, client=client, server=server,
+            autokey_value=autokey_value)
         data = reply + (response.encode() if response is not None else b"")
         reply_key = server_reply_key(server, client, keyid, cookie,
                                      has_fields=response is not None, digest=digest)
         return data + mac(reply_key, keyid, data, digest), "served"
+
+    def serve_plain(self, message: bytes, keyid: int, received: bytes, reply: bytes,
+                    client: str, server: str, now: int) -> tuple[bytes, str]:
+        """The common case, a request without extension fields (the hot path): the MAC
+        under the server cookie, and a reply keyed the same way."""
+        digest = self.digest
+        cookie = self.responder.server_cookie(client, server, now)
+        key = session_key(client, server, keyid, cookie, digest)
+        if len(received) < MIN_AUTOKEY_DIGEST or not verify_mac(key, message, received,
+                                                                 digest):
+            return reply + CRYPTO_NAK, "badauth"
+        reply_key = session_key(server, client, keyid, cookie, digest)
+        return reply + mac(reply_key, keyid, reply, digest), "served"
 
 
 class AutokeySession:
