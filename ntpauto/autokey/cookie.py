@@ -21,6 +21,7 @@ draw on ASSOC, XOR on COOK response).
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from ntpauto.auth.autokey import RandomSource, next_keyid
@@ -38,10 +39,12 @@ KEY_REVOKE = 17
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
 
 
+@functools.lru_cache(maxsize=4096)
 def server_cookie(client: str, server: str, seed: int, digest: str = "md5") -> int:
     """The cookie a server uses with ``client``: next key ID of (client, server, 0, seed).
 
     Note the argument order: client first, then the server address the request arrived on.
+    A pure function, cached (bounded) because a busy server computes it for every packet.
     """
     return next_keyid(client, server, 0, seed, digest)
 
