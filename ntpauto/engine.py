@@ -35,6 +35,7 @@ from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import Field
 from ntpauto.autokey.fields import decode as decode_field
 from ntpauto.autokey.session import AutokeyNode, AutokeySession
+from ntpauto.autokey.status import Flag as AutokeyFlag
 from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.interfaces import IClock
@@ -519,6 +520,9 @@ class Engine:
             if event:
                 counters[f"autokey_{event.name.lower()}"] += 1
         self._log_status(assoc, before)
+        if state.proventic and not before & AutokeyFlag.PROV:
+            # Samples taken before PROV may now be selected.
+            self._clock_select(now)
         signed = any(f.signature for f in fields) and not any(events)
         dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
         if not session.sequence_ok(pkt, src=assoc.address[0],
@@ -739,8 +743,19 @@ class Engine:
         assoc.org, assoc.rec = header.transmit, rx
         if hmode == MODE_CLIENT or hmode == HMODE_BCLIENT:
             assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
-        if assoc.autokey is not None and not self._autokey_receive(assoc, pkt, mode, now):
-            return []
+        if assoc.autokey is not None:
+            if not self._autokey_receive(assoc, pkt, mode, now):
+                return []
+            if pkt.fields and mode == MODE_SERVER:
+                # A reply with extension fields is MACed under cookie 0, which anyone can
+                # compute, and client mode has no key-ID chain: its timestamps are not
+                # protected, so it gives no time sample (stricter than the reference;
+                # docs/interop.md).  Symmetric peers need such packets to break their stall.
+                counters["autokey_nosample"] += 1
+                self._update_peer_header(assoc, header)
+                assoc.reach |= 1  # an authentic reply: the server is reachable
+                assoc.unreach = 0
+                return []
         if header.stratum == 0:
             return self._kiss(assoc, header)
         return self._packet(assoc, header, rx, now)
@@ -900,7 +915,7 @@ class Engine:
             action = self.discipline.update(selection.offset, peer.jitter, now,
                                             minpoll=peer.minpoll, maxpoll=peer.maxpoll)
             if action == DisciplineAction.STEP:
-                self._clock_stepped(selection.offset)
+                self._clock_stepped(selection.offset, now)
                 return
             if action == DisciplineAction.PANIC:
                 log.error("offset {offset:.3f} s exceeds the panic threshold; not setting "
@@ -934,7 +949,7 @@ class Engine:
             # reference: the host signs its public values when it first synchronises.
             self.autokey.host.signature_update(self._crypto_now())
 
-    def _clock_stepped(self, offset: float) -> None:
+    def _clock_stepped(self, offset: float, now: float = 0.0) -> None:
         """After a step every sample is stale (RFC 5905 clear_all())."""
         log.warn("clock stepped by {offset:.6f} s", offset=offset)
         self.counters["steps"] += 1
@@ -943,7 +958,7 @@ class Engine:
             assoc.org = assoc.rec = assoc.xmt = 0
             if assoc.autokey is not None and assoc.hmode != MODE_BROADCAST:
                 # A step purges every cryptographic value too (REFERENCE-NOTES 8.5).
-                self._autokey_reset(assoc, 0.0, "clock step")
+                self._autokey_reset(assoc, now, "clock step")
         self.sys = SystemVariables(refid=b"STEP")
         self._last_update_epoch = None
 
