@@ -51,6 +51,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
+from twisted.logger import Logger
 
 from ntpauto.auth.autokey import AutokeyResult, RandomSource
 from ntpauto.autokey.cookie import combine_cookie, random_cookie
@@ -69,7 +70,13 @@ from ntpauto.autokey.fields import (
 )
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import MAX_VALUE_LEN, Responder
-from ntpauto.autokey.status import Flag, apply_peer_status, flag_names, word_nid
+from ntpauto.autokey.status import (
+    PLUGIN_SCHEME_MASK,
+    Flag,
+    apply_peer_status,
+    flag_names,
+    word_nid,
+)
 from ntpauto.autokey.values import AutoValue, LeapValue, decode_assoc_name, decrypt_cookie
 from ntpauto.pki.cache import check_trail_link
 from ntpauto.pki.certificates import CertificateError, CertInfo, check_cert_response
@@ -93,6 +100,8 @@ GROUP_NAME_LIMIT = 257
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
 
+log = Logger()
+
 
 class ProtocolError(AutokeyError):
     """A protocol error (``Event.ERR``): the association must be reset, or removed when it
@@ -112,17 +121,32 @@ def _nid_digests() -> dict[int, str]:
     return {int(p.nid): str(p.digest_name) for p in all_profiles()}
 
 
-@functools.cache
 def _identity_factories() -> tuple[Any, ...]:
-    """Identity scheme factories with an exchange, in status-bit order (IFF, GQ, MV, ...)."""
+    """Identity scheme factories with an exchange: the built-ins in the reference's order
+    (IFF, GQ, MV), then plugins by status bit.  Not cached (a lookup costs well under a
+    millisecond and runs only while no scheme is chosen), so a plugin that appears later,
+    e.g. on an extended ``ntpauto.plugins.__path__``, is seen."""
     from ntpauto.identity.registry import all_factories
 
-    return tuple(sorted((f for f in all_factories() if int(f.message_code)),
-                        key=lambda f: int(f.status_bit)))
+    def order(factory: Any) -> tuple[bool, int]:
+        bit = int(factory.status_bit)
+        return not bit & Flag.SCHEME_MASK, bit
+
+    return tuple(sorted((f for f in all_factories() if int(f.message_code)), key=order))
 
 
 def _identity_codes() -> frozenset[int]:
     return frozenset(int(f.message_code) for f in _identity_factories()) | {7, 8, 9}
+
+
+def _scheme_mask() -> int:
+    """The peer status bits that name an identity scheme we know: 0x00F0 and the plugin
+    bits (0x0004, 0x0008) of installed plugins.  A bit no installed plugin claims is
+    ignored, as a reference host ignores it."""
+    bits = 0
+    for factory in _identity_factories():
+        bits |= int(factory.status_bit)
+    return int(Flag.SCHEME_MASK) | bits & PLUGIN_SCHEME_MASK
 
 
 def group_gate(own_name: str, f: Field, ident: str | None) -> bool:
@@ -390,32 +414,55 @@ class AutokeyAssociation:
         return self.host.cook_request(associd)
 
     def _client_scheme(self) -> Any:
-        """The identity scheme for the first IFF/GQ/MV bit the peer advertised, with our
-        client parameters for the association's group (None: NULL request)."""
+        """The identity scheme to challenge the peer with: among the schemes its status
+        word advertises (IFF, GQ, MV in the reference's order, then plugins), the first for
+        which we hold client parameters for the association's group (None: NULL request,
+        :attr:`scheme_name` then names the first advertised).  The reference stops at the
+        first advertised scheme; going on lets a server that adds a plugin key keep its
+        IFF/GQ/MV clients."""
         if self._scheme is not None:
             return self._scheme
         group = self.ident
+        first: str | None = None
         for factory in _identity_factories():
             if not self._status & int(factory.status_bit):
                 continue
-            self._scheme_name = str(factory.scheme_name)
+            name = str(factory.scheme_name)
+            first = first or name
             if group is None:
-                return None
-            scheme = self.host.client_scheme(str(factory.scheme_name), group)
-            if scheme is None:
-                return None
-            self._scheme = scheme.for_peer(self._trusted_cert)
-            return self._scheme
+                break
+            scheme = self.host.client_scheme(name, group)
+            if scheme is not None:
+                self._scheme_name = name
+                self._scheme = scheme.for_peer(self._trusted_cert)
+                return self._scheme
+        if first is not None:
+            self._scheme_name = first
         return None
 
     def _identity_request(self, now: int, associd: int) -> Field:
-        scheme = self._client_scheme()
-        if scheme is None:
-            return Field.short_form(NULL, associd)
-        challenge = bytes(scheme.make_challenge())
+        """The identity request (NULL without client parameters).  A scheme that fails
+        (any exception: plugins are foreign code) is logged and, as when the parameters are
+        missing, a NULL request goes out instead; the server's error response to it resets
+        the association, so the dance starts again and VRFY stays dark."""
+        self._challenge = None
+        null = Field.short_form(NULL, associd)
+        with log.failuresHandled("Cannot load the identity scheme to challenge {peer} with",
+                                 peer=self._peer_name) as op:
+            scheme = self._client_scheme()
+        if op.failed or scheme is None:
+            return null
+        with log.failuresHandled("Identity scheme {scheme} failed to make a challenge for "
+                                 "{peer}", scheme=self._scheme_name, peer=self._peer_name
+                                 ) as op:
+            challenge = bytes(scheme.make_challenge())
+            code = int(scheme.message_code)
+            filestamp = int(scheme.client_filestamp or 0)
+        if op.failed:
+            return null
         self._challenge = challenge
-        f = Field(code=int(scheme.message_code), associd=associd, timestamp=now,
-                  filestamp=int(scheme.client_filestamp or 0), value=challenge)
+        f = Field(code=code, associd=associd, timestamp=now, filestamp=filestamp,
+                  value=challenge)
         return self.host.sign_field(f) if now else f
 
     # -- receive ---------------------------------------------------------------------------
@@ -574,7 +621,7 @@ class AutokeyAssociation:
         if info.self_signed and info.trusted:
             self._status |= Flag.CERT
             self._trusted_cert = info
-            if self.ident is None or not self._status & Flag.SCHEME_MASK:
+            if self.ident is None or not self._status & _scheme_mask():
                 self._status |= Flag.VRFY
                 self._scheme_name = "tc"
         return Event.OK
@@ -658,10 +705,15 @@ class AutokeyAssociation:
         if challenge is None or scheme is None or f.code != int(scheme.message_code):
             return Event.ID
         self._challenge = None
-        if not scheme.accepts_filestamp(f.filestamp):
-            return Event.FSP
-        if not scheme.verify_response(challenge, f.value):
-            return Event.ID
+        event = Event.ID
+        with log.failuresHandled("Identity scheme {scheme} failed to verify the response of "
+                                 "{peer}", scheme=self._scheme_name, peer=self._peer_name):
+            if not scheme.accepts_filestamp(f.filestamp):
+                event = Event.FSP
+            elif scheme.verify_response(challenge, f.value) is True:
+                event = Event.OK
+        if event is not Event.OK:
+            return event
         self._status |= Flag.VRFY
         return Event.OK
 

@@ -59,7 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ntpauto.auth.autokey import AUTOKEY_DIGESTS, KeyList, RandomSource
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, Field, signed_octets
-from ntpauto.autokey.status import Flag, host_word
+from ntpauto.autokey.status import IDENTITY_SCHEME_MASK, Flag, host_word
 from ntpauto.autokey.values import AutoValue, LeapValue, encode_assoc_name, encode_public_key
 from ntpauto.leapfile import LeapTable
 from ntpauto.pki import keyfiles
@@ -197,11 +197,12 @@ class HostCredentials:
 
     @property
     def scheme_bits(self) -> int:
-        """Status bits of the identity schemes this host answers (IFF, GQ, MV)."""
+        """Status bits of the identity schemes this host answers (IFF, GQ, MV, and plugins'
+        bits 0x0004/0x0008; any other bit a plugin claims is never sent)."""
         bits = 0
         for scheme in self.server_schemes.values():
             bits |= int(scheme.status_bit)
-        return bits & int(Flag.SCHEME_MASK)
+        return bits & IDENTITY_SCHEME_MASK
 
     @property
     def flags(self) -> int:

@@ -29,8 +29,10 @@ LEAP      the 12-octet leap values signed at the last update
 SIGN      the requester's certificate signed by us (REFERENCE-NOTES 5.7): Timestamp = now,
           Filestamp = the request's; error response when unsynchronised, the certificate is
           unusable, our certificate is not valid now, or the policy below refuses it
-IFF/GQ/MV the identity scheme's response to the challenge; error response without the server
-          key or for a malformed challenge
+IFF/GQ/MV the identity scheme's response to the challenge (plugin schemes too, by their
+          code); error response without the server key, for a malformed challenge, or when
+          the scheme fails in any other way (the exception is logged with
+          ``failuresHandled``, never propagated)
 other     error response (E bit), including NULL
 ========  ===================================================================================
 
@@ -57,6 +59,7 @@ from collections.abc import Collection
 from typing import Any
 
 import attrs
+from twisted.logger import Logger
 
 from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.errors import AutokeyError, Event
@@ -80,6 +83,8 @@ MAX_VALUE_LEN = 65511
 """reference: the largest value (or signature) length accepted (COOK requests need less)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+
+log = Logger()
 
 
 def error_response(request: Field) -> Field:
@@ -246,11 +251,24 @@ class Responder:
         if not 0 < len(request.value) <= MAX_VALUE_LEN:
             raise AutokeyError(Event.LEN, f"{request.name} challenge of "
                                           f"{len(request.value)} octets")
-        try:
-            value = scheme.respond(request.value)
-        except ValueError as exc:
-            raise AutokeyError(Event.ID, f"{request.name} challenge refused: {exc}") from None
-        filestamp = scheme.server_filestamp or 0
+        refused: ValueError | None = None
+        value = b""
+        filestamp = 0
+        with log.failuresHandled("Identity scheme {scheme} failed to answer a {request} "
+                                 "challenge", scheme=getattr(scheme, "name", "?"),
+                                 request=request.name) as op:
+            try:
+                value = bytes(scheme.respond(request.value))
+                filestamp = int(scheme.server_filestamp or 0)
+            except ValueError as exc:
+                refused = exc
+        if refused is not None:
+            raise AutokeyError(Event.ID, f"{request.name} challenge refused: {refused}")
+        if op.failed:
+            raise AutokeyError(Event.ID, f"{request.name}: the identity scheme failed")
+        if not 0 < len(value) <= MAX_VALUE_LEN:
+            raise AutokeyError(Event.ID, f"{request.name}: the identity scheme answered "
+                                         f"{len(value)} octets")
         f = Field(code=request.code, response=True, associd=request.associd, timestamp=now,
                   filestamp=filestamp, value=value)
         return self.host.sign_field(f) if now else f

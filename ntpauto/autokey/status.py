@@ -55,6 +55,13 @@ class Flag(enum.IntFlag):
 
 
 FLAGS_MASK = 0xFFFF
+PLUGIN_SCHEME_MASK = 0x000C
+"""The status bits left for third-party identity schemes (0x0004, 0x0008): the reference
+defines no flag there and ignores them (docs/howto/identity-plugins.md).  Unlike
+:attr:`Flag.SCHEME_MASK` they play no part in the symmetric-mode rule of
+:func:`apply_peer_status`, exactly as for a reference peer."""
+IDENTITY_SCHEME_MASK = int(Flag.SCHEME_MASK) | PLUGIN_SCHEME_MASK
+"""Every status bit a host may set for an identity scheme it answers (0x00FC)."""
 _BIT_NAMES = {f.value: str(f.name) for f in Flag}
 """Canonical (first-defined) name of every single-bit flag; iteration skips aliases/masks."""
 
