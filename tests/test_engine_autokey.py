@@ -210,3 +210,51 @@ def test_forged_broadcast_key_id_is_refused(vectors):
     net.run(0.5)
     assert client.engine.counters["autokey_sequence"] == before + 1
     assert assoc.flash & 0x0080  # TEST8
+
+
+def test_existing_ntpd_keysdir_from_config(vectors, tmp_path):
+    """`crypto` and `keysdir` in ntp.conf load a keys directory made by ntp-keygen as is."""
+    from ntpauto.config import parse_config
+    from ntpauto.engine import build_engine
+    from ntpauto.ntp.clocks import SimulatedClock
+
+    keysdir = vectors / "keys" / "gq" / "alice"
+    config = parse_config(f"crypto host alice pw alicepw\nkeysdir {keysdir}\n",
+                          str(tmp_path / "ntp.conf"))
+    engine = build_engine(config, SimulatedClock(lambda: 0.0))
+    assert engine.autokey.host.name == "alice@alice"
+    assert engine.autokey.host.status & Flag.GQ  # the GQ server key was found
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("password", "ntpkey_RSAhost_alice.4004436515: wrong password"),
+    ("host", "ntpkey_host_alice"),
+    ("certificate", "ntpkey_RSA-MD5cert_brenda.4004436516: the certifi")])
+def test_broken_keysdir_stops_the_start(vectors, tmp_path, breakage, message):
+    """A wrong password, a missing host key or a certificate that does not match the key is
+    an error naming the file."""
+    import shutil
+
+    from ntpauto.config import parse_config
+    from ntpauto.engine import build_engine
+    from ntpauto.ntp.clocks import SimulatedClock
+
+    keysdir = tmp_path / "keys"
+    shutil.copytree(vectors / "keys" / "tc-rsa-md5" / "alice", keysdir)
+    password = "alicepw"
+    if breakage == "password":
+        password = "wrong"
+    elif breakage == "host":
+        (keysdir / "ntpkey_host_alice").unlink()
+    else:  # brenda's certificate in alice's place
+        brenda = vectors / "keys" / "tc-rsa-md5" / "brenda"
+        target = (keysdir / "ntpkey_cert_alice")
+        target.unlink()
+        cert = next(brenda.glob("ntpkey_RSA-MD5cert_brenda.*"))
+        shutil.copy(cert, keysdir / cert.name)
+        target.write_text(cert.name)
+    config = parse_config(f"crypto host alice pw {password}\nkeysdir {keysdir}\n",
+                          str(tmp_path / "ntp.conf"))
+    with pytest.raises(Exception) as info:
+        build_engine(config, SimulatedClock(lambda: 0.0))
+    assert message in str(info.value)
