@@ -258,3 +258,35 @@ def test_broken_keysdir_stops_the_start(vectors, tmp_path, breakage, message):
     with pytest.raises(Exception) as info:
         build_engine(config, SimulatedClock(lambda: 0.0))
     assert message in str(info.value)
+
+
+def test_leap_values_from_the_leapfile_reach_dependent_clients(vectors, tmp_path):
+    """Alice's leap-seconds.list values (TAI-UTC 37 since 2017) are fetched by brenda with
+    LEAP, and brenda forwards them to her own client eileen, who joins once brenda is
+    synchronised (a server without leap values advertises no TAI bit and is not asked)."""
+    from ntpauto.leapfile import parse_leapfile
+    from tests.test_leapfile import leap_text
+
+    table = parse_leapfile(leap_text())
+    net = SimulatedNetwork(seed=8, latency=0.01, epoch=EPOCH)
+    net.add_host(ALICE, "localclock stratum 1\n",
+                 autokey=host(vectors, "tc-rsa-md5", "alice", leap=table))
+    brenda = net.add_host(BRENDA, f"server {ALICE} autokey iburst minpoll 4\n",
+                          autokey=host(vectors, "tc-rsa-md5", "brenda"))
+    net.run(300)  # brenda synchronises and signs first, so her word carries TAI
+    from ntpauto.autokey.host import generate_host
+
+    eileen_host = generate_host(tmp_path, "eileen", "alice", trusted=False, bits=1024,
+                                now=int(EPOCH) + 2_208_988_800 - 3600)
+    eileen = net.add_host("10.0.0.5", f"server {BRENDA} autokey iburst minpoll 4\n",
+                          autokey=eileen_host)
+    net.run(600)
+    expected = table.autokey_values(int(EPOCH) + 2_208_988_800)
+    assert expected[0] == 37
+    def triple(value):
+        return (value.tai_offset, value.era_start, value.expire)
+
+    assert triple(brenda.engine.autokey.host.leap_values) == expected
+    [to_brenda] = eileen.engine.associations.values()
+    assert to_brenda.autokey.state.status & Flag.LEAP
+    assert triple(eileen.engine.autokey.host.leap_values) == expected
