@@ -25,7 +25,6 @@ from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
-from ntpauto.autokey.values import AutoValue
 from ntpauto.wire.packet import MODE_BROADCAST, MODE_CLIENT, Packet
 
 CRYPTO_NAK = b"\x00\x00\x00\x00"
@@ -102,10 +101,6 @@ class AutokeySession:
         self._poll: int | None = None
         self._announce = False
         self.sent_keyid: int | None = None
-        # Autokey test state (REFERENCE-NOTES 3.4).
-        self.pkeyid = 0
-        self.seq = 0
-        self._values: AutoValue | None = None
 
     @property
     def digest(self) -> str:
@@ -176,29 +171,23 @@ class AutokeySession:
         keyid = pkt.keyid
         if client:
             return keyid == self.sent_keyid
-        values = self.state.autokey
-        if values is not self._values:
-            self._values = values
-            if values is not None:
-                self.seq = values.seq
-                self.pkeyid = values.keyid
-        self.seq = decrement_seq(self.seq)
+        state = self.state
+        state.seq = decrement_seq(state.seq)
         if signed:
-            self.pkeyid = keyid
+            state.pkeyid = keyid
             return True
+        values = state.autokey
         if values is None:
             return False
         result = autokey_test(src, dst, keyid,
                               self._cookie(pkt.header.mode == MODE_BROADCAST),
-                              pkeyid=self.pkeyid,
-                              final=values.keyid, seq=self.seq, digest=self.digest)
-        if result.ok:
-            self.pkeyid, self.seq = result.pkeyid, result.seq
+                              pkeyid=state.pkeyid, final=values.keyid, seq=state.seq,
+                              digest=self.digest)
+        # New pkeyid/seq on success; AUTO cleared (fetched again) when the walk ran out.
+        state.apply_autokey_result(result)
         return result.ok
 
     def reset(self) -> None:
         """Forget the key list and the autokey-test state (the dance restarts)."""
         self.keylist = None
         self.auto_field = None
-        self.pkeyid = self.seq = 0
-        self._values = None
