@@ -106,6 +106,9 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
         assert association["autokey"]["trail"] == [["alice@alice", "alice@alice"]]
         assert system["peer"] == association["associd"] and system["stratum"] == 2
         assert "Autokey status" in log  # transitions are logged per association
+        for name in ("alice", "brenda"):  # no private value ever reaches the logs
+            text = (tmp_path / f"{name}.log").read_text()
+            assert "PRIVATE KEY" not in text and "apw" not in text and "bpw" not in text
         server = status(sockets["alice"])
         assert server["system"]["autokey"]["host"] == "alice@alice"
     finally:
