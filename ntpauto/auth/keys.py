@@ -236,7 +236,7 @@ class KeyStore:
     """The loaded symmetric keys and the ``trustedkey`` set: signs outgoing packets and
     verifies incoming MACs. Only trusted keys verify (ntpd ``authistrusted``)."""
 
-    __slots__ = ("_keys", "_trusted")
+    __slots__ = ("_keys", "_trusted", "_verifiable")
 
     def __init__(self, keys: Mapping[int, SymmetricKey] | None = None,
                  trusted: Iterable[int] = ()) -> None:
@@ -245,6 +245,10 @@ class KeyStore:
             if key.keyid != keyid:
                 raise ValueError(f"key store entry {keyid} holds key {key.keyid}")
         self._trusted: frozenset[int] = frozenset(trusted)
+        # Trusted keys with what verify() needs, looked up once per packet.
+        self._verifiable: dict[int, tuple[str, bytes, int]] = {
+            keyid: (key.algorithm, key.secret, DIGEST_SIZES[key.algorithm])
+            for keyid, key in self._keys.items() if keyid in self._trusted}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -276,9 +280,7 @@ class KeyStore:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
         known, trusted key; a digest of the wrong length for the key never does. The compare
         is constant-time."""
-        key = self._keys.get(keyid)
-        if key is None or keyid not in self._trusted:
+        entry = self._verifiable.get(keyid)
+        if entry is None or len(digest) != entry[2]:
             return False
-        if len(digest) != DIGEST_SIZES[key.algorithm]:
-            return False
-        return digests_equal(mac_digest(key.algorithm, key.secret, message), digest)
+        return digests_equal(mac_digest(entry[0], entry[1], message), digest)
