@@ -305,3 +305,144 @@ def test_identity_generator_hook_runs_before_the_certificate(vectors, tmp_path, 
     assert info.gq_key == source.private_key.private_numbers().q
     status, _out, err = run(tmp_path, "-G", "-I", "-s", "carol", "-p", "pw")
     assert status == 1 and "exclude each other" in err
+
+
+def _save_export(directory, exported: str):
+    """Save an export under the name in its first line, linked without the filestamp (as
+    docs/keygen.md says); returns the file's path."""
+    directory.mkdir(exist_ok=True)
+    name = exported.split("\n", 1)[0].removeprefix("# ")
+    path = directory / name
+    path.write_text(exported)
+    link = directory / name.rsplit(".", 1)[0]
+    if not link.is_symlink():
+        link.symlink_to(name)
+    return path
+
+
+def _mv_verifies(server_dir, client_dir) -> bool:
+    """One MV exchange between the server key in ``server_dir`` (password "srvpw") and the
+    client key in ``client_dir``; True when the client accepts the response."""
+    from ntpauto.identity.mv import MVSchemeFactory
+
+    server = MVSchemeFactory().from_keysdir(server_dir, "alice", password="srvpw")
+    client = MVSchemeFactory().from_keysdir(client_dir, "alice")
+    assert client.accepts_filestamp(server.server_filestamp)
+    challenge = client.make_challenge()
+    return client.verify_response(challenge, server.respond(challenge))
+
+
+def test_mv_client_keys_and_revocation_by_a_new_server_key(tmp_path):
+    """-V 4: clients 1-3 are served and client 4 is revoked (the reference's behaviour);
+    --mv-revoke 2 rewrites the bundle (same name, filestamp and link) with a server key that
+    serves 1, 3 and 4 but not 2; the client keys, exported with -e --mv-client J, stay."""
+    ta, server_dir = tmp_path / "ta", tmp_path / "server"
+    status, _out, err = run(ta, "-V", "4", "-b", "256", "-m", "1024", "-s", "alice", "-p", "pw")
+    assert status == 0, err
+    bundle = ta / f"ntpkey_MVta_alice.{FS}"
+    assert os.readlink(ta / "ntpkey_mvta_alice") == bundle.name
+    status, exported, err = run(ta, "-q", "srvpw", "-s", "alice", "-p", "pw", now=NOW + 10)
+    assert status == 0, err
+    _save_export(server_dir, exported)
+    clients = {}
+    for j in range(1, 5):
+        status, exported, err = run(ta, "-e", "--mv-client", str(j), "-s", "alice", "-p", "pw",
+                                    now=NOW + 10)
+        assert status == 0, err
+        assert exported.startswith(f"# ntpkey_mvpar_alice.{FS}\n")
+        assert f"(client key {j})" in err and ("revoked" in err) == (j == 4)
+        clients[j] = _save_export(tmp_path / f"client{j}", exported)
+    status, default_export, err = run(ta, "-e", "-s", "alice", "-p", "pw", now=NOW + 10)
+    assert status == 0, err
+    assert default_export == clients[1].read_text()  # without --mv-client: client 1
+    before = {j: path.read_bytes() for j, path in clients.items()}
+    for j in range(1, 5):
+        assert _mv_verifies(server_dir, clients[j].parent) is (j != 4)
+
+    status, out, err = run(ta, "--mv-revoke", "2", "-s", "alice", "-p", "pw", now=NOW + 20)
+    assert status == 0, err
+    assert out == "" and "serves clients 1, 3, 4, revoked 2" in err
+    assert sorted(p.name for p in ta.iterdir() if "MVta" in p.name) == [bundle.name]
+    assert os.readlink(ta / "ntpkey_mvta_alice") == bundle.name
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600
+    assert read_key_file(bundle, "pw").filestamp == FS
+    assert not [p.name for p in ta.iterdir() if p.name.endswith(".tmp")]
+    status, exported, err = run(ta, "-q", "srvpw", "-s", "alice", "-p", "pw", now=NOW + 30)
+    assert status == 0, err
+    assert exported.startswith(f"# ntpkey_mvkey_alice.{FS}\n")
+    _save_export(server_dir, exported)
+    for j in range(1, 5):
+        assert _mv_verifies(server_dir, clients[j].parent) is (j != 2)
+        status, again, err = run(ta, "-e", "--mv-client", str(j), "-s", "alice", "-p", "pw",
+                                 now=NOW + 10)
+        assert status == 0, err
+        assert again.encode() == before[j] == clients[j].read_bytes()
+
+
+def test_mv_revoke_with_export_in_one_run_on_a_reference_bundle(vectors, tmp_path):
+    """ntp-keygen's traditional-PEM bundle (mv-trad, 3 clients, client 3 revoked): the
+    reference's client 1 file passes with the exported server key; --mv-revoke 1 with -q
+    exports a new one in the same run, which that file no longer passes while client 3
+    does."""
+    keysdir = _scenario(vectors, tmp_path, "mv-trad/alice")
+    reference_client = tmp_path / "brenda"
+    reference_client.mkdir()
+    for name in ("ntpkey_mvpar_alice", "ntpkey_mvpar_alice.4004437967"):  # stub link, file
+        shutil.copy(vectors / "keys/mv-trad/brenda" / name, reference_client)
+    server_dir = tmp_path / "server"
+    status, exported, err = run(keysdir, "-q", "srvpw", "-s", "alice", "-p", "alicepw")
+    assert status == 0, err
+    _save_export(server_dir, exported)
+    assert _mv_verifies(server_dir, reference_client)
+    status, exported, err = run(keysdir, "--mv-revoke", "1", "-q", "srvpw", "-s", "alice",
+                                "-p", "alicepw")
+    assert status == 0, err
+    assert exported.startswith("# ntpkey_mvkey_alice.4004437967\n")
+    assert (keysdir / "ntpkey_MVta_alice.4004437967").exists()
+    _save_export(server_dir, exported)
+    assert not _mv_verifies(server_dir, reference_client)
+    status, exported, err = run(keysdir, "-e", "--mv-client", "3", "-s", "alice",
+                                "-p", "alicepw")
+    assert status == 0, err
+    assert _mv_verifies(server_dir, _save_export(tmp_path / "carol", exported).parent)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("-e", "--mv-client", "5"), "no MV client key 5 in ntpkey_MVta_alice"),
+    (("-e", "--mv-client", "0"), "numbered from 1"),
+    (("-e", "--mv-client", "x"), "'x' is not a client number"),
+    (("-q", "pw", "--mv-client", "2"), "--mv-client goes with -e"),
+    (("--mv-revoke", "4"), "no MV client key 4 (the bundle has 1 to 3)"),
+    (("--mv-revoke", "1,two"), "'two' is not a client number"),
+    (("--mv-revoke", ""), "cannot revoke no client"),
+    (("--mv-revoke", "1", "-V", "3"), "run -V separately"),
+    (("--mv-revoke", "1", "-H", "-T"), "run -H, -T separately"),
+    (("--mv-revoke", "1", "-e", "-q", "x"), "separate runs"),
+])
+def test_mv_option_errors(tmp_path, argv, message):
+    """Wrong client numbers and option combinations are one-line errors with status 1; the
+    bundle is left as it was."""
+    assert run(tmp_path, "-V", "3", "-b", "256", "-m", "1024", "-s", "alice", "-p", "pw")[0] == 0
+    bundle = tmp_path / f"ntpkey_MVta_alice.{FS}"
+    content = bundle.read_bytes()
+    status, out, err = run(tmp_path, *argv, "-s", "alice", "-p", "pw", now=NOW + 5)
+    assert (status, out) == (1, "")
+    assert err.startswith("ntpauto keygen: ") and err.count("\n") == 1 and message in err
+    assert bundle.read_bytes() == content
+
+
+def test_mv_revoke_needs_recoverable_primes(vectors, tmp_path):
+    """--mv-revoke on a bundle whose primes cannot be recovered (a 2-client bundle; the
+    reference's PKCS#8 bundle) or on no bundle at all is a one-line error."""
+    two = tmp_path / "two"
+    assert run(two, "-V", "2", "-b", "256", "-m", "1024", "-s", "alice", "-p", "pw")[0] == 0
+    reference = _scenario(vectors, tmp_path, "mv/alice")
+    for keysdir, password in ((two, "pw"), (reference, "alicepw")):
+        status, out, err = run(keysdir, "--mv-revoke", "1", "-q", "x", "-s", "alice",
+                               "-p", password)
+        assert (status, out) == (1, "") and err.count("\n") == 1
+        assert "primes s_j cannot be recovered" in err
+    status, _out, err = run(tmp_path / "none", "--mv-revoke", "1", "-s", "alice", "-p", "pw")
+    assert status == 1 and "no MV bundle ntpkey_mvta_alice" in err
+    status, _out, err = run(reference.parent / "none", "-e", "--mv-client", "1", "-s", "alice")
+    assert status == 1 and "no identity key files" in err

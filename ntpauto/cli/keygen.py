@@ -9,7 +9,13 @@ What one run does, as ntp-keygen does it (all files share one filestamp = NTP se
 * ``-M``: only the symmetric keys file ``ntpkey_MD5key_<group>.<fs>`` (10 MD5 + 10 SHA1 keys),
   linked as ``ntp.keys``.
 * ``-e`` / ``-q PW``: only export the identity parameters (``-e``, client files) or server
-  keys re-encrypted with PW (``-q``) of the existing identity files to stdout.
+  keys re-encrypted with PW (``-q``) of the existing identity files to stdout; for MV, ``-e``
+  exports client key 1 of the bundle, or client key J with ``--mv-client J``.
+* ``--mv-revoke LIST`` (ours): issue a new MV server key revoking exactly the clients in LIST
+  (activating all others) and rewrite the existing bundle with it, keeping its name and
+  filestamp (requesters require the server's filestamp to equal their client file's); then
+  the exports, when ``-e`` / ``-q`` are given too.  A fresh ``-V n`` bundle revokes client n,
+  as the reference's always does (REFERENCE-NOTES 6.3 step 10).
 * otherwise: the host key (``-H`` or when there is none), a sign key (``-S``; else an existing
   one; else the host key signs), and always a new self-signed certificate (``-T`` trusted,
   ``-P`` private; inherited from the existing certificate when neither is given).
@@ -27,6 +33,7 @@ schemes (:data:`IDENTITY_GENERATORS`), 2048 bits unless ``-b`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import socket
 import sys
@@ -102,6 +109,10 @@ def _identity_generators() -> dict[str, Callable[[KeygenContext, Any], Path]]:
     return IDENTITY_GENERATORS
 
 _IDENTITY_NAMES = {"I": "IFF", "G": "GQ", "V": "MV"}
+_MV_REVOKE_EXCLUDES = (("-H", "host_key"), ("-S", "sign_key"), ("-T", "trusted"),
+                       ("-P", "private"), ("-M", "symmetric"), ("-I", "iff"), ("-G", "gq"),
+                       ("-V", "mv"))
+"""Options that generate files, which a ``--mv-revoke`` run does not do."""
 
 
 def register(subparsers: Any) -> None:
@@ -144,6 +155,13 @@ def register(subparsers: Any) -> None:
                         help="generate GQ identity keys (trusted authority)")
     parser.add_argument("-V", dest="mv", type=int, metavar="NKEYS",
                         help="generate MV identity keys for NKEYS clients (trusted authority)")
+    parser.add_argument("--mv-client", dest="mv_client", metavar="J", default=None,
+                        help="with -e: export MV client key J (1 to n) instead of client 1")
+    parser.add_argument("--mv-revoke", dest="mv_revoke", metavar="LIST", default=None,
+                        help="issue a new MV server key revoking exactly the clients in LIST "
+                        "(comma-separated numbers, e.g. 2 or 2,4) and activating all others; "
+                        "rewrites the existing MV bundle, keeping its filestamp (then export "
+                        "the server key with -q PW)")
     parser.add_argument("--keysdir", metavar="DIR", default=None,
                         help="directory for the files and links (default: current directory)")
     parser.set_defaults(func=run)
@@ -239,25 +257,68 @@ class _Run:
         self.write("MD5key", self.group, make_symmetric_keys().encode(), "ntp.keys")
         return 0
 
+    def check_export(self) -> int | None:
+        """Check the export options; the ``--mv-client`` number (None when not given)."""
+        if self.args.export_params and self.args.export_password is not None:
+            raise KeygenError("-e and -q are separate runs")
+        return _mv_client_option(self.args)
+
     def export(self) -> int:
         args = self.args
-        if args.export_params and args.export_password is not None:
-            raise KeygenError("-e and -q are separate runs")
+        mv_client = self.check_export()
         sources = [(name, self.existing(name)) for name in ("iffkey", "gqkey", "mvta")]
         found = [(name, kf) for name, kf in sources if kf is not None]
         if not found:
             raise KeygenError(f"no identity key files to export (ntpkey_iffkey_{self.host}, "
                               f"ntpkey_gqkey_{self.host}, ntpkey_mvta_{self.host} in "
                               f"{self.keysdir})")
+        if mv_client is not None and "mvta" not in dict(found):
+            raise KeygenError(f"--mv-client: no MV bundle ntpkey_mvta_{self.host} in "
+                              f"{self.keysdir}")
         for name, kf in found:
             if args.export_params:
-                type_name, pem = _client_params(name, kf, self.say)
+                type_name, pem = _client_params(name, kf, self.say, mv_client or 1)
             else:
                 type_name, pem = _server_keys(name, kf, args.export_password.encode())
             header = keyfiles.file_header(f"ntpkey_{type_name}_{self.group}.{kf.filestamp}",
                                           self.now)
             self.stdout.write((header + pem).decode("ascii"))
-            self.say(f"Exported {type_name} from {kf.path.name}")
+            which = f" (client key {mv_client or 1})" if type_name == "mvpar" else ""
+            self.say(f"Exported {type_name}{which} from {kf.path.name}")
+        return 0
+
+    def mv_revoke(self) -> int:
+        """``--mv-revoke LIST``: a new server key revoking exactly LIST, written into the
+        bundle ``ntpkey_mvta_<host>`` points to (same file name, filestamp and link)."""
+        from ntpauto.identity import mv
+
+        args = self.args
+        given = [letter for letter, dest in _MV_REVOKE_EXCLUDES
+                 if getattr(args, dest, None) is not None and getattr(args, dest) is not False]
+        if given:
+            raise KeygenError(f"--mv-revoke only rewrites the MV bundle; run {', '.join(given)} "
+                              "separately")
+        link = self.link("mvta")
+        try:
+            path = keyfiles.resolve_link(link)
+        except FileNotFoundError:
+            raise KeygenError(f"--mv-revoke: no MV bundle {link.name} in {self.keysdir} "
+                              "(make one with -V N)") from None
+        system, _filestamp = mv.load_bundle(path, self.password)
+        revoked = _parse_revoke(args.mv_revoke, len(system.clients))
+        if system.primes is None:
+            raise KeygenError(f"{path}: the primes s_j cannot be recovered from this bundle "
+                              "(they need n >= 3 client keys and traditional PEM, not the "
+                              "reference's PKCS#8); no new MV server key can be issued")
+        self.say(f"Using MV bundle {path.name} ({len(system.clients)} client keys, revoked "
+                 f"{_numbers(system.revoked)})")
+        new = system.with_revoked(revoked)
+        _mv_self_test(new)
+        header = keyfiles.file_header(path.name, self.now)
+        _replace_file(path, header + mv.bundle_pem(new, self.password))
+        hint = "" if args.export_password is not None else "; export it with -q PW"
+        self.say(f"New MV server key in {path.name}: serves clients {_numbers(new.active)}, "
+                 f"revoked {_numbers(new.revoked)}{hint}")
         return 0
 
     def generate(self) -> int:
@@ -369,9 +430,88 @@ def _dsa_numbers(key: Any) -> tuple[int, int, int, int, int]:
     return params.p, params.q, params.g, numbers.public_numbers.y, numbers.x
 
 
-def _client_params(name: str, kf: keyfiles.KeyFile,
-                   say: Callable[[str], None]) -> tuple[str, bytes]:
-    """(type, PEM) of ``-e`` for one identity file (REFERENCE-NOTES 6.1-6.3)."""
+def _numbers(indices: frozenset[int]) -> str:
+    return ", ".join(map(str, sorted(indices))) or "none"
+
+
+def _mv_client_option(args: argparse.Namespace) -> int | None:
+    """The ``--mv-client`` number (None when not given); only with ``-e``."""
+    value = getattr(args, "mv_client", None)
+    if value is None:
+        return None
+    if not args.export_params:
+        raise KeygenError("--mv-client goes with -e (the server key, -q, is one for all)")
+    try:
+        number = int(value)
+    except ValueError:
+        raise KeygenError(f"--mv-client: {value!r} is not a client number") from None
+    if number < 1:
+        raise KeygenError(f"--mv-client: MV client keys are numbered from 1, not {number}")
+    return number
+
+
+def _parse_revoke(text: str, count: int) -> frozenset[int]:
+    """The client numbers of ``--mv-revoke`` (comma-separated, 1 to ``count``; at least
+    one)."""
+    revoked = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            number = int(item)
+        except ValueError:
+            raise KeygenError(f"--mv-revoke: {item!r} is not a client number") from None
+        if not 1 <= number <= count:
+            raise KeygenError(f"--mv-revoke: no MV client key {number} (the bundle has "
+                              f"1 to {count})")
+        revoked.add(number)
+    if not revoked:
+        raise KeygenError("--mv-revoke: MV cannot revoke no client (that server key is "
+                          "E = gbar = ghat = 1, which anybody can forge); keep a spare client "
+                          "key revoked, as the reference does with client n")
+    return frozenset(revoked)
+
+
+def _mv_self_test(system: Any) -> None:
+    """One exchange per client with the new server key: the active ones verify, the revoked
+    ones do not."""
+    from ntpauto.identity.mv import MVScheme
+
+    for index in range(1, len(system.clients) + 1):
+        scheme = MVScheme(server=system.server, client=system.client(index))
+        challenge = scheme.make_challenge()
+        if scheme.verify_response(challenge, scheme.respond(challenge)) != \
+                (index in system.active):
+            raise KeygenError(f"MV self-test failed for client {index}; bundle not changed")
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (mode 0600): a temporary file in the same
+    directory, synced, then renamed over it, so a failure leaves the old file whole."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    fd = os.open(temporary, flags, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
+                   mv_client: int = 1) -> tuple[str, bytes]:
+    """(type, PEM) of ``-e`` for one identity file (REFERENCE-NOTES 6.1-6.3); for MV, client
+    key ``mv_client`` (1-based: key 2 + ``mv_client`` of the bundle)."""
     if name == "iffkey":
         p, q, g, _y, b = _dsa_numbers(kf.private_key)
         return "iffpar", keyfiles.dsa_traditional_pem(p, q, g, pow(g, q - b, p), 1)
@@ -381,10 +521,21 @@ def _client_params(name: str, kf: keyfiles.KeyFile,
         return "gqpar", keyfiles.rsa_cuckoo_pem(public.n, public.e, 1, 1, 1, 1, 1, 1)
     if len(kf.private_keys) < 3:
         raise KeygenError(f"{kf.path}: an MV file needs at least 3 keys")
+    count = len(kf.private_keys) - 2
+    if not 1 <= mv_client <= count:
+        raise KeygenError(f"--mv-client: no MV client key {mv_client} in {kf.path.name} "
+                          f"(1 to {count})")
     if not kf.traditional:
         say(f"warning: {kf.path.name} is PKCS#8, whose DSA keys lost their public values; "
             "the exported MV client key will not verify (REFERENCE-NOTES 6.4)")
-    return "mvpar", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf.private_keys[2]))
+    client = _dsa_numbers(kf.private_keys[1 + mv_client])
+    if kf.traditional:
+        p, _q, e, ghat, gbar = _dsa_numbers(kf.private_keys[1])
+        xhat, xbar = client[3], client[4]
+        if pow(gbar, xhat, p) * pow(ghat, xbar, p) * e % p != 1:
+            say(f"note: MV client key {mv_client} is revoked by the bundle's server key "
+                "(activate it with --mv-revoke)")
+    return "mvpar", keyfiles.dsa_traditional_pem(*client)
 
 
 def _server_keys(name: str, kf: keyfiles.KeyFile, password: bytes) -> tuple[str, bytes]:
@@ -410,9 +561,15 @@ def run(
     err = stderr if stderr is not None else sys.stderr
     try:
         job = _Run(args, clock(), out, err)
+        exporting = args.export_params or args.export_password is not None
+        if getattr(args, "mv_revoke", None) is not None:
+            if exporting:
+                job.check_export()  # before the bundle changes
+            status = job.mv_revoke()
+            return job.export() if exporting else status
         if args.symmetric:
             return job.symmetric()
-        if args.export_params or args.export_password is not None:
+        if exporting:
             return job.export()
         return job.generate()
     except KeygenError as exc:
