@@ -523,6 +523,13 @@ class Engine:
         if state.proventic and not before & AutokeyFlag.PROV:
             # Samples taken before PROV may now be selected.
             self._clock_select(now)
+        if state.status & AutokeyFlag.COOK and not before & AutokeyFlag.COOK \
+                and assoc.iburst and assoc.hmode == MODE_CLIENT:
+            # Only packets without fields give client-mode samples: with iburst, fill the
+            # clock filter as soon as the cookie makes them possible.
+            assoc.burst = BCOUNT - 1
+            assoc.nextdate = min(assoc.nextdate, now + BTIME)
+            self._wakeup_valid = False
         signed = any(f.signature for f in fields) and not any(events)
         dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
         if not session.sequence_ok(pkt, src=assoc.address[0],
