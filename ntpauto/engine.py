@@ -855,11 +855,19 @@ class Engine:
                 now: float) -> list[Datagram]:
         result = assoc.filter.add(offset, delay, dispersion, now)
         self.counters["samples"] += 1
-        if result is None:
+        if result is not None:
+            assoc.offset, assoc.delay = result.offset, result.delay
+            assoc.dispersion, assoc.jitter = result.dispersion, result.jitter
+            assoc.epoch = result.epoch
+        elif self._sys.leap == LEAP_UNSYNC and assoc.filter.epoch:
+            # RFC 5905 A.5.2: a sample is used only once, "but anything goes before first
+            # synchronized": the falling dispersion of a new association counts at once.
+            filt = assoc.filter
+            assoc.offset, assoc.delay = filt.offset, filt.delay
+            assoc.dispersion, assoc.jitter = filt.dispersion, filt.jitter
+            assoc.epoch = filt.epoch
+        else:
             return []
-        assoc.offset, assoc.delay = result.offset, result.delay
-        assoc.dispersion, assoc.jitter = result.dispersion, result.jitter
-        assoc.epoch = result.epoch
         assoc.has_sample = True
         assoc.flash = Flash(0)
         self._clock_select(now)
