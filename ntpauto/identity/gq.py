@@ -248,16 +248,9 @@ class GQScheme(ChallengeResponseScheme):
         super().__init__(**kwargs)
         self.peer_key = peer_key
 
-    @classmethod
-    def load_server_key(cls, path: str | os.PathLike[str],
-                        password: str | bytes | None) -> tuple[Any, int | None]:
-        """See :func:`load_server_key`."""
-        return load_server_key(path, password)
-
-    @classmethod
-    def load_client_parameters(cls, path: str | os.PathLike[str]) -> tuple[Any, int | None]:
-        """See :func:`load_client_parameters`."""
-        return load_client_parameters(path)
+    # The module's file readers, as the base class expects them.
+    load_server_key = staticmethod(load_server_key)
+    load_client_parameters = staticmethod(load_client_parameters)
 
     def with_peer_key(self, v: int | None) -> GQScheme:
         """A copy verifying with the public key ``v``."""

@@ -269,16 +269,9 @@ class IFFScheme(ChallengeResponseScheme):
     server_kind: ClassVar[str] = "iffkey"
     client_kind: ClassVar[str] = "iffpar"
 
-    @classmethod
-    def load_server_key(cls, path: str | os.PathLike[str],
-                        password: str | bytes | None) -> tuple[Any, int | None]:
-        """See :func:`load_server_key`."""
-        return load_server_key(path, password)
-
-    @classmethod
-    def load_client_parameters(cls, path: str | os.PathLike[str]) -> tuple[Any, int | None]:
-        """See :func:`load_client_parameters`."""
-        return load_client_parameters(path)
+    # The module's file readers, as the base class expects them.
+    load_server_key = staticmethod(load_server_key)
+    load_client_parameters = staticmethod(load_client_parameters)
 
     def _server_modulus(self) -> int:
         return self.server.q
