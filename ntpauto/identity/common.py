@@ -610,3 +610,27 @@ class KeysdirSchemeFactory:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.scheme_name!r}>"
+
+
+class NoExchangeSchemeFactory:
+    """Base of the factories of schemes without an exchange (TC, PC): no arguments, no
+    files; ``scheme_class`` is the scheme built."""
+
+    scheme_class: ClassVar[type[NoExchangeScheme]]
+    scheme_name: ClassVar[str] = ""
+    argstring_format: ClassVar[str] = "(no arguments)"
+
+    def from_argstring(self, argstring: str) -> Any:
+        """The scheme; InvalidIdentityArguments for any argument."""
+        if argstring:
+            raise InvalidIdentityArguments(
+                f"{self.scheme_name} takes no arguments, not {argstring!r}")
+        return self.scheme_class()
+
+    def from_keysdir(self, keysdir: str | os.PathLike[str], group: str,
+                     password: str | bytes | None = None) -> Any:
+        """The scheme (it reads no files)."""
+        return self.scheme_class()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.scheme_name!r}>"

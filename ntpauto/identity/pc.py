@@ -12,13 +12,12 @@ so the scheme reads no files of its own.  Its exchange methods refuse (``make_ch
 
 from __future__ import annotations
 
-import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from ntpauto.identity.common import InvalidIdentityArguments, NoExchangeScheme
+from ntpauto.identity.common import NoExchangeScheme, NoExchangeSchemeFactory
 from ntpauto.interfaces import IIdentitySchemeFactory
 
 __all__ = ["PCScheme", "PCSchemeFactory"]
@@ -33,7 +32,7 @@ class PCScheme(NoExchangeScheme):
 
 
 @implementer(IPlugin, IIdentitySchemeFactory)
-class PCSchemeFactory:
+class PCSchemeFactory(NoExchangeSchemeFactory):
     """Builds :class:`PCScheme`; it takes no arguments (``--ident pc``)."""
 
     scheme_name: ClassVar[str] = "pc"
@@ -41,20 +40,6 @@ class PCSchemeFactory:
         "PC (private certificate) identity: every group member holds the same host key and "
         "a private certificate (ntpauto keygen -P) that is never sent; status bit 0x10, no "
         "exchange. For broadcast groups whose members can be given the keys securely.")
-    argstring_format: ClassVar[str] = "(no arguments)"
+    scheme_class = PCScheme
     status_bit: ClassVar[int] = PCScheme.status_bit
     message_code: ClassVar[int] = PCScheme.message_code
-
-    def from_argstring(self, argstring: str) -> Any:
-        """``pc`` takes no arguments: InvalidIdentityArguments for any."""
-        if argstring:
-            raise InvalidIdentityArguments(f"pc takes no arguments, not {argstring!r}")
-        return PCScheme()
-
-    def from_keysdir(self, keysdir: str | os.PathLike[str], group: str,
-                     password: str | bytes | None = None) -> Any:
-        """A :class:`PCScheme` (the shared key and certificate are read by ntpauto.pki)."""
-        return PCScheme()
-
-    def __repr__(self) -> str:
-        return "<PCSchemeFactory 'pc'>"

@@ -11,13 +11,12 @@ its exchange methods refuse (``make_challenge``/``respond`` raise ValueError,
 
 from __future__ import annotations
 
-import os
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from ntpauto.identity.common import InvalidIdentityArguments, NoExchangeScheme
+from ntpauto.identity.common import NoExchangeScheme, NoExchangeSchemeFactory
 from ntpauto.interfaces import IIdentitySchemeFactory
 
 __all__ = ["TCScheme", "TCSchemeFactory"]
@@ -32,7 +31,7 @@ class TCScheme(NoExchangeScheme):
 
 
 @implementer(IPlugin, IIdentitySchemeFactory)
-class TCSchemeFactory:
+class TCSchemeFactory(NoExchangeSchemeFactory):
     """Builds :class:`TCScheme`; it takes no arguments (``--ident tc``)."""
 
     scheme_name: ClassVar[str] = "tc"
@@ -40,20 +39,6 @@ class TCSchemeFactory:
         "TC (trusted certificate) identity: trust follows the certificate trail to a "
         "self-signed certificate marked trustRoot (ntpauto keygen -T). No identity files, "
         "no exchange; the default when no other scheme is configured.")
-    argstring_format: ClassVar[str] = "(no arguments)"
+    scheme_class = TCScheme
     status_bit: ClassVar[int] = TCScheme.status_bit
     message_code: ClassVar[int] = TCScheme.message_code
-
-    def from_argstring(self, argstring: str) -> Any:
-        """``tc`` takes no arguments: InvalidIdentityArguments for any."""
-        if argstring:
-            raise InvalidIdentityArguments(f"tc takes no arguments, not {argstring!r}")
-        return TCScheme()
-
-    def from_keysdir(self, keysdir: str | os.PathLike[str], group: str,
-                     password: str | bytes | None = None) -> Any:
-        """A :class:`TCScheme` (TC reads no identity files)."""
-        return TCScheme()
-
-    def __repr__(self) -> str:
-        return "<TCSchemeFactory 'tc'>"
