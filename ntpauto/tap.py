@@ -15,6 +15,7 @@ from twisted.python import usage
 
 from ntpauto.auth.keys import KeyFileError
 from ntpauto.config import ConfigError, ListenConfig, default_config, load_config
+from ntpauto.identity.registry import IdentityOptionsMixin
 from ntpauto.leapfile import LeapFileError
 from ntpauto.service import NTPAutokeyService
 
@@ -32,10 +33,11 @@ def _port_number(value: str) -> int:
     return port
 
 
-class Options(usage.Options):
-    """Options of ``twistd ntpautokey``."""
+class Options(IdentityOptionsMixin, usage.Options):
+    """Options of ``twistd ntpautokey`` (``--ident``/``--help-ident`` from the identity
+    scheme registry, in the style of ``twisted.cred.strcred``)."""
 
-    synopsis = "[--config FILE] [--port N] [--interface ADDR]"
+    synopsis = "[--config FILE] [--port N] [--interface ADDR] [--ident SCHEME:ARGS]"
     longdesc = ("Run an NTPv4 node with Autokey (RFC 5906) authentication. Without --config "
                 "it serves the local clock as stratum 1 on 127.0.0.1:12300.")
     optParameters = [
@@ -66,6 +68,31 @@ class Options(usage.Options):
                 config, status_socket=None if socket_path == "none" else socket_path)
         except LOAD_ERRORS as exc:
             raise usage.UsageError(str(exc)) from exc
+        self._install_identity_schemes()
+
+    def opt_ident(self, description: str) -> None:
+        super().opt_ident(description)
+        self.setdefault("ident_descriptions", []).append(description)
+
+    opt_ident.__doc__ = IdentityOptionsMixin.opt_ident.__doc__
+
+    def _install_identity_schemes(self) -> None:
+        """Give the host each ``--ident`` scheme: a server key makes it answer (and advertise)
+        the scheme, client parameters let it verify servers of that group."""
+        schemes = self.get("identity_schemes", [])
+        if not schemes:
+            return
+        node = self.service.engine.autokey
+        if node is None:
+            raise usage.UsageError("--ident needs Autokey: add a crypto line to the "
+                                   "configuration")
+        for scheme, description in zip(schemes, self["ident_descriptions"]):
+            parts = description.split(":")
+            group = parts[2] if len(parts) > 2 else node.host.group or node.host.hostname
+            if scheme.can_respond:
+                node.host.server_schemes[int(scheme.message_code)] = scheme
+            if scheme.can_challenge:
+                node.host.add_client_scheme(scheme, group)
 
 
 def makeService(options: Options) -> NTPAutokeyService:

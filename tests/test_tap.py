@@ -174,3 +174,44 @@ def test_twistd_rejects_bad_config(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert f"{conf}:3: " in output
     assert ntpauto_frames(output) == [], output
+
+
+def test_ident_option_gives_the_host_a_scheme(tmp_path):
+    """--ident iff:KEYSDIR:GROUP:PW loads the IFF server key: the host then advertises IFF
+    and answers its challenges; without crypto the option is a usage error."""
+    from ntpauto.cli import main as cli
+
+    keysdir = tmp_path / "keys"
+    keysdir.mkdir()
+    assert cli(["keygen", "--keysdir", str(keysdir), "-T", "-I", "-b", "256", "-m", "1024",
+                "-s", "alice@alice", "-p", "apw"]) == 0
+    config = tmp_path / "ntp.conf"
+    config.write_text(f"crypto host alice pw apw\nkeysdir {tmp_path / 'empty'}\n")
+    (tmp_path / "empty").mkdir()
+    for name in keysdir.iterdir():  # host key and certificate only: no identity keys
+        if "host" in name.name or "cert" in name.name:
+            (tmp_path / "empty" / name.name).symlink_to(name)
+    options = tap.Options()
+    options.parseOptions(["--config", str(config), "--status-socket", "none"])
+    assert not options.service.engine.autokey.host.scheme_bits
+    options = tap.Options()
+    options.parseOptions(["--config", str(config), "--status-socket", "none",
+                          "--ident", f"iff:{keysdir}:alice:apw"])
+    host = options.service.engine.autokey.host
+    assert host.scheme_bits == 0x20 and host.server_scheme(7) is not None
+    bare = tmp_path / "bare.conf"
+    bare.write_text("localclock stratum 1\n")
+    with pytest.raises(usage.UsageError, match="--ident needs Autokey"):
+        tap.Options().parseOptions(["--config", str(bare), "--status-socket", "none",
+                                    "--ident", f"iff:{keysdir}:alice:apw"])
+
+
+def test_help_ident_lists_every_scheme(capsys):
+    """--help-ident lists the built-in schemes and exits."""
+    options = tap.Options()
+    options.identOutput = __import__("io").StringIO()
+    with pytest.raises(SystemExit):
+        options.parseOptions(["--help-ident"])
+    text = options.identOutput.getvalue()
+    for name in ("tc", "pc", "iff", "gq", "mv"):
+        assert f"  {name}" in text
