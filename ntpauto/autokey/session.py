@@ -18,6 +18,7 @@ from ntpauto.auth.autokey import (
     mac,
     server_reply_key,
     session_key,
+    session_keys_both_ways,
     verify_mac,
 )
 from ntpauto.autokey.association import AutokeyAssociation
@@ -79,11 +80,9 @@ class AutokeyNode:
         under the server cookie, and a reply keyed the same way."""
         digest = self.digest
         cookie = self.responder.server_cookie(client, server, now)
-        key = session_key(client, server, keyid, cookie, digest)
-        if len(received) < MIN_AUTOKEY_DIGEST or not verify_mac(key, message, received,
-                                                                 digest):
+        key, reply_key = session_keys_both_ways(client, server, keyid, cookie, digest)
+        if not verify_mac(key, message, received, digest):
             return reply + CRYPTO_NAK, "badauth"
-        reply_key = session_key(server, client, keyid, cookie, digest)
         return reply + mac(reply_key, keyid, reply, digest), "served"
 
 
