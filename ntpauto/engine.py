@@ -396,15 +396,14 @@ class Engine:
             if not 0 < keyid <= 65535:
                 self._wakeup_valid = False
                 return self._receive_slow(data, source, rx, now, local)
-            if not self.keys.verify(keyid, data[:48], data[52:]):
-                self.counters["badauth"] += 1
-                self.counters["served"] += 1
-                reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
-                return [Datagram(reply + CRYPTO_NAK, source)]
         reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
-        if keyid is not None:
-            reply += self.keys.sign(keyid, reply)
         self.counters["served"] += 1
+        if keyid is not None:
+            signature = self.keys.answer(keyid, data[:48], data[52:], reply)
+            if signature is None:
+                self.counters["badauth"] += 1
+                return [Datagram(reply + CRYPTO_NAK, source)]
+            reply += signature
         return [Datagram(reply, source)]
 
     def _reply(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,

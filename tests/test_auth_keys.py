@@ -319,3 +319,17 @@ def test_packet_with_extension_field() -> None:
     parsed = packet.parse(body + store.sign(3, body))
     assert len(parsed.fields) == 1
     assert store.verify(parsed.keyid, parsed.authenticated_part, parsed.digest)
+
+
+def test_answer_verifies_then_signs():
+    """answer() returns the reply's MAC only for a request that verifies under a trusted
+    key, the same bytes sign() gives."""
+    store = KeyStore(parse_keys("3 SHA1 0123456789abcdef0123456789abcdef01234567\n"
+                                "4 MD5 untrusted\n"), trusted=[3])
+    request, reply = bytes(48), bytes(range(48))
+    good = store.sign(3, request)[4:]
+    assert store.answer(3, request, good, reply) == store.sign(3, reply)
+    assert store.answer(3, request, bytes(len(good)), reply) is None
+    assert store.answer(3, request, good[:16], reply) is None
+    assert store.answer(4, request, store.sign(4, request)[4:], reply) is None
+    assert store.answer(9, request, good, reply) is None

@@ -276,6 +276,17 @@ class KeyStore:
         key = self._keys[keyid]
         return _KEYID_WORD.pack(keyid) + mac_digest(key.algorithm, key.secret, message)
 
+    def answer(self, keyid: int, request: bytes, digest: bytes, reply: bytes) -> bytes | None:
+        """The MAC for ``reply`` when ``digest`` authenticates ``request`` under the trusted
+        key ``keyid``, else None: a server's verify-then-sign in one lookup (hot path)."""
+        entry = self._verifiable.get(keyid)
+        if entry is None or len(digest) != entry[2]:
+            return None
+        algorithm, secret = entry[0], entry[1]
+        if not digests_equal(mac_digest(algorithm, secret, request), digest):
+            return None
+        return _KEYID_WORD.pack(keyid) + mac_digest(algorithm, secret, reply)
+
     def verify(self, keyid: int, message: bytes, digest: bytes) -> bool:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
         known, trusted key; a digest of the wrong length for the key never does. The compare
