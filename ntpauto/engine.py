@@ -160,6 +160,9 @@ class Engine:
         self._reply_base: tuple | None = None
         self._wakeup: float | None = None
         self._wakeup_valid = False
+        self.timer_generation = 0
+        """Bumped whenever the next wakeup may have moved (the transport re-arms its timer
+        only then: the busy server's replies leave it alone)."""
         self.sys = SystemVariables()
         self.associations: dict[int, Association] = {}
         self._by_address: dict[tuple[str, int], Association] = {}
@@ -178,6 +181,10 @@ class Engine:
         self._last_update_epoch: float | None = None
         self._started = False
 
+    def _timers_changed(self) -> None:
+        self._wakeup_valid = False
+        self.timer_generation += 1
+
     @property
     def sys(self) -> SystemVariables:
         """The system variables (RFC 5905 section 11)."""
@@ -192,7 +199,7 @@ class Engine:
 
     def start(self, now: float) -> list[Datagram]:
         """Mobilise the configured associations and schedule their first polls."""
-        self._wakeup_valid = False
+        self._timers_changed()
         if self._started:
             return []
         self._started = True
@@ -206,7 +213,7 @@ class Engine:
 
     def stop(self) -> None:
         """Forget every association (the service is going away)."""
-        self._wakeup_valid = False
+        self._timers_changed()
         self.associations.clear()
         self._by_address.clear()
         self._next_tick = None
@@ -286,7 +293,7 @@ class Engine:
             if first & 7 == MODE_CLIENT and 0x08 <= first & 0x38 <= 0x20 \
                     and not self.restrict.flags_for(source[0]):
                 return self._serve_fast(data, size, first, source, rx, now, local)
-        self._wakeup_valid = False
+        self._timers_changed()
         return self._receive_slow(data, source, rx, now, local)
 
     def _receive_slow(self, data: bytes, source: tuple[str, int], rx: int, now: float,
@@ -394,7 +401,7 @@ class Engine:
                 self.counters[outcome] += 1
                 return [Datagram(out, source)]
             if not 0 < keyid <= 65535:
-                self._wakeup_valid = False
+                self._timers_changed()
                 return self._receive_slow(data, source, rx, now, local)
         reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
         self.counters["served"] += 1
@@ -528,7 +535,7 @@ class Engine:
             # clock filter as soon as the cookie makes them possible.
             assoc.burst = BCOUNT - 1
             assoc.nextdate = min(assoc.nextdate, now + BTIME)
-            self._wakeup_valid = False
+            self._timers_changed()
         signed = any(f.signature for f in fields) and not any(events)
         dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
         if not session.sequence_ok(pkt, src=assoc.address[0],
@@ -990,7 +997,7 @@ class Engine:
 
     def fire_timers(self, now: float) -> list[Datagram]:
         """Run every poll and the discipline's one-second adjustment that are due."""
-        self._wakeup_valid = False
+        self._timers_changed()
         out: list[Datagram] = []
         for assoc in list(self.associations.values()):
             if assoc.nextdate <= now and assoc.associd in self.associations:

@@ -68,6 +68,7 @@ class NTPDatagramProtocol(DatagramProtocol):
         self._scheduler = scheduler
         self._timer: IDelayedCall | None = None
         self._timer_at: float | None = None
+        self._timer_generation: int | None = None
         self._fired_at: float | None = None
         self._running = False
         self._local_address: tuple[str, int] | None = None
@@ -124,7 +125,10 @@ class NTPDatagramProtocol(DatagramProtocol):
                 self._reply(out[0].data, addr)
             elif out:
                 self._send(out)
-        self._reschedule()
+        generation = getattr(self.engine, "timer_generation", None)
+        if generation is None or generation != self._timer_generation:
+            self._timer_generation = generation
+            self._reschedule()
 
     def _reply(self, data: bytes, addr: Any) -> None:
         """Answer the sender of the datagram just received.  Its address came from the
