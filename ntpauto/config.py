@@ -20,6 +20,8 @@ from collections.abc import Callable
 import attrs
 from attrs import frozen
 
+from ntpauto.errors import FileLineError
+
 __all__ = [
     "AssociationConfig",
     "Config",
@@ -66,23 +68,12 @@ _REFCLOCK = re.compile(r"127\.127\.([0-9]{1,3})\.([0-9]{1,3})")
 _KEY_RANGE_TOKEN = re.compile(r"\(|\)|\.\.\.|[^\s()]+")
 
 
-class ConfigError(Exception):
+class ConfigError(FileLineError):
     """A configuration that cannot be used; ``str()`` is ``path:line: message``.
 
     ``line`` is 0 when the problem concerns the whole file (e.g. it cannot be read); the
     string is then ``path: message``.
     """
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if self.line:
-            return f"{self.path}:{self.line}: {self.message}"
-        return f"{self.path}: {self.message}"
 
 
 @frozen

@@ -26,6 +26,8 @@ import re
 
 from attrs import field, frozen
 
+from ntpauto.errors import FileLineError
+
 __all__ = ["LeapFileError", "LeapTable", "leap_hash", "load_leapfile", "parse_leapfile"]
 
 DAY = 86400
@@ -36,23 +38,12 @@ _NUMBER = re.compile(r"[0-9]+")
 _HEX_GROUP = re.compile(r"[0-9A-Fa-f]{1,8}")
 
 
-class LeapFileError(Exception):
+class LeapFileError(FileLineError):
     """A leap-seconds file that is unreadable, malformed or fails its hash check.
 
     ``str()`` is ``path:line: message``, or ``path: message`` when ``line`` is 0 (the problem
     concerns the whole file).
     """
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        if self.line:
-            return f"{self.path}:{self.line}: {self.message}"
-        return f"{self.path}: {self.message}"
 
 
 def _ascending(instance: LeapTable, attribute: object, value: tuple[tuple[int, int], ...]) -> None:

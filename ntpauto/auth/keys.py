@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from ntpauto.auth.digest import DIGEST_SIZES, digests_equal, mac_digest
+from ntpauto.errors import FileLineError
 
 MAX_KEYID = 65535
 """NTP_MAXKEY: symmetric key IDs are 1..65535."""
@@ -64,16 +65,9 @@ _FIELD_SEP = re.compile(r"[ \t\f\v\r]+")
 _KEYID_WORD = struct.Struct("!I")
 
 
-class KeyFileError(Exception):
+class KeyFileError(FileLineError):
     """A keys file cannot be used: ``str()`` is ``path:line: message`` (``path: message`` when
     the whole file is at fault, ``line`` 0)."""
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        self.path = path
-        self.line = line
-        self.message = message
-        where = f"{path}:{line}" if line > 0 else path
-        super().__init__(f"{where}: {message}")
 
 
 def _is_literal_char(code: int) -> bool:
