@@ -140,8 +140,8 @@ def test_at_group_keeps_the_system_host_name(tmp_path, monkeypatch):
 
 
 def test_modulus_limits(tmp_path):
-    """Moduli cryptography cannot make are refused with a clear message."""
-    status, _out, err = run(tmp_path, "-H", "-m", "512", "-s", "alice", "-p", "pw")
+    """Moduli outside what we make are refused with a clear message."""
+    status, _out, err = run(tmp_path, "-H", "-m", "256", "-s", "alice", "-p", "pw")
     assert status == 1 and "out of range" in err
     status, _out, err = run(tmp_path, "-H", "-S", "DSA", "-m", "1536", "-s", "alice", "-p", "p")
     assert status == 1 and "DSA modulus" in err
@@ -446,3 +446,16 @@ def test_mv_revoke_needs_recoverable_primes(vectors, tmp_path):
     assert status == 1 and "no MV bundle ntpkey_mvta_alice" in err
     status, _out, err = run(reference.parent / "none", "-e", "--mv-client", "1", "-s", "alice")
     assert status == 1 and "no identity key files" in err
+
+
+def test_reference_sizes_with_rsa_md5(tmp_path):
+    """-m 512 -c RSA-MD5 makes what ntp-keygen makes by default: a 512-bit host key and an
+    md5WithRSAEncryption certificate, which load back and verify."""
+    status, _out, err = run(tmp_path, "-T", "-H", "-m", "512", "-c", "RSA-MD5", "-s", "alice",
+                            "-p", "pw")
+    assert status == 0, err
+    key = read_key_file(tmp_path / "ntpkey_host_alice", password="pw").private_key
+    assert key.key_size == 512
+    _kf, cert = cert_of(tmp_path, "alice")
+    assert cert.signature_nid == 8 and cert.trusted
+    assert cert.public_key.public_numbers() == key.public_key().public_numbers()

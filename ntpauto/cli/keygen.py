@@ -20,8 +20,9 @@ What one run does, as ntp-keygen does it (all files share one filestamp = NTP se
   one; else the host key signs), and always a new self-signed certificate (``-T`` trusted,
   ``-P`` private; inherited from the existing certificate when neither is given).
 
-Differences from ntp-keygen: default modulus 2048 bits (``cryptography`` makes no RSA keys
-below 1024 bits; DSA keys are 1024, 2048, 3072 or 4096 bits), default scheme RSA-SHA256 (DSA-SHA1
+Differences from ntp-keygen: default modulus 2048 bits (``-m 512`` still makes the
+reference's size, from our own primes; DSA keys are 1024, 2048, 3072 or 4096 bits), default
+scheme RSA-SHA256 (DSA-SHA1
 for a DSA sign key), files mode 0600, the default password is the ``-s`` host name (what ntpd's
 ``crypto pw`` defaults to), DSA-structured exports are traditional PEM so the IFF/MV public
 values survive (REFERENCE-NOTES 6.4), exports write no certificate, and the GQ key for the
@@ -69,7 +70,7 @@ DEFAULT_MODULUS = 2048
 DEFAULT_SCHEME = "RSA-SHA256"
 DEFAULT_DSA_SCHEME = "DSA-SHA1"
 DEFAULT_DAYS = 365
-RSA_BITS = range(1024, 16385)
+RSA_BITS = range(512, 16385)
 DSA_BITS = (1024, 2048, 3072, 4096)
 MD5_KEYS = 10
 MD5_SIZE = 20
@@ -197,7 +198,9 @@ def make_symmetric_keys() -> str:
 def _generate(key_type: str, bits: int) -> Any:
     if key_type == "RSA":
         if bits not in RSA_BITS:
-            raise KeygenError(f"RSA modulus {bits} bits out of range (1024 to 16384)")
+            raise KeygenError(f"RSA modulus {bits} bits out of range (512 to 16384)")
+        if bits < 1024:
+            return _small_rsa_key(bits)
         return rsa.generate_private_key(public_exponent=65537, key_size=bits)
     if bits not in DSA_BITS:
         raise KeygenError(f"DSA modulus must be one of {', '.join(map(str, DSA_BITS))} bits")
@@ -208,6 +211,24 @@ def _generate(key_type: str, bits: int) -> Any:
         q = key.parameters().parameter_numbers().q
         if q >= 3 << (q.bit_length() - 2):
             return key
+
+
+def _small_rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    """An RSA key below 1024 bits (the reference's 512-bit default, for interop tests only):
+    cryptography refuses to generate one, so it is built from our own primes."""
+    from ntpauto.identity.common import random_prime
+
+    e = 65537
+    while True:
+        p = random_prime(bits - bits // 2, top_two=True)
+        q = random_prime(bits // 2, top_two=True)
+        phi = (p - 1) * (q - 1)
+        if p != q and (p * q).bit_length() == bits and phi % e:
+            break
+    d = pow(e, -1, phi)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p),
+                                    rsa.RSAPublicNumbers(e, p * q))
+    return numbers.private_key()
 
 
 def _key_type(key: Any) -> str:
