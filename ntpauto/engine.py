@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import attrs
 from attrs import frozen
 from twisted.logger import Logger
 
@@ -243,7 +244,7 @@ class Engine:
         if self._by_address.get(assoc.address) is assoc:
             del self._by_address[assoc.address]
         if self.sys.peer == assoc.associd:
-            self.sys = _evolve(self.sys, peer=None)
+            self.sys = attrs.evolve(self.sys, peer=None)
         self.counters["demobilised"] += 1
         log.info("demobilised association {associd} with {host}: {reason}",
                  associd=assoc.associd, host=assoc.address[0], reason=reason)
@@ -336,7 +337,7 @@ class Engine:
             return []
         if local is not None and not assoc.local_refid and mode != MODE_BROADCAST:
             assoc.local_refid = _refid_or_empty(local[0])
-            if local[0] not in ("0.0.0.0", "::"):
+            if not _is_wildcard(local[0]):
                 assoc.local_address = local[0]
         return self._process(assoc, pkt, mode, rx, now, flags, auth, keyid)
 
@@ -394,8 +395,7 @@ class Engine:
             if keyid > 65535 and self.autokey is not None:
                 # An Autokey request without extension fields: MAC under the server cookie.
                 reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
-                server = (local[0] if local and local[0] not in ("0.0.0.0", "::") else None) \
-                    or self.local_address or "0.0.0.0"
+                server = self._server_address(local)
                 out, outcome = self.autokey.serve_plain(data[:48], keyid, data[52:], reply,
                                                         source[0], server, self._crypto_now())
                 self.counters[outcome] += 1
@@ -443,6 +443,12 @@ class Engine:
         """Our address as the peer sees it (the source of our session keys)."""
         return assoc.local_address or self.local_address or "0.0.0.0"
 
+    def _server_address(self, local: tuple[str, int] | None) -> str:
+        """The address a client's request reached us on (our side of its session keys)."""
+        if local is not None and not _is_wildcard(local[0]):
+            return local[0]
+        return self.local_address or "0.0.0.0"
+
     def _autokey_session(self, assoc: Association, *, ident: str | None = None,
                          broadcast: bool = False) -> AutokeySession:
         node = self.autokey
@@ -475,8 +481,7 @@ class Engine:
         if self.autokey is None:
             counters["badauth"] += 1
             return [Datagram(reply + CRYPTO_NAK, source)]
-        server = (local[0] if local and local[0] not in ("0.0.0.0", "::") else None) \
-            or self.local_address or "0.0.0.0"
+        server = self._server_address(local)
         host = self.autokey.host
         for f in pkt.fields[:1]:
             try:
@@ -580,7 +585,7 @@ class Engine:
                 or len(self._by_address) >= MAX_EPHEMERAL):
             self.counters["declined"] += 1
             return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
-        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        poll = _clamp_poll(pkt.header.poll)
         assoc = self._mobilise(Association(
             associd=self._new_associd(), address=source, hmode=MODE_PASSIVE,
             version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
@@ -595,12 +600,12 @@ class Engine:
         if "nopeer" in flags or len(self._by_address) >= MAX_EPHEMERAL:
             self.counters["declined"] += 1
             return []
-        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        poll = _clamp_poll(pkt.header.poll)
         assoc = Association(
             associd=self._new_associd(), address=source, hmode=MODE_PASSIVE,
             version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
             ephemeral=True, nextdate=now + 1.0)
-        if local is not None and local[0] not in ("0.0.0.0", "::"):
+        if local is not None and not _is_wildcard(local[0]):
             assoc.local_address = local[0]
             assoc.local_refid = _refid_or_empty(local[0])
         assoc.autokey = self._autokey_session(assoc, ident=self.config.ident)
@@ -628,7 +633,7 @@ class Engine:
                 or len(self._by_address) >= MAX_EPHEMERAL:
             counters["declined"] += 1
             return []
-        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        poll = _clamp_poll(pkt.header.poll)
         assoc = Association(
             associd=self._new_associd(), address=source, hmode=HMODE_BCLIENT,
             version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
@@ -663,7 +668,7 @@ class Engine:
         if not fields or fields[-1].code != 1 or not fields[-1].response:
             counters["bcast_not_assoc"] += 1
             return []
-        poll = min(max(pkt.header.poll, MIN_POLL), MAX_POLL)
+        poll = _clamp_poll(pkt.header.poll)
         assoc = Association(
             associd=self._new_associd(), address=source, hmode=HMODE_BCLIENT,
             version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
@@ -777,7 +782,7 @@ class Engine:
         """Kiss-o'-Death (RFC 5905 section 7.4): RATE backs off, DENY/RSTR demobilise."""
         code = header.refid
         if code == KISS_RATE:
-            peer_poll = min(max(header.poll, MIN_POLL), MAX_POLL)
+            peer_poll = _clamp_poll(header.poll)
             assoc.hpoll = min(max(assoc.hpoll + 1, peer_poll), assoc.maxpoll, MAX_POLL)
             assoc.burst = 0
             assoc.nextdate = assoc.outdate + 2.0**assoc.hpoll
@@ -797,7 +802,7 @@ class Engine:
         assoc.leap = header.leap
         assoc.stratum = header.stratum if header.stratum else MAX_STRATUM
         assoc.pmode = header.mode
-        assoc.ppoll = min(max(header.poll, MIN_POLL), MAX_POLL)
+        assoc.ppoll = _clamp_poll(header.poll)
         assoc.root_delay = from_short(header.root_delay)
         assoc.root_dispersion = from_short(header.root_dispersion)
         assoc.refid = header.refid
@@ -926,7 +931,7 @@ class Engine:
             if self.sys.peer is not None:
                 log.info("no system peer: {reason}",
                          reason="no majority" if selection.truechimers else "no candidates")
-                self.sys = _evolve(self.sys, peer=None)
+                self.sys = attrs.evolve(self.sys, peer=None)
             return
         peer = self.associations[selection.system_peer.key]
         if self._last_update_epoch is not None and peer.epoch <= self._last_update_epoch:
@@ -1214,10 +1219,14 @@ def _flag_names(flash: Flash) -> list[str]:
     return [f.name for f in Flash if f & flash]
 
 
-def _evolve(sys: SystemVariables, **changes: Any) -> SystemVariables:
-    import attrs
+def _clamp_poll(poll: int) -> int:
+    """A poll exponent from a packet, within what we accept (a RATE kiss may say 127)."""
+    return min(max(poll, MIN_POLL), MAX_POLL)
 
-    return attrs.evolve(sys, **changes)
+
+def _is_wildcard(address: str) -> bool:
+    """The address of a socket bound to every interface (no address of its own)."""
+    return address in ("0.0.0.0", "::")
 
 
 def _resolve_literal(address: str, port: int) -> str:
@@ -1267,7 +1276,7 @@ def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = N
         frequency = read_drift(config.driftfile)
     autokey = load_autokey(config, leap_table) if config.crypto is not None else None
     local = next((item.address for item in config.listen
-                  if item.address not in ("0.0.0.0", "::")), None)
+                  if not _is_wildcard(item.address)), None)
     return Engine(config, clock, keys=keys, leap_table=leap_table, rng=rng,
                   frequency_ppm=frequency, resolve=resolve, autokey=autokey,
                   local_address=local)
