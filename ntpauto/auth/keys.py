@@ -273,19 +273,23 @@ class KeyStore:
     def answer(self, keyid: int, request: bytes, digest: bytes, reply: bytes) -> bytes | None:
         """The MAC for ``reply`` when ``digest`` authenticates ``request`` under the trusted
         key ``keyid``, else None: a server's verify-then-sign in one lookup (hot path)."""
-        entry = self._verifiable.get(keyid)
-        if entry is None or len(digest) != entry[2]:
+        entry = self._verified(keyid, request, digest)
+        if entry is None:
             return None
-        algorithm, secret = entry[0], entry[1]
-        if not digests_equal(mac_digest(algorithm, secret, request), digest):
-            return None
-        return _KEYID_WORD.pack(keyid) + mac_digest(algorithm, secret, reply)
+        return _KEYID_WORD.pack(keyid) + mac_digest(entry[0], entry[1], reply)
 
     def verify(self, keyid: int, message: bytes, digest: bytes) -> bool:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
         known, trusted key; a digest of the wrong length for the key never does. The compare
         is constant-time."""
+        return self._verified(keyid, message, digest) is not None
+
+    def _verified(self, keyid: int, message: bytes,
+                  digest: bytes) -> tuple[str, bytes, int] | None:
+        """The trusted key's (algorithm, secret, size) when ``digest`` verifies, else None."""
         entry = self._verifiable.get(keyid)
         if entry is None or len(digest) != entry[2]:
-            return False
-        return digests_equal(mac_digest(entry[0], entry[1], message), digest)
+            return None
+        if not digests_equal(mac_digest(entry[0], entry[1], message), digest):
+            return None
+        return entry
