@@ -14,9 +14,10 @@ bounded time per target.  Targets:
 * ``ntp-autokey`` the service with Autokey credentials answering requests under Autokey
                session keys without extension fields (cookie from a COOK exchange first).
 
-Prints replies per second for each and the ratio to the echo server.  Goals: ``ntp`` at least
-70 % of echo, ``ntp-md5`` at least 60 %, ``ntp-autokey`` at least 50 %.  ``--check`` exits 1
-when a goal is missed.
+Prints replies per second for each, the ratio to the echo server and the server process's
+CPU time per reply (from /proc: the part of the cost that is the server's own).  Goals:
+``ntp`` at least 70 % of echo, ``ntp-md5`` and ``ntp-autokey`` at least 65 % (issue 7; the
+reference ntpd reaches about that here).  ``--check`` exits 1 when a goal is missed.
 
     .venv/bin/python benchmarks/server_throughput.py [--requests N] [--window W]
 """
@@ -39,7 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 TARGETS = ("echo", "ntp", "ntp-md5", "ntp-autokey")
-GOALS = {"ntp": 0.70, "ntp-md5": 0.60, "ntp-autokey": 0.50}
+GOALS = {"ntp": 0.70, "ntp-md5": 0.65, "ntp-autokey": 0.65}
 MD5_KEY = "1 MD5 benchmarksecret\n"
 
 
@@ -107,14 +108,16 @@ def start_server(kind: str, keys_file: str) -> tuple[subprocess.Popen, int]:
 
 
 def autokey_requests(port: int, count: int) -> list[bytes]:
-    """Client requests under Autokey session keys without extension fields: first a COOK
-    exchange (our own RSA key) gets the server's cookie for 127.0.0.1, as a client's dance
-    would; then each request carries its own key ID and a MAC under that cookie."""
+    """Client requests under Autokey session keys without extension fields.  First the
+    client's side of a dance gets the server's cookie for 127.0.0.1: an ASSOC exchange, then
+    a COOK request (our own RSA key) whose origin echoes the ASSOC reply, as every client's
+    does (the server's amplification limit answers only such a request in full).  Then each
+    request carries its own key ID and a MAC under that cookie."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from ntpauto.auth.autokey import mac, session_key
-    from ntpauto.autokey.fields import COOK, Field, decode
-    from ntpauto.autokey.values import decrypt_cookie, encode_public_key
+    from ntpauto.autokey.fields import ASSOC, COOK, Field, decode
+    from ntpauto.autokey.values import decrypt_cookie, encode_assoc_name, encode_public_key
     from ntpauto.wire.packet import Header, parse
     from ntpauto.wire.timestamps import unix_to_ntp
 
@@ -122,13 +125,19 @@ def autokey_requests(port: int, count: int) -> list[bytes]:
     address = "127.0.0.1"
     header = Header(0, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0, unix_to_ntp(time.time()))
     keyid = 0x10000001
-    data = header.encode() + Field(code=COOK, value=encode_public_key(key.public_key())).encode()
-    data += mac(session_key(address, address, keyid, 0), keyid, data)
+
+    def exchange(sock: socket.socket, field: Field, origin: int) -> object:
+        data = header._replace(origin=origin).encode() + field.encode()
+        data += mac(session_key(address, address, keyid, 0), keyid, data)
+        sock.sendto(data, (address, port))
+        return parse(sock.recv(4096))
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((address, 0))
         sock.settimeout(5)
-        sock.sendto(data, (address, port))
-        reply = parse(sock.recv(4096))
+        assoc = exchange(sock, Field(code=ASSOC, value=encode_assoc_name("bench")), 0)
+        reply = exchange(sock, Field(code=COOK, value=encode_public_key(key.public_key())),
+                         assoc.header.transmit)
     cookie = decrypt_cookie(decode(reply.fields[0].data).value, key)
     base = unix_to_ntp(time.time())
     requests = []
@@ -212,6 +221,16 @@ def load(port: int, requests: list[bytes], total: int, window: int,
     return replies, sent, elapsed
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of process ``pid`` (Linux /proc), None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(kind: str, keys_file: str, args: argparse.Namespace) -> dict[str, float]:
     """Start the server, warm it up, measure, stop it."""
     process, port = start_server(kind, keys_file)
@@ -225,13 +244,18 @@ def measure(kind: str, keys_file: str, args: argparse.Namespace) -> dict[str, fl
             probe.sendto(requests[0], ("127.0.0.1", port))
             check_reply(kind, probe.recv(2048))
         load(port, requests, min(2000, args.requests), args.window, 5.0)  # warm-up
+        cpu_before = cpu_seconds(process.pid)
         replies, sent, elapsed = load(port, requests, args.requests, args.window,
                                       args.max_seconds)
+        cpu_after = cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(10)
+    cpu_us = None
+    if cpu_before is not None and cpu_after is not None and replies:
+        cpu_us = (cpu_after - cpu_before) / replies * 1e6
     return {"replies": replies, "sent": sent, "seconds": elapsed,
-            "rate": replies / elapsed if elapsed else 0.0}
+            "rate": replies / elapsed if elapsed else 0.0, "server_cpu_us": cpu_us}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,15 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{'target':<9} {'replies':>8} {'sent':>8} {'seconds':>8} {'replies/s':>10} "
-              f"{'vs echo':>8}  goal")
+        print(f"{'target':<11} {'replies':>8} {'sent':>8} {'seconds':>8} {'replies/s':>10} "
+              f"{'vs echo':>8} {'cpu us':>7}  goal")
         for kind, result in results.items():
             goal = GOALS.get(kind)
             verdict = "" if goal is None else (
                 f">= {goal:.0%} {'ok' if result['ratio'] >= goal else 'MISSED'}")
-            print(f"{kind:<9} {result['replies']:>8} {result['sent']:>8} "
+            cpu = result["server_cpu_us"]
+            cpu_text = "?" if cpu is None else f"{cpu:.2f}"
+            print(f"{kind:<11} {result['replies']:>8} {result['sent']:>8} "
                   f"{result['seconds']:>8.2f} {result['rate']:>10.0f} "
-                  f"{result['ratio']:>8.1%}  {verdict}")
+                  f"{result['ratio']:>8.1%} {cpu_text:>7}  {verdict}")
     return 1 if args.check and missed else 0
 
 

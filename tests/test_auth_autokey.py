@@ -309,14 +309,3 @@ def test_verify_packet_refuses_symmetric_key_ids_and_missing_mac() -> None:
     wire = sign_packet(header().encode(), A, B, 100, 0)
     assert not verify_packet(parse(wire), A, B, 0)
     assert not verify_packet(parse(header().encode()), A, B, 0)
-
-
-def test_session_keys_both_ways_match_session_key():
-    """The hot-path pair equals the two one-way session keys, for IPv4 and IPv6."""
-    from ntpauto.auth.autokey import session_keys_both_ways
-
-    for a, b in (("192.0.2.1", "192.0.2.2"), ("2001:db8::1", "2001:db8::2")):
-        for digest in ("md5", "sha1"):
-            forward, backward = session_keys_both_ways(a, b, 70000, 0xDEADBEEF, digest)
-            assert forward == session_key(a, b, 70000, 0xDEADBEEF, digest)
-            assert backward == session_key(b, a, 70000, 0xDEADBEEF, digest)

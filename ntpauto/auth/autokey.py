@@ -77,19 +77,6 @@ def session_key(src: str, dst: str, keyid: int, cookie: int, digest: str = "md5"
     return mac_digest(digest, b"", _block(src, dst, keyid, cookie))
 
 
-def session_keys_both_ways(a: str, b: str, keyid: int, cookie: int,
-                           digest: str = "md5") -> tuple[bytes, bytes]:
-    """The session keys for ``a`` to ``b`` and ``b`` to ``a`` with the same key ID and cookie
-    (a server verifying a request and keying its reply; computed together on the hot path)."""
-    if digest not in AUTOKEY_DIGESTS:
-        raise ValueError(f"unsupported Autokey digest {digest!r}")
-    x, y = address_octets(a), address_octets(b)
-    if len(x) != len(y):
-        raise ValueError(f"address families differ: {a} and {b}")
-    tail = _KEY_COOKIE.pack(keyid, cookie)
-    return mac_digest(digest, x, y + tail), mac_digest(digest, y, x + tail)
-
-
 def next_keyid(src: str, dst: str, keyid: int, cookie: int, digest: str = "md5") -> int:
     """The key ID that follows ``keyid`` in a hash chain: the session key's first 4 octets."""
     return _KEYID.unpack_from(session_key(src, dst, keyid, cookie, digest))[0]

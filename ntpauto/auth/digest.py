@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -29,6 +30,19 @@ def mac_digest(algorithm: str, key: bytes, message: bytes) -> bytes:
     raise ValueError(f"unknown MAC algorithm {algorithm!r}")
 
 
-def digests_equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison of two digests (CVE-2016-1550)."""
-    return hmac.compare_digest(a, b)
+def keyed_mac(algorithm: str, key: bytes) -> Callable[[bytes], bytes]:
+    """``mac_digest`` with the algorithm and key fixed: one call per MAC on the hot path."""
+    if algorithm == "md5":
+        md5 = hashlib.md5
+        return lambda message: md5(key + message).digest()
+    if algorithm == "sha1":
+        sha1 = hashlib.sha1
+        return lambda message: sha1(key + message).digest()
+    if algorithm == "aes128cmac":
+        return lambda message: mac_digest(algorithm, key, message)
+    raise ValueError(f"unknown MAC algorithm {algorithm!r}")
+
+
+digests_equal = hmac.compare_digest
+"""Constant-time comparison of two digests (CVE-2016-1550): ``hmac.compare_digest`` itself,
+so that the hot path pays no extra call."""

@@ -29,11 +29,11 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from ntpauto.auth.digest import DIGEST_SIZES, digests_equal, mac_digest
+from ntpauto.auth.digest import DIGEST_SIZES, digests_equal, keyed_mac, mac_digest
 from ntpauto.errors import FileLineError
 
 MAX_KEYID = 65535
@@ -239,9 +239,11 @@ class KeyStore:
             if key.keyid != keyid:
                 raise ValueError(f"key store entry {keyid} holds key {key.keyid}")
         self._trusted: frozenset[int] = frozenset(trusted)
-        # Trusted keys with what verify() needs, looked up once per packet.
-        self._verifiable: dict[int, tuple[str, bytes, int]] = {
-            keyid: (key.algorithm, key.secret, DIGEST_SIZES[key.algorithm])
+        # Trusted keys with what verify() and answer() need, looked up once per packet:
+        # (the keyed MAC function, its digest size, the key ID word of a MAC).
+        self._verifiable: dict[int, tuple[Callable[[bytes], bytes], int, bytes]] = {
+            keyid: (keyed_mac(key.algorithm, key.secret), DIGEST_SIZES[key.algorithm],
+                    _KEYID_WORD.pack(keyid))
             for keyid, key in self._keys.items() if keyid in self._trusted}
 
     def __len__(self) -> int:
@@ -276,7 +278,7 @@ class KeyStore:
         entry = self._verified(keyid, request, digest)
         if entry is None:
             return None
-        return _KEYID_WORD.pack(keyid) + mac_digest(entry[0], entry[1], reply)
+        return entry[2] + entry[0](reply)
 
     def verify(self, keyid: int, message: bytes, digest: bytes) -> bool:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
@@ -284,12 +286,11 @@ class KeyStore:
         is constant-time."""
         return self._verified(keyid, message, digest) is not None
 
-    def _verified(self, keyid: int, message: bytes,
-                  digest: bytes) -> tuple[str, bytes, int] | None:
-        """The trusted key's (algorithm, secret, size) when ``digest`` verifies, else None."""
+    def _verified(self, keyid: int, message: bytes, digest: bytes
+                  ) -> tuple[Callable[[bytes], bytes], int, bytes] | None:
+        """The trusted key's (MAC function, size, key ID word) when ``digest`` verifies."""
         entry = self._verifiable.get(keyid)
-        if entry is None or len(digest) != entry[2]:
-            return None
-        if not digests_equal(mac_digest(entry[0], entry[1], message), digest):
+        if entry is None or len(digest) != entry[1] \
+                or not digests_equal(entry[0](message), digest):
             return None
         return entry

@@ -36,6 +36,8 @@ MAX_PACKET = 48 + 2048 + 24
 """reference: the receive buffer; anything longer is dropped whole."""
 MAX_EXTENSION_END = MAX_PACKET - 24
 CRYPTO_NAK_LEN = 4
+CRYPTO_NAK = b"\x00" * CRYPTO_NAK_LEN
+"""The MAC of a reply to a request that failed authentication: key ID 0, no digest."""
 MAC_LENGTHS = (4, 20, 24)
 """Key ID alone (crypto-NAK), key ID + 16-octet digest (MD5, AES-CMAC), + 20 (SHA-1)."""
 

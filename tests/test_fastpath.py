@@ -1,0 +1,166 @@
+"""The server's hot path (ntpauto.fastpath): the same bytes and counters as the full path,
+and a refusal (None) for everything it does not own."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from ntpauto.auth.autokey import mac, session_key
+from ntpauto.auth.keys import KeyStore, parse_keys
+from ntpauto.autokey.host import load_host
+from ntpauto.autokey.session import AutokeyNode
+from ntpauto.config import parse_config
+from ntpauto.engine import Engine
+from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.wire.packet import Header, parse
+from ntpauto.wire.timestamps import unix_to_ntp
+
+CLIENT = ("192.0.2.10", 40000)
+SERVER = ("192.0.2.1", 123)
+T0 = 1000.0
+EPOCH = 1_795_460_000.0  # inside the vectors' certificate validity
+KEYS = "1 MD5 fastpathsecret\n2 SHA1 0123456789abcdef0123456789abcdef01234567\n3 MD5 untrusted\n"
+
+
+def engine_for(text: str = "localclock stratum 1\n", autokey: AutokeyNode | None = None
+               ) -> Engine:
+    clock = SimulatedClock(lambda: T0, epoch=EPOCH)
+    parsed = parse_keys(KEYS)
+    engine = Engine(parse_config(text), clock, keys=KeyStore(parsed, [1, 2]), autokey=autokey)
+    engine.start(T0)
+    return engine
+
+
+def request(mode: int = 3, version: int = 4, transmit: int = 0xEEAE_0000_1234_5678) -> bytes:
+    return Header(0, version, mode, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0, transmit).encode()
+
+
+def both_paths(engine: Engine, data: bytes, source=CLIENT):
+    """(fast reply, full-path reply, counters each produced) for one datagram."""
+    rx = unix_to_ntp(engine.clock.now())
+    before = engine.counters.copy()
+    fast = engine.answer_fast(data, source, rx, T0, SERVER)
+    fast_counts = engine.counters - before
+    before = engine.counters.copy()
+    full = engine._receive_slow(data, source, rx, T0, SERVER)
+    full_counts = engine.counters - before
+    return fast, [d.data for d in full], outcomes(fast_counts), outcomes(full_counts)
+
+
+def outcomes(counts):
+    """The counters both paths keep (the full path also counts packets by mode)."""
+    return {k: v for k, v in counts.items() if k in ("received", "served", "badauth")}
+
+
+def keyed(keyid: int, data: bytes) -> bytes:
+    return data + KeyStore(parse_keys(KEYS), [1, 2, 3]).sign(keyid, data)
+
+
+@pytest.mark.parametrize("data", [
+    request(),
+    request(version=3),
+    request(version=1),
+    keyed(1, request()),
+    keyed(2, request()),
+    keyed(3, request()),            # untrusted key: crypto-NAK
+    keyed(1, request())[:-1] + b"\0",  # bad digest: crypto-NAK
+    request() + (7).to_bytes(4, "big") + b"\1" * 16,  # unknown key: crypto-NAK
+], ids=["plain", "v3", "v1", "md5", "sha1", "untrusted", "bad-digest", "unknown-key"])
+def test_same_reply_and_counters_as_the_full_path(data):
+    engine = engine_for()
+    fast, full, fast_counts, full_counts = both_paths(engine, data)
+    assert [fast] == full
+    assert fast_counts == full_counts
+    assert fast_counts["served"] == 1
+
+
+@pytest.mark.parametrize("data,source,text", [
+    (request(mode=1), CLIENT, "localclock stratum 1\n"),                  # not a client
+    (request(mode=0, version=1), CLIENT, "localclock stratum 1\n"),       # v1 mode 0
+    (request(version=0), CLIENT, "localclock stratum 1\n"),
+    (request(version=5), CLIENT, "localclock stratum 1\n"),
+    (request() + b"\0" * 20, CLIENT, "localclock stratum 1\n"),           # key ID 0
+    (request() + b"\0" * 2, CLIENT, "localclock stratum 1\n"),            # odd size
+    (request(), ("192.0.2.10", 0), "localclock stratum 1\n"),             # source port 0
+    (request(), CLIENT, "localclock stratum 1\nrestrict default limited kod\n"),
+    (request(), CLIENT, "localclock stratum 1\nrestrict 192.0.2.10 noserve\n"),
+    (request() + (70000).to_bytes(4, "big") + b"\1" * 16, CLIENT,          # Autokey key,
+     "localclock stratum 1\n"),                                           # no crypto
+])
+def test_everything_else_takes_the_full_path(data, source, text):
+    """The fast path answers nothing it does not own and counts nothing it refuses."""
+    engine = engine_for(text)
+    rx = unix_to_ntp(engine.clock.now())
+    before = engine.counters.copy()
+    assert engine.answer_fast(data, source, rx, T0, SERVER) is None
+    assert engine.counters == before
+
+
+def test_reply_header_follows_the_system_variables():
+    """The cached reply header is rebuilt when the system variables change."""
+    engine = engine_for()
+    rx = unix_to_ntp(engine.clock.now())
+    assert parse(engine.answer_fast(request(), CLIENT, rx, T0, SERVER)).header.stratum == 1
+    engine.sys = attrs.evolve(engine.sys, stratum=5, refid=b"\xc0\x00\x02\x07")
+    header = parse(engine.answer_fast(request(), CLIENT, rx, T0, SERVER)).header
+    assert (header.stratum, header.refid) == (5, b"\xc0\x00\x02\x07")
+
+
+def test_root_dispersion_grows_after_the_last_update():
+    """15 ppm of the time since the last clock update is added to the root dispersion."""
+    engine = engine_for()
+    rx = unix_to_ntp(engine.clock.now())
+    epoch = engine.sys.epoch
+    first = parse(engine.answer_fast(request(), CLIENT, rx, epoch, SERVER)).header
+    later = parse(engine.answer_fast(request(), CLIENT, rx, epoch + 1000, SERVER)).header
+    # Short format: 1/65536 s units.
+    assert (later.root_dispersion - first.root_dispersion) / 65536 == pytest.approx(
+        0.015, abs=2 / 65536)
+
+
+@pytest.fixture
+def autokey_engine(vectors):
+    host = load_host(vectors / "keys" / "tc-rsa-md5" / "alice", host="alice",
+                     password="alicepw")
+    return engine_for(autokey=AutokeyNode(host))
+
+
+def autokey_request(engine: Engine, keyid: int = 0x1234_5678, cookie: int | None = None
+                    ) -> bytes:
+    if cookie is None:
+        cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0],
+                                                        engine._crypto_now())
+    data = request()
+    return data + mac(session_key(CLIENT[0], SERVER[0], keyid, cookie), keyid, data)
+
+
+def test_autokey_reply_keyed_with_the_server_cookie(autokey_engine):
+    """A request under session key (client, server, key ID, cookie) gets a reply MACed with
+    (server, client, key ID, cookie); the full path writes the same bytes."""
+    engine = autokey_engine
+    data = autokey_request(engine)
+    fast, full, fast_counts, full_counts = both_paths(engine, data)
+    assert [fast] == full and fast_counts == full_counts
+    reply = parse(fast)
+    cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0],
+                                                    engine._crypto_now())
+    key = session_key(SERVER[0], CLIENT[0], 0x1234_5678, cookie)
+    assert fast == reply.authenticated_part + mac(key, 0x1234_5678, reply.authenticated_part)
+
+
+def test_autokey_wrong_cookie_gets_a_crypto_nak(autokey_engine):
+    engine = autokey_engine
+    fast, full, fast_counts, _ = both_paths(engine, autokey_request(engine, cookie=1))
+    assert [fast] == full
+    assert fast.endswith(b"\0\0\0\0") and len(fast) == 52
+    assert fast_counts == {"received": 1, "badauth": 1}
+
+
+def test_autokey_address_families_differ(autokey_engine):
+    """An IPv6 client on an IPv4 server address has no session key: crypto-NAK, no error."""
+    engine = autokey_engine
+    data = request() + (0x1234_5678).to_bytes(4, "big") + b"\1" * 16
+    rx = unix_to_ntp(engine.clock.now())
+    reply = engine.answer_fast(data, ("2001:db8::5", 40000), rx, T0, SERVER)
+    assert reply.endswith(b"\0\0\0\0") and engine.counters["badauth"] == 1
