@@ -44,8 +44,6 @@ class Options(IdentityOptionsMixin, usage.Options):
         ["config", "c", None, "ntp.conf-style configuration file."],
         ["port", "p", None, "UDP port to serve on (overrides the config; 0 picks one)."],
         ["interface", "i", None, "Address to listen on (overrides the config's interfaces)."],
-        ["status-socket", None, "", "Path of the local status socket for `ntpauto status` "
-         "(default: one per port in the temporary directory; 'none' for none)."],
     ]
 
     def postOptions(self) -> None:
@@ -63,9 +61,7 @@ class Options(IdentityOptionsMixin, usage.Options):
             if changes:
                 config = attrs.evolve(config, **changes)
             self.config = config
-            socket_path = self["status-socket"]
-            self.service = NTPAutokeyService(
-                config, status_socket=None if socket_path == "none" else socket_path)
+            self.service = NTPAutokeyService(config)
         except LOAD_ERRORS as exc:
             raise usage.UsageError(str(exc)) from exc
         self._install_identity_schemes()

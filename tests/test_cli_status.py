@@ -1,81 +1,196 @@
-"""Tests for ``ntpauto status``: rendering and the local status socket."""
+"""Tests for ``ntpauto status``: the document and table built from mode 6 answers, and the
+command over real UDP on 127.0.0.1."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import socket
+import threading
 
+import pytest
+
+from ntpauto import mode6
 from ntpauto.cli import status as status_cli
-from ntpauto.control import StatusFactory, StatusProtocol, default_status_socket
-
-DOCUMENT = {
-    "system": {"stratum": 2, "refid": "10.0.0.1", "offset": -0.05, "jitter": 0.001, "leap": 0,
-               "discipline": "disabled",
-               "autokey": {"host": "brenda@alice", "flags": ["ENAB", "TAI"], "digest": "md5",
-                           "signature": "md5WithRSAEncryption", "update": 1,
-                           "certificates": [{"subject": "brenda@alice", "issuer": "alice@alice",
-                                             "flags": 4, "until": "2027-11-23T18:53:28"}]}},
-    "associations": [{
-        "associd": 7, "address": "10.0.0.1", "port": 123, "mode": "client", "refclock": False,
-        "stratum": 1, "reach": 255, "hpoll": 4, "offset": -0.05, "delay": 0.02,
-        "jitter": 0.0001, "system_peer": True,
-        "autokey": {"status": "0x87f23", "peer": "alice@alice", "scheme": "iff",
-                    "flags": ["ENAB", "TAI", "IFF", "CERT", "VRFY", "PROV", "COOK", "AUTO",
-                              "SIGN", "LEAP"],
-                    "trail": [["alice@alice", "alice@alice"]],
-                    "trusted_until": "2027-11-23T15:28:41", "proventic": True}}],
-    "counters": {},
-}
+from ntpauto.config import parse_config
+from ntpauto.engine import Engine
+from ntpauto.mode6_client import (
+    ControlError,
+    Response,
+    parse_associations,
+    parse_variables,
+    request,
+)
+from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.wire.timestamps import unix_to_ntp
+from tests.test_engine_autokey import server_dance
 
 
-def test_render_shows_flags_scheme_and_trail():
-    """The table names the Autokey flags, the scheme and the certificate trail."""
+class EngineQuery:
+    """The queries ``gather`` makes, answered by an engine directly (no sockets)."""
+
+    def __init__(self, engine: Engine, now: float, *, ntpauto: bool = True) -> None:
+        self.engine, self.now, self.ntpauto = engine, now, ntpauto
+        self.sequence = 0
+
+    def _ask(self, opcode: int, associd: int, data: bytes) -> Response:
+        self.sequence += 1
+        response = Response(opcode, self.sequence)
+        rx = unix_to_ntp(self.engine.clock.now())
+        for datagram in self.engine.receive(request(opcode, self.sequence, associd, data),
+                                            ("127.0.0.1", 50000), rx, self.now):
+            response.add(datagram.data)
+        assert response.complete
+        return response
+
+    def variables(self, associd: int = 0, names: str = "") -> list[tuple[str, str]]:
+        if not self.ntpauto and names:
+            raise ControlError(mode6.CERR_UNKNOWNVAR, "unknown variable")  # as ntpd 4.2.8
+        return parse_variables(self._ask(mode6.OP_READVAR, associd, names.encode()).data)
+
+    def associations(self) -> list[tuple[int, int]]:
+        return parse_associations(self._ask(mode6.OP_READSTAT, 0, b"").data)
+
+
+@pytest.fixture(scope="module")
+def dance(vectors):
+    net, alice, brenda, assoc = server_dance(vectors, "iff-trad")
+    return net, brenda.engine, assoc
+
+
+def test_document_of_an_autokey_client(dance):
+    """Flags by name, scheme, trail with its expiry, the system peer, counters."""
+    net, engine, assoc = dance
+    document = status_cli.document(status_cli.gather(EngineQuery(engine,
+                                                                 net.reactor.seconds())))
+    system = document["system"]
+    assert system["peer"] == assoc.associd and system["stratum"] == 2
+    assert system["autokey"]["host"] == "brenda@alice"
+    expiry = assoc.autokey.state.peer_certificate.not_after.strftime("%Y-%m-%dT%H:%MZ")
+    assert {"subject": "alice@alice", "issuer": "alice@alice", "flags": 5,
+            "until": expiry} in system["autokey"]["certificates"]
+    [association] = document["associations"]
+    assert association["associd"] == assoc.associd and association["system_peer"]
+    assert association["address"] == "10.0.0.1" and association["mode"] == "client"
+    assert association["offset"] == pytest.approx(assoc.offset, abs=1e-6)
+    autokey = association["autokey"]
+    assert autokey["flags"] == ["ENAB", "TAI", "IFF", "CERT", "VRFY", "PROV", "COOK", "AUTO",
+                                "SIGN", "LEAP"]
+    assert autokey["scheme"] == "iff" and autokey["proventic"]
+    assert autokey["trail"] == [["alice@alice", "alice@alice"]]
+    expiry = assoc.autokey.state.peer_certificate.not_after
+    assert autokey["trusted_until"] == expiry.strftime("%Y-%m-%dT%H:%MZ")
+    assert document["counters"]["samples"] == engine.counters["samples"]
+
+
+def test_document_from_a_daemon_without_ntpauto_variables(dance):
+    """Against ntpd (no ``scheme``, ``trail``, ``counters``): the scheme comes from the
+    flags and the trail from the certificate cache, hiked as the daemon hikes it."""
+    net, engine, assoc = dance
+    query = EngineQuery(engine, net.reactor.seconds(), ntpauto=False)
+    document = status_cli.document(status_cli.gather(query))
+    [association] = document["associations"]
+    assert association["autokey"]["scheme"] == "iff"
+    assert association["autokey"]["trail"] == [["alice@alice", "alice@alice"]]
+    assert document["counters"] == {}
+
+
+def test_render_shows_flags_scheme_and_trail(dance):
+    net, engine, assoc = dance
+    document = status_cli.document(status_cli.gather(EngineQuery(engine,
+                                                                 net.reactor.seconds())))
     out = io.StringIO()
-    status_cli.render(DOCUMENT, out)
+    status_cli.render(document, out)
     text = out.getvalue()
-    assert "* 10.0.0.1:123" in text and "11111111" in text
+    assert "* 10.0.0.1:123" in text and f"{assoc.reach:08b}" in text
     assert "IFF CERT VRFY PROV COOK AUTO SIGN LEAP" in text
-    assert "scheme iff" in text and "alice@alice (issuer alice@alice)" in text
-    assert "brenda@alice issued by alice@alice" in text
+    assert "scheme iff" in text and "alice@alice (issuer alice@alice until 20" in text
+    assert "certificate brenda@alice issued by alice@alice" in text
 
 
-def test_missing_daemon_is_a_one_line_error(tmp_path, capsys):
-    """No daemon: exit status 1 and one line naming the socket."""
-    args = argparse.Namespace(socket=str(tmp_path / "none.sock"), port=1, json=False,
-                              timeout=1.0)
-    assert status_cli.run(args) == 1
+class UDPDaemon:
+    """An engine answering on 127.0.0.1, port 0, from a thread (real datagrams)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, address = self.sock.recvfrom(2048)
+            except OSError:
+                return
+            rx = unix_to_ntp(self.engine.clock.now())
+            for datagram in self.engine.receive(data, address, rx, 1000.0):
+                self.sock.sendto(datagram.data, datagram.address)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def daemon():
+    clock = SimulatedClock(lambda: 1000.0, epoch=1_795_000_000.0)
+    engine = Engine(parse_config("localclock stratum 1\nserver 127.0.0.1 port 9\n"), clock)
+    engine.start(1000.0)
+    server = UDPDaemon(engine)
+    yield server
+    server.close()
+
+
+def test_status_over_udp(daemon):
+    """The table and the JSON document from a daemon on a real UDP port."""
+    out = io.StringIO()
+    args = argparse.Namespace(host="127.0.0.1", port=daemon.port, json=False, timeout=5.0)
+    assert status_cli.run(args, out) == 0
+    text = out.getvalue()
+    assert "system: stratum 1  refid LOCL" in text
+    assert "* LOCAL(0)" in text and "  127.0.0.1:9" in text
+    out = io.StringIO()
+    args.json = True
+    assert status_cli.run(args, out) == 0
+    document = json.loads(out.getvalue())
+    assert len(document["associations"]) == 2
+    # Read by the second of five queries (system, counters, list, two associations).
+    assert document["counters"]["control"] == daemon.engine.counters["control"] - 3
+
+
+def test_parser_defaults():
+    parser = argparse.ArgumentParser()
+    status_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["status"])
+    assert (args.host, args.port, args.json, args.timeout) == ("127.0.0.1", 12300, False, 5.0)
+
+
+def test_missing_daemon_is_a_one_line_error(capsys):
+    """Nothing listening: exit status 1 and one line naming host and port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but never answering
+        args = argparse.Namespace(host="127.0.0.1", port=port, json=False, timeout=0.2)
+        assert status_cli.run(args) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "none.sock" in err
+    assert err.count("\n") == 1 and f"127.0.0.1 port {port}: no answer" in err
 
 
-def test_status_protocol_writes_json_and_closes():
-    """The socket protocol sends one JSON document and closes the connection."""
-    from twisted.internet.testing import StringTransport
-
-    factory = StatusFactory(lambda: DOCUMENT)
-    protocol = factory.buildProtocol(None)
-    assert isinstance(protocol, StatusProtocol)
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    assert json.loads(transport.value()) == DOCUMENT
-    assert transport.disconnecting
-
-
-def test_status_protocol_reports_errors():
-    """A failing status provider is reported in the document, not raised."""
-    from twisted.internet.testing import StringTransport
-
-    def broken():
-        raise RuntimeError("boom")
-
-    protocol = StatusFactory(broken).buildProtocol(None)
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    assert json.loads(transport.value()) == {"error": "boom"}
-
-
-def test_default_socket_is_per_port():
-    """Each daemon port gets its own socket path."""
-    assert default_status_socket(123) != default_status_socket(12300)
-    assert default_status_socket(12300).endswith("-12300.sock")
+def test_refused_query_is_a_one_line_error(capsys):
+    """A daemon that refuses (noquery drops; here an error answer) is reported in a line."""
+    clock = SimulatedClock(lambda: 1000.0, epoch=1_795_000_000.0)
+    engine = Engine(parse_config("restrict default noquery\nlocalclock stratum 1\n"), clock)
+    engine.start(1000.0)
+    server = UDPDaemon(engine)
+    try:
+        args = argparse.Namespace(host="127.0.0.1", port=server.port, json=False,
+                                  timeout=0.2)
+        assert status_cli.run(args) == 1
+    finally:
+        server.close()
+    assert "no answer" in capsys.readouterr().err
+    assert engine.counters["control_noquery"] == 2  # the request and its retransmission

@@ -44,16 +44,18 @@ def env() -> dict[str, str]:
     return variables
 
 
-def status(socket_path: Path) -> dict:
-    """The daemon's status document (via the CLI, as an operator would read it)."""
+def status(host: str, port: int) -> dict | None:
+    """The daemon's status document (via the CLI over mode 6, as an operator would read
+    it), or None while it does not answer."""
     from io import StringIO
 
     from ntpauto.cli import status as status_cli
 
     out = StringIO()
     args = cli_main.__globals__["build_parser"]().parse_args(
-        ["status", "--socket", str(socket_path), "--json"])
-    assert status_cli.run(args, out=out) == 0
+        ["status", host, "--port", str(port), "--json", "--timeout", "1"])
+    if status_cli.run(args, out=out) != 0:
+        return None
     return json.loads(out.getvalue())
 
 
@@ -77,22 +79,19 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
         f"server 127.0.0.1 port {alice_port} autokey ident alice iburst minpoll 3 maxpoll 3\n"
         f"crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
     daemons = []
-    sockets = {}
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):
-            sockets[name] = tmp_path / f"{name}.sock"
             daemons.append(subprocess.Popen(
                 [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
-                 "ntpautokey", "--config", str(directory / "ntp.conf"),
-                 "--status-socket", str(sockets[name])],
+                 "ntpautokey", "--config", str(directory / "ntp.conf")],
                 cwd=directory, env=env(), stdin=subprocess.DEVNULL))
         deadline = time.monotonic() + 90
         association = system = None
         while time.monotonic() < deadline:
             time.sleep(0.5)  # polling for progress between real daemons, not a timing test
-            if not sockets["brenda"].exists():
+            document = status("127.0.0.2", brenda_port)
+            if document is None:
                 continue
-            document = status(sockets["brenda"])
             [association] = document["associations"]
             system = document["system"]
             if system["peer"] == association["associd"] and \
@@ -109,7 +108,8 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
         for name in ("alice", "brenda"):  # no private value ever reaches the logs
             text = (tmp_path / f"{name}.log").read_text()
             assert "PRIVATE KEY" not in text and "apw" not in text and "bpw" not in text
-        server = status(sockets["alice"])
+        server = status("127.0.0.1", alice_port)
+        assert server is not None
         assert server["system"]["autokey"]["host"] == "alice@alice"
     finally:
         for daemon in daemons:

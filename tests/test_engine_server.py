@@ -75,12 +75,15 @@ def test_mode_0_otherwise_dropped(version):
     assert engine.counters["badlength"] == 1
 
 
-@pytest.mark.parametrize("mode", [6, 7])
-def test_control_modes_never_answered(mode):
-    """Mode 6 and 7 packets (requests or error responses) get no reply: no ping-pong."""
+@pytest.mark.parametrize("mode, counter", [(6, "control_response"), (7, "mode7")])
+def test_control_responses_and_mode_7_never_answered(mode, counter):
+    """A mode 6 response (R bit) gets no reply (no ping-pong), nor does mode 7; mode 6
+    requests are tests/test_mode6.py's."""
     engine = engine_for("localclock stratum 1\n")
-    assert serve(engine, request(mode=mode)) == []
-    assert engine.counters["control"] == 1
+    packet = bytearray(request(mode=mode))
+    packet[1] = 0x80 | 2  # R bit, READVAR
+    assert serve(engine, bytes(packet)) == []
+    assert engine.counters[counter] == 1
 
 
 def test_source_port_zero_dropped():

@@ -19,13 +19,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
 
 import pytest
-
-from ntpauto.cli import build_parser
-from ntpauto.cli import status as status_cli
 
 pytestmark = pytest.mark.slow
 
@@ -91,12 +87,14 @@ def keygen(directory: Path, *argv: str) -> str:
     return result.stdout
 
 
-def status(socket_path: Path) -> dict:
-    """The daemon's status document, read as ``ntpauto status --json`` reads it."""
-    out = StringIO()
-    args = build_parser().parse_args(["status", "--socket", str(socket_path), "--json"])
-    assert status_cli.run(args, out=out) == 0, out.getvalue()
-    return json.loads(out.getvalue())
+def status(space: str, address: str) -> dict | None:
+    """The status document of the daemon at ``address`` in namespace ``space``, read by
+    ``ntpauto status --json`` (mode 6) run in that namespace; None while it does not answer."""
+    result = subprocess.run(["ip", "netns", "exec", space, sys.executable, "-m", "ntpauto.cli",
+                             "status", address, "--port", str(NTP_PORT), "--json",
+                             "--timeout", "1"], capture_output=True, text=True, env=env(),
+                            stdin=subprocess.DEVNULL, timeout=30)
+    return json.loads(result.stdout) if result.returncode == 0 else None
 
 
 def ip(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -197,7 +195,6 @@ def test_broadcast_autokey_across_namespaces(namespaces, tmp_path, scheme):
     (brenda_dir / "ntp.conf").write_text(
         f"interface listen {BRENDA}\ninterface listen {BROADCAST}\n"
         f"broadcastclient\n{ident}crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
-    sockets = {"alice": tmp_path / "alice.sock", "brenda": tmp_path / "brenda.sock"}
     logs = {"alice": tmp_path / "alice.log", "brenda": tmp_path / "brenda.log"}
     processes: list[subprocess.Popen] = []
     try:
@@ -205,8 +202,7 @@ def test_broadcast_autokey_across_namespaces(namespaces, tmp_path, scheme):
                                        ("brenda", namespaces.b, brenda_dir)):
             processes.append(in_namespace(space, [
                 *TWISTD, "-n", "--pidfile=", "--logfile", str(logs[name]), "ntpautokey",
-                "--config", str(directory / "ntp.conf"),
-                "--status-socket", str(sockets[name])], cwd=directory))
+                "--config", str(directory / "ntp.conf")], cwd=directory))
         sniffer = in_namespace(namespaces.b, [
             sys.executable, "-c", SNIFFER, BROADCAST, str(NTP_PORT), str(DEADLINE)],
             stdout=subprocess.PIPE, text=True)
@@ -219,10 +215,8 @@ def test_broadcast_autokey_across_namespaces(namespaces, tmp_path, scheme):
             time.sleep(0.5)  # polling real daemons for progress, not a timing test
             for name, process in zip(("alice", "brenda"), processes):
                 assert process.poll() is None, f"{name} exited\n{read_log(logs[name])}"
-            if not sockets["brenda"].exists():
-                continue
-            document = status(sockets["brenda"])
-            if not document["associations"]:
+            document = status(namespaces.b, BRENDA)
+            if document is None or not document["associations"]:
                 continue
             [association] = document["associations"]
             system = document["system"]
@@ -245,12 +239,12 @@ def test_broadcast_autokey_across_namespaces(namespaces, tmp_path, scheme):
         # The volley ended (the delay is calibrated, logged in the same reactor turn): from now
         # on brenda only listens, and more broadcasts are used.
         assert CALIBRATED in log, log
-        document = status(sockets["brenda"])
+        document = status(namespaces.b, BRENDA)
         sent, samples = document["counters"]["sent"], document["counters"]["samples"]
         assert sent > 0
         while time.monotonic() < deadline + 30:
             time.sleep(0.5)  # as above
-            document = status(sockets["brenda"])
+            document = status(namespaces.b, BRENDA)
             if document["counters"]["samples"] >= samples + 2:
                 break
         [association] = document["associations"]
@@ -265,7 +259,7 @@ def test_broadcast_autokey_across_namespaces(namespaces, tmp_path, scheme):
         assert seen == {"source": ALICE, "destination": BROADCAST, "sport": NTP_PORT,
                         "dport": NTP_PORT, "mode": 5, "length": seen["length"]}
         assert seen["length"] > 48  # with a MAC (and fields): an Autokey broadcast
-        alice = status(sockets["alice"])
+        alice = status(namespaces.a, ALICE)
         [broadcast] = [a for a in alice["associations"] if a["mode"] == "broadcast"]
         assert broadcast["address"] == BROADCAST
         assert alice["counters"]["sent"] >= 3

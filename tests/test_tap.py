@@ -192,18 +192,17 @@ def test_ident_option_gives_the_host_a_scheme(tmp_path):
         if "host" in name.name or "cert" in name.name:
             (tmp_path / "empty" / name.name).symlink_to(name)
     options = tap.Options()
-    options.parseOptions(["--config", str(config), "--status-socket", "none"])
+    options.parseOptions(["--config", str(config)])
     assert not options.service.engine.autokey.host.scheme_bits
     options = tap.Options()
-    options.parseOptions(["--config", str(config), "--status-socket", "none",
-                          "--ident", f"iff:{keysdir}:alice:apw"])
+    options.parseOptions(["--config", str(config), "--ident", f"iff:{keysdir}:alice:apw"])
     host = options.service.engine.autokey.host
     assert host.scheme_bits == 0x20 and host.server_scheme(7) is not None
     bare = tmp_path / "bare.conf"
     bare.write_text("localclock stratum 1\n")
     with pytest.raises(usage.UsageError, match="--ident needs Autokey"):
-        tap.Options().parseOptions(["--config", str(bare), "--status-socket", "none",
-                                    "--ident", f"iff:{keysdir}:alice:apw"])
+        tap.Options().parseOptions(["--config", str(bare), "--ident",
+                                    f"iff:{keysdir}:alice:apw"])
 
 
 def test_help_ident_lists_every_scheme(capsys):

@@ -9,13 +9,13 @@ real ``twistd -n ntpautokey`` daemons on loopback:
 * ``carol@demo`` (127.0.0.3): a client of bob (stratum 3), started once bob is synchronised
   (an unsynchronised server signs nothing, so an earlier start would only wait).
 
-It polls the daemons' status sockets every second and prints each association's Autokey flags
-as they light up, then the certificate trail carol sees, the identity scheme and the offsets of
-the proventic associations.  The exit status is 0 when every association is proventic, both
-clients have a system peer and (except in PC) carol's trail runs through bob's certificate
-signed by alice; 1 with what is missing after ``--timeout`` seconds (default 60) or on an
-error; 130 when interrupted (Ctrl-C, SIGTERM).  The daemons are always stopped (on Linux they
-also die with the demo) and the directory is removed unless ``--keep``.
+It queries the daemons over mode 6 (as ``ntpauto status`` does) every second and prints each
+association's Autokey flags as they light up, then the certificate trail carol sees, the
+identity scheme and the offsets of the proventic associations. The exit status is 0 when every
+association is proventic, both clients have a system peer and (except in PC) carol's trail runs
+through bob's certificate signed by alice; 1 with what is missing after ``--timeout`` seconds
+(default 60) or on an error; 130 when interrupted (Ctrl-C, SIGTERM). The daemons are always
+stopped (on Linux they also die with the demo) and the directory is removed unless ``--keep``.
 
 Usage: ``ntpauto demo [--ident tc|pc|iff|gq|mv] [--timeout S] [--keep] [--quiet]``.
 """
@@ -42,6 +42,8 @@ import attrs
 
 from ntpauto.cli import keygen as keygen_cli
 from ntpauto.cli import status as status_cli
+from ntpauto.config import load_config
+from ntpauto.mode6_client import ControlError
 
 __all__ = ["GROUP", "HOSTS", "SCHEMES", "DemoError", "register", "run"]
 
@@ -288,19 +290,16 @@ class Daemon:
 
     host: Host
     process: subprocess.Popen[bytes]
-    socket: Path
+    port: int
     log: Path
     output: Path
 
     def status(self) -> dict[str, Any] | None:
-        """Its status document, or ``None`` while it cannot be read."""
-        if not self.socket.exists():
-            return None
+        """Its status document (read over mode 6), or ``None`` while it cannot be read."""
         try:
-            document = status_cli.fetch(str(self.socket), timeout=2.0)
-        except (OSError, ValueError):
+            return status_cli.fetch(self.host.address, self.port, timeout=2.0)
+        except (OSError, ControlError):
             return None
-        return None if "error" in document else document
 
     def tail(self, lines: int = 15) -> str:
         """The last lines of its log and output, for error reports."""
@@ -314,16 +313,15 @@ class Daemon:
 def start_daemon(root: Path, host: Host) -> Daemon:
     """Start ``host``'s daemon with its ntp.conf in ``root/<host>``."""
     directory = root / host.name
-    sock, log, output = (root / f"{host.name}.sock", root / f"{host.name}.log",
-                         directory / "twistd.out")
+    log, output = root / f"{host.name}.log", directory / "twistd.out"
+    port = load_config(str(directory / "ntp.conf")).port
     with output.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, *TWISTD, "-n", "--pidfile=", "--logfile", str(log),
-             "ntpautokey", "--config", str(directory / "ntp.conf"),
-             "--status-socket", str(sock)],
+             "ntpautokey", "--config", str(directory / "ntp.conf")],
             cwd=directory, env=_child_environment(), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent())
-    return Daemon(host, process, sock, log, output)
+    return Daemon(host, process, port, log, output)
 
 
 def stop_daemons(daemons: list[Daemon]) -> None:
@@ -463,7 +461,7 @@ def server_ready(documents: dict[str, dict[str, Any] | None]) -> bool:
 
 def watch(root: Path, daemons: list[Daemon], scheme: str, deadline: float, started: float,
           out: TextIO | None) -> tuple[dict[str, dict[str, Any] | None], list[str]]:
-    """Poll the status sockets every second until the demo succeeds or the deadline passes;
+    """Query the daemons every second until the demo succeeds or the deadline passes;
     print a line whenever an association's flags change, and start carol's daemon once bob
     can serve her.  The last documents and what is still missing (empty on success)."""
     shown: dict[str, tuple[str, ...]] = {}
