@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("query", "status", "keygen", "inspect", "demo")
+SUBCOMMANDS = ("query", "status", "keygen", "inspect", "demo", "trace")
 
 
 def build_parser() -> argparse.ArgumentParser:
