@@ -362,8 +362,8 @@ def test_mitm_cookie_swap_fails_the_signature_and_recovers(group_keys):
 
 def test_replayed_cook_response_is_ignored(group_keys):
     """After the dance, an old COOK response replayed as it was fails the on-wire origin
-    test (TEST2), and one slipped into a fresh reply is refused as a COOK response nobody
-    asked for: neither resets the association or changes its cookie."""
+    test (TEST2), and one slipped into a fresh reply is refused as a response to a request
+    that was not sent (unsolicited): neither resets the association or changes its cookie."""
     keys = group_keys("iff")
     net, alice, brenda = client_server(keys, seed=15)
     net.run(300)
@@ -391,7 +391,8 @@ def test_replayed_cook_response_is_ignored(group_keys):
 
     net.add_interceptor(slip)
     net.run(60)
-    assert slipped and counters["autokey_cky"] == 1
+    # Refused before the state machine: a reply with fields to a request without any.
+    assert slipped and counters["autokey_unsolicited"] == 1
     assert (state.cookie, state.status) == (cookie, status)
     assert counters["autokey_resets"] == 0 and counters["cryptonak"] == 0
     net.run(120)

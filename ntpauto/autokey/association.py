@@ -84,6 +84,7 @@ from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_ce
 from ntpauto.wire.packet import LEAP_UNSYNC, MODE_ACTIVE, MODE_CLIENT, MODE_PASSIVE
 
 __all__ = [
+    "ERROR_RESET_SPACING",
     "MAX_TRAIL",
     "NTP_REFRESH",
     "AutokeyAssociation",
@@ -97,6 +98,11 @@ MAX_TRAIL = 8
 """Most certificates one trail may hold before we give up (``Event.CRT``)."""
 GROUP_NAME_LIMIT = 257
 """reference: the ASSOC group gate looks at names shorter than this."""
+ERROR_RESET_SPACING = 16
+"""Least seconds between two protocol-error resets of one association (security CASES 19,
+43); the engine uses the larger of this and the association's poll interval.  A peer, or a
+forger whose packets pass the cookie-0 MAC, that keeps sending bad responses restarts the
+dance at most that often (the reference resets on every one)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
 
@@ -203,6 +209,7 @@ class AutokeyAssociation:
         self.keylist_generation = 0
         """Incremented whenever the key list must be purged (cookie accepted, reset)."""
         self.reset_at: int | None = None
+        self._error_reset_at: float | None = None
         self._clear()
 
     def _clear(self) -> None:
@@ -313,6 +320,17 @@ class AutokeyAssociation:
         self.keylist_generation += 1
         if at is not None:
             self.reset_at = at
+
+    def error_reset_allowed(self, at: float, spacing: float = ERROR_RESET_SPACING) -> bool:
+        """Rate limit for protocol-error resets: True, and ``at`` (monotonic seconds) is
+        recorded, when no protocol-error reset was allowed in the last ``spacing`` seconds
+        (never less than :data:`ERROR_RESET_SPACING`).  False: the caller drops the packet
+        and keeps the association as it is."""
+        last = self._error_reset_at
+        if last is not None and at - last < max(spacing, ERROR_RESET_SPACING):
+            return False
+        self._error_reset_at = at
+        return True
 
     def refresh_due(self, at: int) -> bool:
         """True when 2**19 s have passed since the last reset (monotonic seconds ``at``);

@@ -38,6 +38,13 @@ other     error response (E bit), including NULL
 
 Error responses are the 8-octet short form with R and E set (e.g. ``0xC2030008``).
 
+Clogging (RFC 5906 section 12.2): with a ``budget``
+(:class:`~ntpauto.autokey.budget.PrivateKeyBudget`), CERT, COOK, SIGN and identity requests
+are admitted only while private-key CPU remains and their time is charged to it; a refused
+request gets the unsigned error response, never a signature.  COOK keys with a modulus over
+16384 bits or an exponent over 32 bits are refused (their encryption would be a private-key
+operation's worth of work).
+
 SIGN policy (security CASES 38).  The reference signs any parsable certificate, including
 one carrying EKU trustRoot (the sym capture has alice signing carol's trusted certificate).
 Signing a trusted certificate gives nothing to the requester in the reference's trust model
@@ -55,12 +62,14 @@ never.  ``sign_groups=()`` with ``members_only=False`` lifts the membership rule
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
+from ntpauto.autokey.budget import PrivateKeyBudget, check_cookie_key
 from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.errors import AutokeyError, Event
 from ntpauto.autokey.fields import (
@@ -83,6 +92,8 @@ MAX_VALUE_LEN = 65511
 """reference: the largest value (or signature) length accepted (COOK requests need less)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+_COSTLY = frozenset({CERT, COOK, SIGN})
+"""Requests answered with private-key work (with the identity schemes' codes)."""
 
 log = Logger()
 
@@ -108,14 +119,28 @@ class Responder:
         allow_trust_root: bool | None = None,
         sign_groups: Collection[str] = (),
         members_only: bool = True,
+        budget: PrivateKeyBudget | None = None,
     ) -> None:
         self.host = host
         self.seed = seed if seed is not None else ServerSeed()
         self.allow_trust_root = allow_trust_root
         self.sign_groups = frozenset(sign_groups)
         self.members_only = members_only
+        self.budget = budget
+        """The private-key budget CERT, COOK, SIGN and identity requests pass (None:
+        unlimited); refused requests get an unsigned error response (BudgetExceeded)."""
         self.last_error: AutokeyError | None = None
         self._seed_time = 0
+        self.requests: Counter[tuple[int, bool]] = Counter()
+        """Requests answered, by (field code, error response?), for ntpauto.metrics."""
+        self.key_operations: Counter[str] = Counter()
+        """Public-key work done answering: ``signature`` (a response signed now),
+        ``certificate_signature`` (SIGN), ``cookie_encryption``, ``identity_response``."""
+
+    def costly(self, code: int) -> bool:
+        """True for a request answered with private-key work (CERT, COOK, SIGN, identity):
+        the ones the budget admits and the amplification limit answers empty unproven."""
+        return code in _COSTLY or self.host.server_scheme(code) is not None
 
     def server_cookie(self, client: str, server: str, now: int) -> int:
         """The client/server cookie for ``client`` (the request's source) and ``server``
@@ -151,15 +176,32 @@ class Responder:
             return None
         self.last_error = None
         try:
-            return self._respond(request, packet_mode, int(now), own_associd, client, server,
-                                 autokey_value, hcookie)
+            response = self._respond(request, packet_mode, int(now), own_associd, client,
+                                     server, autokey_value, hcookie)
         except AutokeyError as exc:
             self.last_error = exc
+            self.requests[request.code, True] += 1
             return error_response(request)
+        self.requests[request.code, False] += 1
+        return response
 
     def _respond(self, request: Field, mode: int, now: int, own_associd: int,
                  client: str | None, server: str | None, autokey_value: Field | None,
                  hcookie: int | None) -> Field:
+        """:meth:`_answer`, through the private-key budget for the costly requests."""
+        budget = self.budget
+        code = request.code
+        if budget is not None and self.costly(code):
+            budget.admit(request.name)
+            with budget.measure():
+                return self._answer(request, mode, now, own_associd, client, server,
+                                    autokey_value, hcookie)
+        return self._answer(request, mode, now, own_associd, client, server, autokey_value,
+                            hcookie)
+
+    def _answer(self, request: Field, mode: int, now: int, own_associd: int,
+                client: str | None, server: str | None, autokey_value: Field | None,
+                hcookie: int | None) -> Field:
         code = request.code
         if code == ASSOC:
             associd = own_associd if mode in _SYMMETRIC else request.associd
@@ -200,6 +242,7 @@ class Responder:
         if not 0 < len(request.value) < MAX_VALUE_LEN:
             raise AutokeyError(Event.LEN, f"COOK request value of {len(request.value)} octets")
         key = decode_public_key(request.value)
+        check_cookie_key(key)
         if mode in _SYMMETRIC:
             if hcookie is None:
                 raise AutokeyError(Event.CKY, "no symmetric cookie for this association")
@@ -212,9 +255,15 @@ class Responder:
             value = encrypt_cookie(cookie, key)
         except ValueError as exc:
             raise AutokeyError(Event.CKY, f"cannot encrypt the cookie: {exc}") from None
+        self.key_operations["cookie_encryption"] += 1
         f = Field(code=COOK, response=True, associd=request.associd, timestamp=now,
                   filestamp=self.host.update, value=value)
-        return self.host.sign_field(f) if now else f
+        return self._signed(f) if now else f
+
+    def _signed(self, f: Field) -> Field:
+        """``f`` signed with the host key (counted in :attr:`key_operations`)."""
+        self.key_operations["signature"] += 1
+        return self.host.sign_field(f)
 
     def _sign(self, request: Field, mode: int, now: int) -> Field:
         if not now:
@@ -234,9 +283,10 @@ class Responder:
             raise
         except (TypeError, ValueError) as exc:
             raise AutokeyError(Event.CRT, f"cannot sign {info.subject}: {exc}") from None
+        self.key_operations["certificate_signature"] += 1
         f = Field(code=SIGN, response=True, associd=request.associd, timestamp=now,
                   filestamp=request.filestamp, value=der)
-        return host.sign_field(f)
+        return self._signed(f)
 
     def _check_member(self, subject: str) -> None:
         own = self.host.group
@@ -269,6 +319,7 @@ class Responder:
         if not 0 < len(value) <= MAX_VALUE_LEN:
             raise AutokeyError(Event.ID, f"{request.name}: the identity scheme answered "
                                          f"{len(value)} octets")
+        self.key_operations["identity_response"] += 1
         f = Field(code=request.code, response=True, associd=request.associd, timestamp=now,
                   filestamp=filestamp, value=value)
-        return self.host.sign_field(f) if now else f
+        return self._signed(f) if now else f

@@ -9,16 +9,19 @@ packets and authenticates those packets with Autokey session keys.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from collections.abc import Callable, Container
+from hmac import compare_digest
 
 from ntpauto.auth.autokey import (
     KeyList,
+    address_octets,
     autokey_test,
     decrement_seq,
     mac,
     server_reply_key,
     session_key,
-    session_keys_both_ways,
     verify_mac,
 )
 from ntpauto.autokey.association import AutokeyAssociation
@@ -26,9 +29,13 @@ from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
-from ntpauto.wire.packet import MODE_BROADCAST, MODE_CLIENT, Packet
+from ntpauto.wire.packet import CRYPTO_NAK, MODE_BROADCAST, MODE_CLIENT, Packet
 
-CRYPTO_NAK = b"\x00\x00\x00\x00"
+ADDRESS_PAIRS_CAP = 4096
+"""(client, server) address pairs kept as session-key prefixes; cleared when full."""
+_COOKIE = struct.Struct("!I")
+SESSION_HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1}
+"""The hash behind each Autokey digest (a session key is H(block), a MAC H(key || data))."""
 MIN_AUTOKEY_DIGEST = 16
 """An Autokey MAC needs at least a 16-octet digest (REFERENCE-NOTES 1.2: MAC >= 20 octets)."""
 
@@ -41,6 +48,9 @@ class AutokeyNode:
         self.host = host
         self.responder = responder if responder is not None else Responder(host)
         self.automax = automax
+        self._hash = SESSION_HASHES[host.digest]
+        self._addresses: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._cookie_octets = _COOKIE.pack
 
     @property
     def digest(self) -> str:
@@ -52,8 +62,7 @@ class AutokeyNode:
         8.2): ``reply`` is the reply header; returns the datagram (or None) and the counter
         naming the outcome.  Only the first extension field is answered."""
         if not pkt.fields:
-            return self.serve_plain(pkt.authenticated_part, pkt.keyid, pkt.digest, reply,
-                                    client, server, now)
+            return self.serve_plain(pkt.data, reply, client, server, now)
         digest = self.digest
         keyid = pkt.keyid
         cookie = self.responder.server_cookie(client, server, now)
@@ -74,16 +83,38 @@ class AutokeyNode:
                                      has_fields=response is not None, digest=digest)
         return data + mac(reply_key, keyid, data, digest), "served"
 
-    def serve_plain(self, message: bytes, keyid: int, received: bytes, reply: bytes,
-                    client: str, server: str, now: int) -> tuple[bytes, str]:
-        """The common case, a request without extension fields (the hot path): the MAC
-        under the server cookie, and a reply keyed the same way."""
-        digest = self.digest
-        cookie = self.responder.server_cookie(client, server, now)
-        key, reply_key = session_keys_both_ways(client, server, keyid, cookie, digest)
-        if not verify_mac(key, message, received, digest):
+    def serve_plain(self, data: bytes, reply: bytes, client: str, server: str,
+                    now: int) -> tuple[bytes, str]:
+        """The common case, a request without extension fields (the server's hot path):
+        ``data`` is the request (header, key ID, digest), ``reply`` the reply header.  The
+        request's MAC must verify under session key (client, server, key ID, server cookie);
+        the reply is MACed under (server, client, key ID, server cookie) (REFERENCE-NOTES
+        3.5).  Returns the reply datagram and the counter naming the outcome."""
+        addresses = self._addresses.get((client, server)) or self._pair(client, server)
+        if addresses is None:
             return reply + CRYPTO_NAK, "badauth"
-        return reply + mac(reply_key, keyid, reply, digest), "served"
+        to_us, to_them = addresses
+        keyid = data[48:52]
+        cookie = self._cookie_octets(self.responder.server_cookie(client, server, now))
+        digest = self._hash
+        key = digest(to_us + keyid + cookie).digest()
+        if not compare_digest(digest(key + data[:48]).digest(), data[52:]):
+            return reply + CRYPTO_NAK, "badauth"
+        reply_key = digest(to_them + keyid + cookie).digest()
+        return reply + keyid + digest(reply_key + reply).digest(), "served"
+
+    def _pair(self, client: str, server: str) -> tuple[bytes, bytes] | None:
+        """The session-key prefixes (client || server, server || client) as octets, kept in a
+        bounded table; None when the addresses are of different families (no session key
+        exists between them)."""
+        table = self._addresses
+        if len(table) >= ADDRESS_PAIRS_CAP:
+            table.clear()
+        c, s = address_octets(client), address_octets(server)
+        if len(c) != len(s):
+            return None
+        pair = table[(client, server)] = (c + s, s + c)
+        return pair
 
 
 class AutokeySession:
@@ -100,6 +131,9 @@ class AutokeySession:
         self._poll: int | None = None
         self._announce = False
         self.sent_keyid: int | None = None
+        self.sent_codes: frozenset[int] = frozenset()
+        """Codes of the requests in our last transmission (client mode: what a reply may
+        answer)."""
 
     @property
     def digest(self) -> str:
@@ -128,6 +162,8 @@ class AutokeySession:
             self._poll = poll
             self.auto_field = self.node.host.autokey_field(self.keylist, associd=associd)
             self._announce = bool(self.auto_field.signature)
+            if self._announce:
+                self.node.responder.key_operations["keylist_signature"] += 1
         keyid = self.keylist.pop()
         if self.broadcast_server:
             if self._announce:
@@ -140,6 +176,7 @@ class AutokeySession:
                                        own_associd=associd, autokey_value=self.auto_field)
         data = header + b"".join(f.encode() for f in fields)
         self.sent_keyid = keyid
+        self.sent_codes = frozenset(f.code for f in fields if not f.response)
         key = self.keylist.mac_key(keyid, has_fields=bool(fields))
         return data + mac(key, keyid, data, self.digest)
 
@@ -154,6 +191,13 @@ class AutokeySession:
         cookie = 0 if pkt.fields else self._cookie(pkt.header.mode == MODE_BROADCAST)
         key = session_key(src, dst, keyid, cookie, self.digest)
         return verify_mac(key, pkt.authenticated_part, pkt.digest, self.digest)
+
+    def solicited(self, fields: list[Field]) -> bool:
+        """In client mode, every response in a reply must answer a request of our last
+        transmission: the stateless server answers only what we asked.  A reply with
+        fields to a request without any (every packet after the dance) is bait; its cookie-0
+        MAC proves nothing (security CASES 19, 43 and the reset storms)."""
+        return all(not f.response or f.code in self.sent_codes for f in fields)
 
     def fields(self, pkt: Packet) -> list[Field]:
         """The packet's extension fields; FieldError for the first malformed one."""

@@ -234,7 +234,9 @@ def parse_certificate(der: bytes) -> CertInfo:
         serial = cert.serial_number
         signature_oid = cert.signature_algorithm_oid.dotted_string
         signature = cert.signature
-    except ValueError as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
+        # cryptography reports a version other than v1/v3 with InvalidVersion and some
+        # malformed names (a BitString attribute of another type) with TypeError.
         raise CertificateError(Event.CRT, f"invalid certificate DER: {exc}") from None
     try:
         public_key = cert.public_key()

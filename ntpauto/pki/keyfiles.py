@@ -270,7 +270,7 @@ def read_key_file(
         if label == "CERTIFICATE":
             try:
                 certs.append(x509.load_pem_x509_certificate(data))
-            except ValueError as exc:
+            except (ValueError, TypeError, x509.InvalidVersion) as exc:
                 raise KeyFileError(real, f"corrupt certificate (tampered or truncated): "
                                          f"{str(exc).split('. ')[0]}") from None
             continue

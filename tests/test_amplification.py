@@ -1,0 +1,318 @@
+"""The amplification limit: a reply to a source that has not completed a normal exchange (its
+request does not echo one of our recent replies) is never larger than the request; a source
+that echoes gets the full response; reference-shaped and our own clients still finish."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import attrs
+import pytest
+
+from ntpauto.auth.autokey import mac, server_reply_key, session_key, verify_mac
+from ntpauto.autokey.amplification import WINDOW, ExchangeTable
+from ntpauto.autokey.fields import ASSOC, AUTO, CERT, GQ, LEAP, Field, decode
+from ntpauto.autokey.host import HostCredentials, load_host
+from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.status import Flag
+from ntpauto.config import parse_config
+from ntpauto.engine import Engine
+from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.testing import SimulatedNetwork
+from ntpauto.wire.packet import Header, parse
+from ntpauto.wire.timestamps import unix_to_ntp
+
+CLIENT = ("192.0.2.10", 123)
+SERVER = ("192.0.2.1", 123)
+T0 = 1000.0
+EPOCH = 1_795_460_000.0
+KEYID = 0x1234_5678
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def stamp(i: int) -> bytes:
+    return (0xEEAE_0000_0000_0000 + i).to_bytes(8, "big")
+
+
+def test_echo_of_a_recent_reply_proves_the_source():
+    table = ExchangeTable(capacity=4)
+    assert not table.echoed("a", stamp(1))
+    table.sent("a", stamp(1))
+    assert not table.echoed("b", stamp(1))  # another address
+    assert not table.echoed("a", stamp(2))
+    assert not table.echoed("a", bytes(8))
+    assert table.echoed("a", stamp(1))
+    for i in range(2, 2 + WINDOW):
+        table.sent("a", stamp(i))
+    assert not table.echoed("a", stamp(1))  # out of the window
+    assert table.echoed("a", stamp(2)) and table.echoed("a", stamp(1 + WINDOW))
+
+
+def test_a_flood_of_fresh_sources_does_not_evict_proven_ones():
+    table = ExchangeTable(capacity=4)
+    table.sent("real", stamp(1))
+    assert table.echoed("real", stamp(1))
+    table.sent("real", stamp(2))
+    for i in range(1000):
+        table.sent(f"spoofed-{i}", stamp(i))
+    assert len(table) == 5  # 4 fresh + 1 known
+    assert table.echoed("real", stamp(2))
+    assert not table.echoed("spoofed-0", stamp(0))  # evicted
+    assert table.echoed("spoofed-999", stamp(999))
+
+
+def test_capacity_is_checked():
+    with pytest.raises(ValueError):
+        ExchangeTable(capacity=0)
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+def creds(vectors: Path, scenario: str, name: str, password: str) -> HostCredentials:
+    return load_host(vectors / "keys" / scenario / name, host=name, password=password)
+
+
+def server(host: HostCredentials, text: str = "localclock stratum 1\n", *,
+           epoch: float = EPOCH, address: str = SERVER[0]) -> Engine:
+    """A synchronised server engine whose host has signed its values; its clock moves on
+    by 0.5 s at each :func:`exchange` (so every reply has its own transmit timestamp)."""
+    elapsed = [T0]
+    engine = Engine(parse_config(text), SimulatedClock(lambda: elapsed[0], epoch=epoch),
+                    autokey=AutokeyNode(host), local_address=address)
+    engine.elapsed = elapsed  # type: ignore[attr-defined]
+    engine.start(T0)
+    engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
+    host.signature_update(engine._crypto_now())
+    return engine
+
+
+def request(f: Field | None, *, origin: bytes = bytes(8), client: str = CLIENT[0],
+            server_address: str = SERVER[0], keyid: int = KEYID, transmit: int = 1) -> bytes:
+    head = bytearray(Header(3, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0,
+                            0xEEAE_0000_0000_0000 + transmit).encode())
+    head[24:32] = origin
+    data = bytes(head) + (f.encode() if f is not None else b"")
+    return data + mac(session_key(client, server_address, keyid, 0), keyid, data)
+
+
+def exchange(engine: Engine, data: bytes, client=CLIENT) -> bytes:
+    engine.elapsed[0] += 0.5  # type: ignore[attr-defined]
+    [reply] = engine.receive(data, client, unix_to_ntp(engine.clock.now()),
+                             engine.elapsed[0], (engine.local_address, 123))  # type: ignore
+    return reply.data
+
+
+def response_of(reply: bytes) -> Field:
+    [f] = [decode(e.data) for e in parse(reply).fields]
+    return f
+
+
+@pytest.fixture
+def tc(vectors):
+    alice = creds(vectors, "tc-rsa-md5", "alice", "alicepw")
+    brenda = creds(vectors, "tc-rsa-md5", "brenda", "brendapw")
+    brenda.signature_update(unix_to_ntp(EPOCH) >> 32)
+    return server(alice), alice, brenda
+
+
+def test_unproven_cert_request_gets_the_empty_response(tc):
+    """A CERT request from a source that never saw our replies: an 8-octet CERT response
+    with no value, not larger than the request, MACed so the client takes it (cookie 0);
+    no private-key work is done."""
+    engine, alice, _ = tc
+    operations = sum(engine.autokey.responder.key_operations.values())
+    data = request(Field(code=CERT, associd=7, value=alice.name.encode()))
+    reply = exchange(engine, data)
+    assert len(reply) <= len(data)
+    f = response_of(reply)
+    assert (f.code, f.response, f.error, f.short, f.associd) == (CERT, True, False, True, 7)
+    packet = parse(reply)
+    key = server_reply_key(SERVER[0], CLIENT[0], KEYID, 0, has_fields=True)
+    assert packet.keyid == KEYID and verify_mac(key, packet.authenticated_part,
+                                                packet.digest)
+    assert engine.counters["autokey_amplification"] == 1
+    assert sum(engine.autokey.responder.key_operations.values()) == operations
+
+
+def test_echoing_the_reply_gets_the_full_response(tc):
+    """The next request echoes the empty reply's transmit timestamp: the certificate."""
+    engine, alice, _ = tc
+    cert = Field(code=CERT, associd=7, value=alice.name.encode())
+    first = exchange(engine, request(cert))
+    data = request(cert, origin=first[40:48], transmit=2)
+    reply = exchange(engine, data)
+    assert len(reply) > len(data) + 300
+    f = response_of(reply)
+    assert f.value == alice.certificate.der and f.signature
+    # A stale or forged origin does not count: the next one is cut again.
+    data = request(cert, origin=stamp(42), transmit=3)
+    assert len(exchange(engine, data)) <= len(data)
+
+
+def test_bad_mac_gets_a_crypto_nak_not_the_empty_response(tc):
+    engine, alice, _ = tc
+    data = bytearray(request(Field(code=CERT, associd=7, value=alice.name.encode())))
+    data[-1] ^= 1
+    reply = exchange(engine, bytes(data))
+    assert len(reply) == 52 and reply.endswith(b"\0\0\0\0")
+    assert engine.counters["badauth"] == 1
+
+
+def test_no_reply_to_an_unproven_source_is_larger_than_its_request(tc):
+    """Spoofed requests of every kind with random origins: never a larger reply."""
+    engine, alice, brenda = tc
+    rng = random.Random(7)
+    kinds = [Field.short_form(ASSOC, 3), Field(code=CERT, associd=3, value=b"alice@alice"),
+             brenda.cook_request(3), brenda.sign_request(3), Field.short_form(AUTO, 3),
+             Field.short_form(LEAP, 3), brenda.assoc_field(3, response=False),
+             Field(code=GQ, associd=3, value=b"\x01" * 32)]
+    for i in range(200):
+        f = kinds[i % len(kinds)]
+        client = f"198.51.100.{rng.randrange(1, 255)}"
+        data = request(f, origin=rng.randbytes(8), client=client, transmit=i)
+        engine.elapsed[0] += 0.01  # type: ignore[attr-defined]
+        replies = engine.receive(data, (client, 123), unix_to_ntp(engine.clock.now()),
+                                 engine.elapsed[0], SERVER)  # type: ignore[attr-defined]
+        assert all(len(r.data) <= len(data) for r in replies), f.name
+    assert engine.counters["autokey_amplification"] > 50
+
+
+def test_amplification_allow_lifts_the_limit(vectors):
+    alice = creds(vectors, "tc-rsa-md5", "alice", "alicepw")
+    engine = server(alice, "localclock stratum 1\namplification allow\n")
+    data = request(Field(code=CERT, associd=7, value=alice.name.encode()))
+    assert len(exchange(engine, data)) > len(data) + 300
+    assert engine.counters["autokey_amplification"] == 0
+
+
+# --- whole dances ---------------------------------------------------------------------------
+
+
+def captured(vectors: Path, scenario: str) -> list[dict]:
+    return json.loads((vectors / "pcap" / scenario / "packets.json").read_text())
+
+
+@pytest.mark.parametrize("scenario", ["tc-rsa-md5", "gq", "mv-trad"])
+def test_reference_shaped_client_completes(vectors, scenario):
+    """The reference client's requests as captured, sent to our server with the origin a
+    reference client puts there (the transmit timestamp of the last reply it received,
+    which the captures show from the second request on) and re-MACed: every response is
+    full; an empty one (after a request our fast path answered) is followed, as the
+    reference does after a LEN event, by the same request, which is then answered in full.
+    The same requests with the captured origins (echoing someone else's replies) never get
+    a reply larger than the request."""
+    packets = captured(vectors, scenario)
+    keys = vectors / "pcap" / scenario / "keys" / "alice"
+    alice = load_host(keys, host="alice", password="alicepw")
+    client, address = packets[0]["src"], packets[0]["dst"]
+    engine = server(alice, epoch=packets[0]["time"], address=address)
+    requests = [p for p in packets if p["src"] == client and p["mode"] == 3]
+    origin = bytes(8)
+    full = empties = 0
+    for p in requests:
+        raw = bytes.fromhex(p["raw"])
+        fields = [decode(raw[e["offset"]:e["offset"] + e["len"]]) for e in p["exts"]]
+        for _attempt in range(2):
+            data = _reference_request(raw, fields, p["mac"]["keyid"], origin, client, address,
+                                      engine)
+            reply = exchange(engine, data, (client, 123))
+            assert not reply.endswith(b"\0\0\0\0")  # never a crypto-NAK
+            origin = reply[40:48]
+            if not fields:
+                break
+            f = response_of(reply)
+            assert not f.error and f.code == fields[0].code, f
+            if f.short:  # the empty response: no value (each request here has one)
+                empties += 1
+                continue
+            full += 1
+            break
+        else:
+            raise AssertionError(f"{fields[0].name} never answered in full")
+    assert empties <= 1 and full == sum(1 for p in requests if p["exts"]) >= 5
+    assert engine.counters["autokey_amplification"] == empties
+    # The captured origins echo the reference server, not us: limited throughout.
+    spoofed = server(load_host(keys, host="alice", password="alicepw"),
+                     epoch=packets[0]["time"], address=address)
+    for p in requests:
+        raw = bytes.fromhex(p["raw"])
+        fields = [decode(raw[e["offset"]:e["offset"] + e["len"]]) for e in p["exts"]]
+        data = _reference_request(raw, fields, p["mac"]["keyid"], raw[24:32], client, address,
+                                  spoofed)
+        assert len(exchange(spoofed, data, (client, 123))) <= len(data)
+
+
+def _reference_request(raw: bytes, fields: list[Field], keyid: int, origin: bytes,
+                       client: str, address: str, engine: Engine) -> bytes:
+    """A captured request with ``origin`` in place, MACed as the reference client does:
+    cookie 0 with fields, else the cookie our server (``engine``) gave (COOK)."""
+    head = raw[:24] + origin + raw[32:48]
+    data = head + b"".join(f.encode() for f in fields)
+    cookie = 0 if fields else engine.autokey.responder.server_cookie(
+        client, address, engine._crypto_now())
+    return data + mac(session_key(client, address, keyid, cookie), keyid, data)
+
+
+@pytest.mark.parametrize("text", ["", "amplification allow\n"])
+def test_our_client_dance_completes(vectors, text):
+    """Our own client (SimulatedNetwork, GQ) lights every flag with the limit on and off;
+    with it on, at most a couple of responses were cut, never one larger than its request
+    to a source that had not echoed."""
+    net = SimulatedNetwork(seed=3, latency=0.01, jitter=0.002, epoch=EPOCH)
+    alice = net.add_host("10.0.0.1", "localclock stratum 1\n" + text,
+                         autokey=creds(vectors, "gq", "alice", "alicepw"))
+    brenda = net.add_host("10.0.0.2", "server 10.0.0.1 autokey ident alice iburst minpoll 4\n",
+                          autokey=creds(vectors, "gq", "brenda", "brendapw"), offset=0.02)
+    net.run(300)
+    [assoc] = brenda.engine.associations.values()
+    state = assoc.autokey.state
+    assert state.status & Flag.LEAP and state.proventic
+    assert brenda.engine.sys.peer == assoc.associd
+    cut = alice.engine.counters["autokey_amplification"]
+    assert cut <= 2 if not text else cut == 0
+
+
+@pytest.mark.parametrize("scheme", ["tc", "iff"])
+def test_group_client_with_a_shorter_name_completes(tmp_path, scheme):
+    """A ``host@group`` client whose name is shorter than the server's (``bo@alice`` of
+    ``alice@alice``, as in ``ntpauto demo``): the full ASSOC response is larger than the
+    request, and the group gate drops an ASSOC response without a name, so the first answer
+    is the bare header under cookie 0; the client takes its timestamps, echoes them, gets
+    the full ASSOC response and finishes the dance."""
+    from tests.autokey_groups import EPOCH as GROUP_EPOCH
+    from tests.autokey_groups import make_group
+
+    keys = make_group(tmp_path, scheme, ("alice", "bo"), trusted=("alice",),
+                      servers=("alice",))
+    net = SimulatedNetwork(seed=5, latency=0.01, jitter=0.002, epoch=GROUP_EPOCH)
+    alice = net.add_host("10.0.0.1", "localclock stratum 1\n",
+                         autokey=keys.credentials("alice"))
+    bo = net.add_host("10.0.0.2", keys.server_line("10.0.0.1"),
+                      autokey=keys.credentials("bo"), offset=0.02)
+    net.run(120)
+    [assoc] = bo.engine.associations.values()
+    state = assoc.autokey.state
+    assert state.proventic and state.status & Flag.LEAP
+    assert bo.engine.sys.peer == assoc.associd
+    assert alice.engine.counters["autokey_amplification"] >= 1  # the first ASSOC was cut
+    assert bo.engine.counters["declined"] == 0
+
+
+def test_cut_assoc_answer_is_the_header_under_cookie_0(tc):
+    """The cut answer to an ASSOC request (server name longer than the client's) from an
+    unproven source: no extension field, never larger than the request, MACed under the
+    cookie-0 reply key a client verifies before COOK."""
+    engine, _alice, _brenda = tc
+    data = request(Field(code=ASSOC, associd=7, value=b"b@alice"))
+    reply = exchange(engine, data)
+    assert len(reply) == 48 + 20 < len(data)
+    packet = parse(reply)
+    assert not packet.fields and packet.keyid == KEYID
+    key = server_reply_key(SERVER[0], CLIENT[0], KEYID, 0, has_fields=False)
+    assert verify_mac(key, packet.authenticated_part, packet.digest)
+    assert engine.counters["autokey_amplification"] == 1
