@@ -30,7 +30,9 @@ __all__ = [
     "ListenConfig",
     "RefclockConfig",
     "RestrictConfig",
+    "DIRECTIVE_OPTIONS",
     "default_config",
+    "directive_names",
     "load_config",
     "parse_config",
 ]
@@ -61,6 +63,7 @@ UNSUPPORTED_DIRECTIVES = frozenset({
 
 _UNSUPPORTED_SERVER_OPTIONS = frozenset({"preempt", "true", "xleave", "xmtnonce", "mode"})
 _CRYPTO_OPTIONS = ("cert", "digest", "host", "ident", "pw", "randfile")
+_CRYPTO_DIGESTS = ("md5", "sha1")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
@@ -178,6 +181,14 @@ class Config:
     ident: str | None = None
     discard_average: int = 3
     discard_minimum: int = 1
+    autokey_budget: float | None = 0.2
+    """``autokeybudget``: seconds of private-key CPU per second (None: unlimited)."""
+    autokey_burst: float = 0.5
+    """``autokeybudget ... burst``: private-key CPU seconds that may be spent at once."""
+    amplification_limit: bool = True
+    """``amplification``: replies to unproven sources never exceed the request's size."""
+    statsaddress: tuple[str, int] | None = None
+    """``statsaddress``: (IP address, TCP port) of the Prometheus ``/metrics`` endpoint."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -292,6 +303,18 @@ def _integer(where: _Where, what: str, text: str, low: int, high: int) -> int:
     return value
 
 
+def _fraction(where: _Where, what: str, text: str, high: float) -> float:
+    """A number in (0, ``high``]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= high:
+        raise where.error(f"{what} must be a number above 0 and at most {high:g}, not "
+                          f"{text!r}")
+    return value
+
+
 def _take(where: _Where, args: list[str], index: int, option: str) -> str:
     """The value token following option ``args[index - 1]``."""
     if index >= len(args):
@@ -384,7 +407,10 @@ class _Builder:
             "revoke": self._log2_value,
             "ident": self._ident,
             "discard": self._discard,
+            "autokeybudget": self._autokeybudget,
+            "amplification": self._amplification,
             "includefile": self._includefile,
+            "statsaddress": self._statsaddress,
         }
 
     # -- driver ------------------------------------------------------------------------
@@ -456,7 +482,7 @@ class _Builder:
         while i < len(options):
             option = options[i]
             i += 1
-            if option in ("iburst", "burst", "prefer", "noselect", "autokey"):
+            if option in _ASSOCIATION_FLAGS:
                 values[option] = True
                 continue
             if option == "ident":
@@ -604,6 +630,10 @@ class _Builder:
             if option not in _CRYPTO_OPTIONS:
                 raise where.error(f"unknown crypto option {option!r}")
             changes[option] = _take(where, args, i + 1, option)
+        digest = changes.get("digest")
+        if digest is not None and digest.lower() not in _CRYPTO_DIGESTS:
+            raise where.error(f"crypto digest {digest!r} is not supported (MD5 or SHA1: the "
+                              "Autokey session-key digests)")
         self.values["crypto"] = attrs.evolve(current, **changes)
 
     def _log2_value(self, where: _Where, directive: str, args: list[str]) -> None:
@@ -656,7 +686,7 @@ class _Builder:
         if not args:
             raise where.error("interface needs 'listen', 'ignore' or 'drop'")
         action, rest = args[0], args[1:]
-        if action not in ("listen", "ignore", "drop"):
+        if action not in _INTERFACE_ACTIONS:
             raise where.error(f"unknown interface action {action!r}")
         target = self._single(where, f"interface {action}", rest)
         if action != "listen":
@@ -691,7 +721,7 @@ class _Builder:
             raise where.error("discard needs 'average', 'minimum' or 'monitor'")
         for i in range(0, len(args), 2):
             option = args[i]
-            if option not in ("average", "minimum", "monitor"):
+            if option not in _DISCARD_OPTIONS:
                 raise where.error(f"unknown discard option {option!r}")
             text = _take(where, args, i + 1, option)
             if option == "average":
@@ -701,6 +731,43 @@ class _Builder:
             else:
                 _integer(where, option, text, 0, 2**31 - 1)
                 self._warn(where, "'discard monitor' is not supported by ntpauto; ignored")
+
+    def _statsaddress(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``statsaddress [HOST:]PORT``: IPv4 ``a.b.c.d:PORT``, IPv6 ``[addr]:PORT``; a bare
+        port means loopback (127.0.0.1).  Port 0 picks a free port."""
+        text = self._single(where, directive, args)
+        host, sep, port = text.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        ip = _ip(host[1:-1] if bracketed else host) if sep else _ip("127.0.0.1")
+        if ip is None or (sep and (ip.version == 6) != bracketed):
+            raise where.error(f"statsaddress needs PORT, IPV4:PORT or [IPV6]:PORT, not "
+                              f"{text!r}")
+        number = _integer(where, "statsaddress port", port, 0, 65535)
+        self.values["statsaddress"] = (str(ip), number)
+
+    def _autokeybudget(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``autokeybudget SHARE|unlimited [burst SECONDS]`` (ntpauto extension)."""
+        if not args:
+            raise where.error("autokeybudget needs a share of one core or 'unlimited'")
+        share: float | None = None
+        if args[0] != "unlimited":
+            share = _fraction(where, "autokeybudget share", args[0], 1.0)
+        rest = args[1:]
+        if rest:
+            if rest[0] != "burst":
+                raise where.error(f"unknown autokeybudget option {rest[0]!r}")
+            text = _take(where, rest, 1, "burst")
+            if len(rest) > 2:
+                raise where.error(f"unexpected {rest[2]!r} after autokeybudget burst")
+            self.values["autokey_burst"] = _fraction(where, "autokeybudget burst", text, 60.0)
+        self.values["autokey_budget"] = share
+
+    def _amplification(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``amplification limit|allow`` (ntpauto extension; allow: closed networks)."""
+        choice = self._single(where, directive, args)
+        if choice not in _AMPLIFICATION_CHOICES:
+            raise where.error(f"amplification needs 'limit' or 'allow', not {choice!r}")
+        self.values["amplification_limit"] = choice == "limit"
 
     def _includefile(self, where: _Where, directive: str, args: list[str]) -> None:
         target = where.resolve(self._single(where, directive, args))
@@ -724,8 +791,52 @@ _ASSOCIATION_RANGES = {
     "ttl": (0, 255),
     "port": (1, 65535),
 }
-_ASSOCIATION_OPTIONS = frozenset({"iburst", "burst", "prefer", "noselect", "autokey", "ident",
+_ASSOCIATION_FLAGS = ("iburst", "burst", "prefer", "noselect", "autokey")
+_ASSOCIATION_OPTIONS = frozenset({*_ASSOCIATION_FLAGS, "ident",
                                   *_ASSOCIATION_RANGES, *_UNSUPPORTED_SERVER_OPTIONS})
 _UNSUPPORTED_FUDGE_OPTIONS = frozenset({"time1", "time2", "flag1", "flag2", "flag3", "flag4"})
 _PATH_FIELDS = {"keys": "keys_file", "driftfile": "driftfile", "leapfile": "leapfile",
                 "keysdir": "keysdir"}
+_INTERFACE_ACTIONS = ("listen", "ignore", "drop")
+_DISCARD_OPTIONS = ("average", "minimum", "monitor")
+_AMPLIFICATION_CHOICES = ("limit", "allow")
+_FAMILY = frozenset({"-4", "-6"})
+
+DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
+    "server": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
+    "peer": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
+    "broadcast": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
+    "fudge": frozenset({"stratum", "refid"}),
+    "localclock": frozenset({"stratum", "refid"}),
+    "broadcastclient": frozenset({"novolley"}),
+    "broadcastdelay": frozenset(),
+    "keys": frozenset(),
+    "driftfile": frozenset(),
+    "leapfile": frozenset(),
+    "keysdir": frozenset(),
+    "trustedkey": frozenset(),
+    "restrict": frozenset({*_FAMILY, "default", "source", "mask", *RESTRICT_FLAGS}),
+    "interface": frozenset(_INTERFACE_ACTIONS),
+    "port": frozenset(),
+    "enable": SYSTEM_FLAGS,
+    "disable": SYSTEM_FLAGS,
+    "crypto": frozenset(_CRYPTO_OPTIONS),
+    "automax": frozenset(),
+    "revoke": frozenset(),
+    "ident": frozenset(),
+    "discard": frozenset(_DISCARD_OPTIONS),
+    "autokeybudget": frozenset({"unlimited", "burst"}),
+    "amplification": frozenset(_AMPLIFICATION_CHOICES),
+    "includefile": frozenset(),
+    "statsaddress": frozenset(),
+}
+"""Every implemented directive and the keywords the parser accepts after it (options,
+flags, actions; not their values).  ``tests/test_docs.py`` checks that docs/configuration.md
+documents each one, and that the keys equal :func:`directive_names`: a new directive needs
+an entry here."""
+
+
+def directive_names() -> frozenset[str]:
+    """The directives the parser implements: the keys of its dispatch table.  (The ntpd
+    directives it ignores with a warning are :data:`UNSUPPORTED_DIRECTIVES`.)"""
+    return frozenset(_Builder("<directives>").handlers)

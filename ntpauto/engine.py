@@ -21,7 +21,6 @@ import ipaddress
 import os
 import random
 import socket
-import struct
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -30,8 +29,11 @@ import attrs
 from attrs import frozen
 from twisted.logger import Logger
 
+from ntpauto import mode6
 from ntpauto.auth.keys import KeyStore, load_keys
+from ntpauto.autokey.amplification import ExchangeTable, cut_reply, unproven_reply
 from ntpauto.autokey.association import AutokeyAssociation, ProtocolError, group_gate
+from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
 from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import Field
 from ntpauto.autokey.fields import decode as decode_field
@@ -39,6 +41,7 @@ from ntpauto.autokey.session import AutokeyNode, AutokeySession
 from ntpauto.autokey.status import Flag as AutokeyFlag
 from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
+from ntpauto.fastpath import FastServer
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.constants import MAXDISP, MAXDIST, MINDISP, NSTAGE, PHI
 from ntpauto.ntp.discipline import Discipline, DisciplineAction, read_drift
@@ -55,6 +58,7 @@ from ntpauto.ntp.peer import (
 from ntpauto.ntp.restrict import RateLimiter, RestrictList
 from ntpauto.ntp.select import Candidate, root_distance, select
 from ntpauto.wire.packet import (
+    CRYPTO_NAK,
     KISS_DENY,
     KISS_RATE,
     KISS_RSTR,
@@ -80,12 +84,6 @@ MAX_POLL = 17
 MIN_POLL = 3
 MAX_EPHEMERAL = 256
 """Cap on mobilised (passive and broadcast client) associations."""
-CRYPTO_NAK = b"\x00\x00\x00\x00"
-_REPLY = struct.Struct("!BBBbII4sQ8sQQ")
-"""A reply header with the request's poll octet and transmit timestamp copied raw."""
-_KEYID = struct.Struct("!I")
-_CLIENT_SIZES = (48, 68, 72)
-"""Client requests the fast path takes: no MAC, or a symmetric-key MAC (MD5/CMAC, SHA1)."""
 
 AUTH_NONE = 0
 AUTH_OK = 1
@@ -98,6 +96,10 @@ MODE_NAMES = {
     MODE_ACTIVE: "active", MODE_PASSIVE: "passive", MODE_CLIENT: "client",
     MODE_SERVER: "server", MODE_BROADCAST: "broadcast", HMODE_BCLIENT: "bclient",
 }
+RX_MODE_COUNTERS = ("rx_mode0", "rx_active", "rx_passive", "rx_client", "rx_server",
+                    "rx_broadcast", "rx_control", "rx_private")
+"""Counter per wire mode (first octet & 7) of datagrams taking the full receive path; the
+fast path's are all client requests (ntpauto.metrics derives the client total)."""
 
 
 class Datagram(NamedTuple):
@@ -157,8 +159,9 @@ class Engine:
         self.counters: Counter[str] = Counter()
         self.restrict = RestrictList.from_config(config.restrictions)
         self.limiter = RateLimiter(config.discard_average, config.discard_minimum)
+        self.exchanges = ExchangeTable()
+        """Sources that completed a normal exchange (the amplification limit)."""
         self.precision = clock.precision()
-        self._reply_base: tuple | None = None
         self._wakeup: float | None = None
         self._wakeup_valid = False
         self.timer_generation = 0
@@ -181,6 +184,11 @@ class Engine:
         address packets arrive on."""
         self._last_update_epoch: float | None = None
         self._started = False
+        self._fast = FastServer(self)
+        self.answer_fast = self._fast.answer
+        """``answer_fast(data, source, rx, now, local)``: the reply to a common client
+        request (see :mod:`ntpauto.fastpath`), or None when :meth:`receive` must be called
+        instead.  Never changes timers, so a transport need not re-arm after it."""
 
     def _timers_changed(self) -> None:
         self._wakeup_valid = False
@@ -194,7 +202,9 @@ class Engine:
     @sys.setter
     def sys(self, value: SystemVariables) -> None:
         self._sys = value
-        self._reply_base = None
+        fast = getattr(self, "_fast", None)
+        if fast is not None:
+            fast.invalidate()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -204,6 +214,8 @@ class Engine:
         if self._started:
             return []
         self._started = True
+        self.started = now
+        """Reactor time the node started (mode 6 ``ss_uptime``)."""
         for refclock in self.config.refclocks:
             self._add_refclock(refclock, now)
         for conf in self.config.associations:
@@ -238,6 +250,19 @@ class Engine:
                      mode=MODE_NAMES.get(assoc.hmode, assoc.hmode), associd=assoc.associd,
                      host=assoc.address[0], port=assoc.address[1])
         return assoc
+
+    def _room_for_ephemeral(self) -> bool:
+        """Room to mobilise one more passive or broadcast client association: fewer than
+        MAX_EPHEMERAL, or after demobilising the oldest ephemeral association never reached
+        (so a flood of spoofed sources cannot lock real peers out; counted ``evicted``)."""
+        if len(self._by_address) < MAX_EPHEMERAL:
+            return True
+        for assoc in self.associations.values():
+            if assoc.ephemeral and not assoc.reach:
+                self.counters["evicted"] += 1
+                self._demobilise(assoc, "association table full")
+                return True
+        return False
 
     def _demobilise(self, assoc: Association, reason: str) -> None:
         self.associations.pop(assoc.associd, None)
@@ -285,21 +310,17 @@ class Engine:
     def receive(self, data: bytes, source: tuple[str, int], rx: int, now: float,
                 local: tuple[str, int] | None = None) -> list[Datagram]:
         """Process one datagram received at NTP time ``rx`` (taken on arrival)."""
-        counters = self.counters
-        counters["received"] += 1
-        size = len(data)
-        if size in _CLIENT_SIZES and source[1]:
-            # Fast path: a plain or symmetric-key client request from an unrestricted source.
-            first = data[0]
-            if first & 7 == MODE_CLIENT and 0x08 <= first & 0x38 <= 0x20 \
-                    and not self.restrict.flags_for(source[0]):
-                return self._serve_fast(data, size, first, source, rx, now, local)
+        reply = self._fast.answer(data, source, rx, now, local)
+        if reply is not None:
+            return [Datagram(reply, source)]
         self._timers_changed()
         return self._receive_slow(data, source, rx, now, local)
 
     def _receive_slow(self, data: bytes, source: tuple[str, int], rx: int, now: float,
                       local: tuple[str, int] | None) -> list[Datagram]:
         counters = self.counters
+        counters["received"] += 1
+        counters[RX_MODE_COUNTERS[data[0] & 7] if data else "rx_empty"] += 1
         host = source[0]
         if source[1] == 0:
             counters["badlength"] += 1
@@ -308,6 +329,9 @@ class Engine:
         if "ignore" in flags:
             counters["restricted"] += 1
             return []
+        if data and data[0] & 7 in (MODE_CONTROL, MODE_PRIVATE):
+            # Mode 6 (ntpq) has its own 12-octet header; mode 7 is only counted.
+            return [Datagram(d, source) for d in mode6.handle(self, data, flags, now)]
         try:
             pkt = parse(data)
         except MalformedPacket as e:
@@ -319,9 +343,6 @@ class Engine:
                 counters["badlength"] += 1
                 return []
             mode = MODE_CLIENT
-        if mode in (MODE_CONTROL, MODE_PRIVATE):
-            counters["control"] += 1
-            return []
         auth, keyid = self._authenticate(pkt)
         if mode == MODE_CLIENT:
             if auth == AUTH_AUTOKEY:
@@ -386,50 +407,10 @@ class Engine:
         counters["served"] += 1
         return [Datagram(data, source)]
 
-    def _serve_fast(self, data: bytes, size: int, first: int, source: tuple[str, int],
-                    rx: int, now: float, local: tuple[str, int] | None) -> list[Datagram]:
-        """The common server reply without building packet objects (same bytes as _serve)."""
-        keyid = None
-        if size != 48:
-            keyid = _KEYID.unpack_from(data, 48)[0]
-            if keyid > 65535 and self.autokey is not None:
-                # An Autokey request without extension fields: MAC under the server cookie.
-                reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
-                server = self._server_address(local)
-                out, outcome = self.autokey.serve_plain(data[:48], keyid, data[52:], reply,
-                                                        source[0], server, self._crypto_now())
-                self.counters[outcome] += 1
-                return [Datagram(out, source)]
-            if not 0 < keyid <= 65535:
-                self._timers_changed()
-                return self._receive_slow(data, source, rx, now, local)
-        reply = self._reply(first & 0x38, data[2], data[40:48], rx, now, MODE_SERVER)
-        self.counters["served"] += 1
-        if keyid is not None:
-            signature = self.keys.answer(keyid, data[:48], data[52:], reply)
-            if signature is None:
-                self.counters["badauth"] += 1
-                return [Datagram(reply + CRYPTO_NAK, source)]
-            reply += signature
-        return [Datagram(reply, source)]
-
     def _reply(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,
                mode: int) -> bytes:
-        """A server (or stateless passive) reply header: the request's version, poll and
-        transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3)."""
-        base = self._reply_base
-        if base is None:
-            sys = self._sys
-            base = self._reply_base = (
-                sys.leap << 6, self._wire_stratum(), self.precision, to_short(sys.root_delay),
-                sys.refid, sys.reftime, sys.root_dispersion, sys.epoch,
-                sys.leap != LEAP_UNSYNC)
-        leap, stratum, precision, root_delay, refid, reftime, disp, epoch, synced = base
-        if synced:
-            disp += PHI * max(now - epoch, 0.0)
-        return _REPLY.pack(leap | version_bits | mode, stratum, poll, precision, root_delay,
-                           min(int(disp * 65536.0 + 0.5), 0xFFFFFFFF), refid, reftime,
-                           origin, rx, unix_to_ntp(self.clock.now()))
+        """A server (or stateless passive) reply header (see FastServer.header)."""
+        return self._fast.header(version_bits, poll, origin, rx, now, mode)
 
     # ------------------------------------------------------------------ Autokey
 
@@ -470,10 +451,15 @@ class Engine:
                        flags: frozenset[str], local: tuple[str, int] | None
                        ) -> list[Datagram]:
         """A client request under an Autokey session key: stateless reply with the response
-        to its first extension field (REFERENCE-NOTES 3.5, 8.2)."""
+        to its first extension field (REFERENCE-NOTES 3.5, 8.2).  Requests with fields
+        pass ``limited`` (the per-source rate, dropped when over) and, from a source that has
+        not completed a normal exchange, the amplification limit (docs/autokey.md)."""
         counters = self.counters
         if "noserve" in flags:
             counters["restricted"] += 1
+            return []
+        if pkt.fields and "limited" in flags and self.limiter.check(source[0], now):
+            counters["autokey_limited"] += 1
             return []
         request = pkt.header
         reply = self._reply(request.version << 3, request.poll & 0xFF,
@@ -482,21 +468,38 @@ class Engine:
             counters["badauth"] += 1
             return [Datagram(reply + CRYPTO_NAK, source)]
         server = self._server_address(local)
-        host = self.autokey.host
+        node = self.autokey
+        first: Field | None = None
         for f in pkt.fields[:1]:
             try:
                 first = decode_field(f.data)
             except FieldError:
                 break
-            if not group_gate(host.name, first, self.config.ident):
+            if not group_gate(node.host.name, first, self.config.ident):
                 counters["declined"] += 1
                 return []
-        data, outcome = self.autokey.serve(pkt, reply, source[0], server,
-                                           self._crypto_now(), self._auto_for)
+        limit = self.config.amplification_limit and first is not None \
+            and not self.exchanges.echoed(source[0], pkt.data[24:32])
+        node.responder.last_error = None
+        if limit and node.responder.costly(first.code):
+            # Unproven: no private-key work, the empty response (never larger).
+            data, outcome = unproven_reply(pkt, reply, first, source[0], server, node.digest)
+        else:
+            data, outcome = node.serve(pkt, reply, source[0], server, self._crypto_now(),
+                                       self._auto_for)
+            if limit and data is not None and len(data) > len(pkt.data):
+                counters["autokey_amplification"] += 1
+                data = cut_reply(reply, first, pkt.keyid, source[0], server, node.digest)
         counters[outcome] += 1
-        if self.autokey.responder.last_error is not None:
+        error = node.responder.last_error
+        if error is not None:
             counters["autokey_error_response"] += 1
-        return [Datagram(data, source)] if data is not None else []
+            if isinstance(error, BudgetExceeded):
+                counters["autokey_budget"] += 1
+        if data is None:
+            return []
+        self.exchanges.sent(source[0], data[40:48])
+        return [Datagram(data, source)]
 
     def _autokey_receive(self, assoc: Association, pkt: Packet, mode: int,
                          now: float) -> bool:
@@ -515,6 +518,9 @@ class Engine:
                       error=e)
             return False
         before = state.status
+        if mode == MODE_SERVER and not session.solicited(fields):
+            counters["autokey_unsolicited"] += 1
+            return False
         for f in fields:
             if not group_gate(self.autokey.host.name, f, state.ident):
                 counters["declined"] += 1
@@ -523,6 +529,10 @@ class Engine:
             events = state.receive(fields, packet_mode=mode, now=self._crypto_now())
         except ProtocolError as e:
             counters["autokey_protocol_error"] += 1
+            # At most one protocol-error reset per poll interval (CASES 19, 43).
+            if not state.error_reset_allowed(now, 2.0**assoc.hpoll):
+                counters["autokey_reset_limited"] += 1
+                return False
             log.warn("Autokey protocol error from {host}: {error}; association reset",
                      host=assoc.address[0], error=e)
             self._autokey_reset(assoc, now, str(e))
@@ -582,7 +592,7 @@ class Engine:
             auth = AUTH_ERROR if auth == AUTH_AUTOKEY else auth
             return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
         if ("nopeer" in flags or (self.require_auth and auth != AUTH_OK)
-                or len(self._by_address) >= MAX_EPHEMERAL):
+                or not self._room_for_ephemeral()):
             self.counters["declined"] += 1
             return self._serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
         poll = _clamp_poll(pkt.header.poll)
@@ -597,7 +607,7 @@ class Engine:
                              local: tuple[str, int] | None) -> list[Datagram]:
         """Mobilise a passive Autokey association, only for a packet whose MAC verifies under
         its session key (the peer's ASSOC request, cookie 0: REFERENCE-NOTES 8.3)."""
-        if "nopeer" in flags or len(self._by_address) >= MAX_EPHEMERAL:
+        if "nopeer" in flags or not self._room_for_ephemeral():
             self.counters["declined"] += 1
             return []
         poll = _clamp_poll(pkt.header.poll)
@@ -630,7 +640,7 @@ class Engine:
             counters["badauth"] += 1
             return []
         if (self.require_auth and auth != AUTH_OK) or "nopeer" in flags \
-                or len(self._by_address) >= MAX_EPHEMERAL:
+                or not self._room_for_ephemeral():
             counters["declined"] += 1
             return []
         poll = _clamp_poll(pkt.header.poll)
@@ -657,7 +667,7 @@ class Engine:
         client then runs the client dance unicast before it listens."""
         counters = self.counters
         if self.config.broadcast_delay is not None or "nopeer" in flags \
-                or len(self._by_address) >= MAX_EPHEMERAL:
+                or not self._room_for_ephemeral():
             counters["declined"] += 1
             return []
         try:
@@ -758,11 +768,17 @@ class Engine:
             counters["bogusorg"] += 1
             assoc.flash = Flash.TEST2
             return []
+        exchange = assoc.org, assoc.rec, assoc.xmt
         assoc.org, assoc.rec = header.transmit, rx
-        if hmode == MODE_CLIENT or hmode == HMODE_BCLIENT:
+        client = hmode == MODE_CLIENT or hmode == HMODE_BCLIENT
+        if client:
             assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
         if assoc.autokey is not None:
             if not self._autokey_receive(assoc, pkt, mode, now):
+                if client:
+                    # A refused reply (on-path bait with the right origin) does not use up
+                    # the request: the genuine reply still counts (the reset storms).
+                    assoc.org, assoc.rec, assoc.xmt = exchange
                 return []
             if pkt.fields and mode == MODE_SERVER:
                 # A reply with extension fields is MACed under cookie 0, which anyone can
@@ -1253,7 +1269,9 @@ def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
                      ident=crypto.ident or config.ident, digest=digest, leap=leap_table,
                      cert=crypto.cert)
     seed = ServerSeed(revoke=2**config.revoke) if config.revoke else ServerSeed()
-    return AutokeyNode(host, Responder(host, seed), automax=config.automax or 12)
+    budget = PrivateKeyBudget(config.autokey_budget, config.autokey_burst)
+    return AutokeyNode(host, Responder(host, seed, budget=budget),
+                       automax=config.automax or 12)
 
 
 def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = None,

@@ -64,6 +64,8 @@ class NTPDatagramProtocol(DatagramProtocol):
                  scheduler: NTPDatagramProtocol | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        self._answer_fast = getattr(engine, "answer_fast", None)
+        """The engine's bytes-to-bytes answer for common requests, if it has one."""
         self._reactor = reactor if reactor is not None else _global_reactor()
         self._scheduler = scheduler
         self._timer: IDelayedCall | None = None
@@ -72,6 +74,7 @@ class NTPDatagramProtocol(DatagramProtocol):
         self._fired_at: float | None = None
         self._running = False
         self._local_address: tuple[str, int] | None = None
+        self._socket: Any = None
         self._siblings: list[NTPDatagramProtocol] = []
         self._send_errors_seen: set[str] = set()
         if scheduler is not None:
@@ -88,6 +91,7 @@ class NTPDatagramProtocol(DatagramProtocol):
         """Allow broadcast if the engine wants it; the owner starts the engine."""
         self._running = True
         self._local_address = self._local()
+        self._socket = getattr(self.transport, "socket", None)
         if getattr(self.engine, "wants_broadcast", False):
             try:
                 self.transport.setBroadcastAllowed(True)
@@ -100,6 +104,7 @@ class NTPDatagramProtocol(DatagramProtocol):
     def stopProtocol(self) -> None:
         """Cancel the timer; the owner stops the engine."""
         self._running = False
+        self._socket = None
         self._cancel_timer()
         if self.owns_engine:
             try:
@@ -115,8 +120,14 @@ class NTPDatagramProtocol(DatagramProtocol):
         try:
             rx = unix_to_ntp(self.clock.now())  # first thing: the receive timestamp
             source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
-            out = self.engine.receive(datagram, source, rx, self._reactor.seconds(),
-                                      self._local_address)
+            now = self._reactor.seconds()
+            fast = self._answer_fast
+            if fast is not None:
+                reply = fast(datagram, source, rx, now, self._local_address)
+                if reply is not None:  # the busy server's common case: timers unchanged
+                    self._reply(reply, addr)
+                    return
+            out = self.engine.receive(datagram, source, rx, now, self._local_address)
         except Exception:
             self._count("internal_error")
             self.log.failure("Failed to process a datagram from {source}", source=addr)
@@ -134,7 +145,7 @@ class NTPDatagramProtocol(DatagramProtocol):
         """Answer the sender of the datagram just received.  Its address came from the
         kernel, so Twisted's address validation in ``write`` is skipped (the busy server's
         hot path); errors are handled as in :meth:`_send`."""
-        sock = getattr(self.transport, "socket", None)
+        sock = self._socket
         if sock is None:
             self._send((_Reply(data, addr),))
             return

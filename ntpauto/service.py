@@ -25,7 +25,6 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ntpauto.config import Config, default_config, load_config
-from ntpauto.control import StatusFactory, default_status_socket
 from ntpauto.engine import build_engine
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
@@ -71,11 +70,10 @@ class NTPAutokeyService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config | None = None, *, reactor: Any = None,
-                 clock: IClock | None = None, status_socket: str | None = "") -> None:
+                 clock: IClock | None = None) -> None:
         super().__init__()
-        self.status_socket = status_socket
-        """Path of the local status socket; "" for the per-port default, None for none."""
-        self._status_port: Any = None
+        self.stats_port: Any = None
+        """The ``IListeningPort`` of the ``statsaddress`` metrics endpoint, when listening."""
         self.config = config if config is not None else default_config()
         self.clock = clock if clock is not None else SystemClock()
         self._reactor = reactor
@@ -170,22 +168,27 @@ class NTPAutokeyService(MultiService):
             self.ports.clear()
             self.protocols.clear()
             raise
-        self._listen_status(reactor)
+        self._listen_stats(reactor)
 
-    def _listen_status(self, reactor: Any) -> None:
-        """The local status socket for ``ntpauto status`` (failure is logged, not fatal)."""
-        if self.status_socket is None or not hasattr(reactor, "listenUNIX"):
+    def _listen_stats(self, reactor: Any) -> None:
+        """The Prometheus ``/metrics`` endpoint on ``statsaddress`` (a failure to bind is
+        logged, not fatal: NTP service matters more than its metrics)."""
+        if self.config.statsaddress is None:
             return
-        path = self.status_socket or default_status_socket(self.address[1])
+        from twisted.internet.error import CannotListenError
+
+        from ntpauto.statsweb import listen_stats
+
+        host, port = self.config.statsaddress
         try:
-            if os.path.exists(path):
-                os.unlink(path)  # a stale socket from a previous run
-            self._status_port = reactor.listenUNIX(path, StatusFactory(self.engine.status),
-                                                   mode=0o600)
-            self.status_socket = path
-            self.log.info("status socket {path}", path=path)
-        except OSError as e:
-            self.log.warn("no status socket at {path}: {error}", path=path, error=e)
+            self.stats_port = listen_stats(reactor, self.engine, (host, port))
+        except CannotListenError as e:
+            self.log.error("no metrics endpoint on {host} port {port}: {error}", host=host,
+                           port=port, error=e.socketError or e)
+            return
+        bound = self.stats_port.getHost()
+        self.log.info("metrics on http://{host}:{port}/metrics", host=bound.host,
+                      port=bound.port)
 
     def privilegedStartService(self) -> None:
         """Bind the UDP ports (before ``twistd -u`` drops privileges)."""
@@ -205,9 +208,9 @@ class NTPAutokeyService(MultiService):
         stopping = [defer.maybeDeferred(super().stopService)]
         for port in reversed(self.ports):
             stopping.append(defer.maybeDeferred(port.stopListening))
-        if self._status_port is not None:
-            stopping.append(defer.maybeDeferred(self._status_port.stopListening))
-            self._status_port = None
+        if self.stats_port is not None:
+            stopping.append(defer.maybeDeferred(self.stats_port.stopListening))
+            self.stats_port = None
         self.ports = []
         self.protocols = []
         self.log.info("ntpauto stopped")

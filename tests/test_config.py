@@ -313,6 +313,7 @@ def test_crypto_options_merge_across_lines() -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("crypto leap x", "unknown crypto option 'leap'"),
     ("crypto pw", "option 'pw' needs a value"),
+    ("crypto digest RIPEMD160", "crypto digest 'RIPEMD160' is not supported"),
     ("automax 0", "automax 0 is out of range"),
     ("revoke", "revoke needs an argument"),
     ("ident a b", "unexpected 'b'"),
@@ -512,13 +513,13 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_documented_examples_parse() -> None:
     """The configuration examples in docs/configuration.md are valid ntpauto configs."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
-    complete = doc.split("## A complete example", 1)[1].split("```")[1]
+    complete = doc.split("## A complete example", 1)[1].split("```")[1].removeprefix("text\n")
     config = parse_config(complete, "/etc/ntpauto/ntp.conf")
     assert config.warnings == ()
     assert config.discipline_enabled and config.trusted_keys == frozenset({5})
     assert config.keys_file == "/etc/ntpauto/ntp.keys"
     assert config.refclocks[0].stratum == 9
-    default = doc.split("## The default configuration", 1)[1].split("```")[1]
+    default = doc.split("## The default configuration", 1)[1].split("```")[1].removeprefix("text\n")
     parsed = parse_config(default)
     assert attrs.evolve(parsed, path="<default>",
                         listen=tuple(attrs.evolve(item, line=0) for item in parsed.listen),
