@@ -1,5 +1,6 @@
-"""``ntpauto keygen``: make Autokey host/sign keys, certificates and symmetric keys, with
-ntp-keygen's option letters and file names.
+"""``ntpauto keygen``: make Autokey host/sign keys, certificates and symmetric keys.
+
+With ntp-keygen's option letters and file names.
 
 reference: ntpd 4.2.8 docs keygen.md; REFERENCE-NOTES 7.1 (names and links), 7.2 (format),
 7.3 (certificate), 6.2-6.4 (identity files for the -e/-q exports); util/ntp-keygen.c.
