@@ -1,9 +1,11 @@
 """Server throughput: ntpauto's stateless server against a bare Twisted UDP echo server.
 
 One run, one process tree, loopback only.  Each server runs in its own subprocess (this
-script with ``--serve``) and is measured in turn by the same windowed load generator: ``W``
-requests outstanding, a new one sent for each reply, a bounded number of requests and a
-bounded time per target.  Targets:
+script with ``--serve``); all are started first, then measured in turn, round after round
+(``--rounds``, default 5), by the same windowed load generator: ``W`` requests outstanding,
+a new one sent for each reply, a bounded number of requests and a bounded time per target.
+Interleaving the targets keeps a slow spell of a shared machine from landing on one target
+only; each ratio is the median of the per-round ratios.  Targets:
 
 * ``echo``     a Twisted ``DatagramProtocol`` that writes every datagram back (the ceiling
                for any Twisted UDP server on this machine);
@@ -14,10 +16,11 @@ bounded time per target.  Targets:
 * ``ntp-autokey`` the service with Autokey credentials answering requests under Autokey
                session keys without extension fields (cookie from a COOK exchange first).
 
-Prints replies per second for each, the ratio to the echo server and the server process's
-CPU time per reply (from /proc: the part of the cost that is the server's own).  Goals:
-``ntp`` at least 70 % of echo, ``ntp-md5`` and ``ntp-autokey`` at least 65 % (issue 7; the
-reference ntpd reaches about that here).  ``--check`` exits 1 when a goal is missed.
+Prints per target the median replies per second, the median ratio to the echo server with
+the range of the per-round ratios, and the server process's median CPU time per reply (from
+/proc: the part of the cost that is the server's own).  Goals: ``ntp`` at least 70 % of
+echo, ``ntp-md5`` and ``ntp-autokey`` at least 65 % (issue 7; the reference ntpd reaches
+about that here).  ``--check`` exits 1 when a goal is missed.
 
     .venv/bin/python benchmarks/server_throughput.py [--requests N] [--window W]
 """
@@ -29,6 +32,7 @@ import json
 import os
 import selectors
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,41 +235,89 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(kind: str, keys_file: str, args: argparse.Namespace) -> dict[str, float]:
-    """Start the server, warm it up, measure, stop it."""
-    process, port = start_server(kind, keys_file)
+class Target:
+    """One server subprocess, its port and the requests the load generator sends it."""
+
+    def __init__(self, kind: str, keys_file: str) -> None:
+        self.kind = kind
+        self.process, self.port = start_server(kind, keys_file)
+        try:
+            if kind == "ntp-autokey":
+                self.requests = autokey_requests(self.port, 4096)
+            else:
+                self.requests = make_requests(4096, md5=(kind == "ntp-md5"))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.settimeout(5)
+                probe.sendto(self.requests[0], ("127.0.0.1", self.port))
+                check_reply(kind, probe.recv(2048))
+        except BaseException:
+            self.stop()
+            raise
+
+    def measure(self, count: int, window: int, max_seconds: float) -> dict[str, float]:
+        """One measurement: ``count`` replies (or ``max_seconds``) after a short warm-up."""
+        load(self.port, self.requests, min(2000, count), window, 5.0)
+        cpu_before = cpu_seconds(self.process.pid)
+        replies, sent, elapsed = load(self.port, self.requests, count, window, max_seconds)
+        cpu_after = cpu_seconds(self.process.pid)
+        cpu_us = None
+        if cpu_before is not None and cpu_after is not None and replies:
+            cpu_us = (cpu_after - cpu_before) / replies * 1e6
+        return {"replies": replies, "sent": sent, "seconds": elapsed,
+                "rate": replies / elapsed if elapsed else 0.0, "server_cpu_us": cpu_us}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def run_rounds(keys_file: str, args: argparse.Namespace) -> dict[str, dict]:
+    """Start every server (idle ones cost nothing), then measure them in turn, round after
+    round, so that each round's targets see the same machine; per target the median rate
+    and CPU over the rounds and the median of its per-round ratios to the echo server."""
+    targets: list[Target] = []
     try:
-        if kind == "ntp-autokey":
-            requests = autokey_requests(port, 4096)
-        else:
-            requests = make_requests(4096, md5=(kind == "ntp-md5"))
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.settimeout(5)
-            probe.sendto(requests[0], ("127.0.0.1", port))
-            check_reply(kind, probe.recv(2048))
-        load(port, requests, min(2000, args.requests), args.window, 5.0)  # warm-up
-        cpu_before = cpu_seconds(process.pid)
-        replies, sent, elapsed = load(port, requests, args.requests, args.window,
-                                      args.max_seconds)
-        cpu_after = cpu_seconds(process.pid)
+        for kind in TARGETS:
+            targets.append(Target(kind, keys_file))
+        per_round = max(1, args.requests // args.rounds)
+        rounds = []
+        for i in range(args.rounds):
+            order = targets[i % len(targets):] + targets[:i % len(targets)]  # rotated
+            rounds.append({t.kind: t.measure(per_round, args.window, args.max_seconds)
+                           for t in order})
     finally:
-        process.terminate()
-        process.wait(10)
-    cpu_us = None
-    if cpu_before is not None and cpu_after is not None and replies:
-        cpu_us = (cpu_after - cpu_before) / replies * 1e6
-    return {"replies": replies, "sent": sent, "seconds": elapsed,
-            "rate": replies / elapsed if elapsed else 0.0, "server_cpu_us": cpu_us}
+        for target in targets:
+            target.stop()
+    results: dict[str, dict] = {}
+    for kind in TARGETS:
+        samples = [r[kind] for r in rounds]
+        cpu = [s["server_cpu_us"] for s in samples if s["server_cpu_us"] is not None]
+        results[kind] = {
+            "replies": sum(s["replies"] for s in samples),
+            "sent": sum(s["sent"] for s in samples),
+            "seconds": sum(s["seconds"] for s in samples),
+            "rate": statistics.median(s["rate"] for s in samples),
+            "server_cpu_us": statistics.median(cpu) if cpu else None,
+            "ratio": statistics.median(
+                r[kind]["rate"] / r["echo"]["rate"] if r["echo"]["rate"] else 0.0
+                for r in rounds),
+            "ratios": [r[kind]["rate"] / r["echo"]["rate"] if r["echo"]["rate"] else 0.0
+                       for r in rounds],
+        }
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100000,
-                        help="replies to wait for per target (default 100000)")
+    parser.add_argument("--requests", type=int, default=200000,
+                        help="replies to wait for per target, over all rounds "
+                             "(default 200000)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds, each measuring every target in turn (default 5)")
     parser.add_argument("--window", type=int, default=32,
                         help="requests outstanding (default 32)")
     parser.add_argument("--max-seconds", type=float, default=15.0,
-                        help="time limit per target (default 15)")
+                        help="time limit per target and round (default 15)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--serve", choices=TARGETS, help=argparse.SUPPRESS)
@@ -278,28 +330,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ntpauto-bench-") as directory:
         keys_file = os.path.join(directory, "ntp.keys")
         Path(keys_file).write_text(MD5_KEY)
-        results = {kind: measure(kind, keys_file, args) for kind in TARGETS}
-    echo = results["echo"]["rate"]
-    missed = []
-    for kind, result in results.items():
-        result["ratio"] = result["rate"] / echo if echo else 0.0
-        goal = GOALS.get(kind)
-        if goal is not None and result["ratio"] < goal:
-            missed.append(kind)
+        results = run_rounds(keys_file, args)
+    missed = [kind for kind, goal in GOALS.items() if results[kind]["ratio"] < goal]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(f"{'target':<11} {'replies':>8} {'sent':>8} {'seconds':>8} {'replies/s':>10} "
-              f"{'vs echo':>8} {'cpu us':>7}  goal")
+              f"{'vs echo':>8} {'rounds':>13} {'cpu us':>7}  goal")
         for kind, result in results.items():
             goal = GOALS.get(kind)
             verdict = "" if goal is None else (
                 f">= {goal:.0%} {'ok' if result['ratio'] >= goal else 'MISSED'}")
             cpu = result["server_cpu_us"]
             cpu_text = "?" if cpu is None else f"{cpu:.2f}"
+            spread = f"{min(result['ratios']):.0%}-{max(result['ratios']):.0%}"
             print(f"{kind:<11} {result['replies']:>8} {result['sent']:>8} "
                   f"{result['seconds']:>8.2f} {result['rate']:>10.0f} "
-                  f"{result['ratio']:>8.1%} {cpu_text:>7}  {verdict}")
+                  f"{result['ratio']:>8.1%} {spread:>13} {cpu_text:>7}  {verdict}")
     return 1 if args.check and missed else 0
 
 
