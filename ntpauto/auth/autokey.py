@@ -55,7 +55,6 @@ class RandomSource(Protocol):
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
 
 
-@functools.lru_cache(maxsize=1024)
 @functools.lru_cache(maxsize=4096)
 def address_octets(address: str) -> bytes:
     """The network-order octets of an IPv4 or IPv6 address given as a string (cached: the
