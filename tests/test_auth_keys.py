@@ -321,15 +321,15 @@ def test_packet_with_extension_field() -> None:
     assert store.verify(parsed.keyid, parsed.authenticated_part, parsed.digest)
 
 
-def test_answer_verifies_then_signs():
-    """answer() returns the reply's MAC only for a request that verifies under a trusted
-    key, the same bytes sign() gives."""
+def test_trusted_macs_verify_and_sign_as_the_store_does():
+    """trusted_macs (what the server's hot path uses) holds exactly the trusted keys, each
+    with a MAC function giving the digest sign() gives, its size and the key ID word."""
     store = KeyStore(parse_keys("3 SHA1 0123456789abcdef0123456789abcdef01234567\n"
-                                "4 MD5 untrusted\n"), trusted=[3])
-    request, reply = bytes(48), bytes(range(48))
-    good = store.sign(3, request)[4:]
-    assert store.answer(3, request, good, reply) == store.sign(3, reply)
-    assert store.answer(3, request, bytes(len(good)), reply) is None
-    assert store.answer(3, request, good[:16], reply) is None
-    assert store.answer(4, request, store.sign(4, request)[4:], reply) is None
-    assert store.answer(9, request, good, reply) is None
+                                "4 MD5 untrusted\n5 MD5 alsotrusted\n"), trusted=[3, 5])
+    request = bytes(range(48))
+    assert sorted(store.trusted_macs) == [3, 5]
+    for keyid, size in ((3, 20), (5, 16)):
+        mac_of, digest_size, word = store.trusted_macs[keyid]
+        assert digest_size == size and word == keyid.to_bytes(4, "big")
+        assert word + mac_of(request) == store.sign(keyid, request)
+        assert store.verify(keyid, request, mac_of(request))

@@ -61,6 +61,20 @@ def test_server_seed_refreshes_after_revoke_interval() -> None:
     assert seed.cookie(CLIENT, SERVER, 1150) == server_cookie(CLIENT, SERVER, second)
 
 
+def test_server_seed_validity_window() -> None:
+    """valid_from/valid_until bound the times at which current() changes nothing, and the
+    generation counts redraws: what the hot path needs to reuse a cached cookie."""
+    seed = ServerSeed(revoke=100, rng=random.Random(5))
+    assert not seed.valid_from <= 1000 < seed.valid_until  # empty before the first call
+    value = seed.current(1000)
+    assert (seed.valid_from, seed.valid_until, seed.generation) == (1000, 1100, 0)
+    assert seed.current(1050) == value and seed.generation == 0
+    seed.current(1100)
+    assert (seed.valid_from, seed.valid_until, seed.generation) == (1100, 1200, 1)
+    seed.current(10)  # backwards step: re-anchored, not redrawn
+    assert (seed.valid_from, seed.valid_until, seed.generation) == (10, 110, 1)
+
+
 def test_server_seed_backwards_step_reanchors() -> None:
     """A clock stepping back does not keep the seed forever nor redraw it at once."""
     seed = ServerSeed(revoke=100, rng=random.Random(3))

@@ -13,7 +13,7 @@ from ntpauto.autokey.session import AutokeyNode
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine
 from ntpauto.ntp.clocks import SimulatedClock
-from ntpauto.wire.packet import Header, parse
+from ntpauto.wire.packet import CRYPTO_NAK, Header, parse
 from ntpauto.wire.timestamps import unix_to_ntp
 
 CLIENT = ("192.0.2.10", 40000)
@@ -164,3 +164,45 @@ def test_autokey_address_families_differ(autokey_engine):
     rx = unix_to_ntp(engine.clock.now())
     reply = engine.answer_fast(data, ("2001:db8::5", 40000), rx, T0, SERVER)
     assert reply.endswith(b"\0\0\0\0") and engine.counters["badauth"] == 1
+
+
+def test_autokey_cookie_follows_a_seed_refresh(vectors):
+    """The hot path keeps each client's cookie between requests, but never past the seed's
+    refresh: the first request after the revoke interval is answered under the new seed's
+    cookie (the old cookie now gets a crypto-NAK, the new one a reply)."""
+    from ntpauto.autokey.cookie import ServerSeed
+    from ntpauto.autokey.responder import Responder
+
+    host = load_host(vectors / "keys" / "tc-rsa-md5" / "alice", host="alice",
+                     password="alicepw")
+    node = AutokeyNode(host, Responder(host, ServerSeed(revoke=64)))
+    header = request()
+    stamp = [5_000_000]
+
+    def ask(cookie: int) -> bytes:
+        data = header + mac(session_key(CLIENT[0], SERVER[0], 0x1234_5678, cookie),
+                            0x1234_5678, header)
+        reply, _ = node.serve_plain(data, header, CLIENT[0], SERVER[0], stamp[0])
+        return reply
+
+    old = node.responder.server_cookie(CLIENT[0], SERVER[0], stamp[0])
+    assert not ask(old).endswith(CRYPTO_NAK)
+    stamp[0] += 63
+    assert not ask(old).endswith(CRYPTO_NAK)  # same seed: the cached cookie
+    stamp[0] += 1
+    assert ask(old).endswith(CRYPTO_NAK)  # the seed was redrawn at the deadline
+    new = node.responder.server_cookie(CLIENT[0], SERVER[0], stamp[0])
+    assert new != old and not ask(new).endswith(CRYPTO_NAK)
+
+
+def test_autokey_unsynchronised_server_keeps_its_last_cookie(vectors):
+    """Crypto time 0 (the server lost synchronisation) reuses the last seed, fast or not."""
+    host = load_host(vectors / "keys" / "tc-rsa-md5" / "alice", host="alice",
+                     password="alicepw")
+    node = AutokeyNode(host)
+    header = request()
+    cookie = node.responder.server_cookie(CLIENT[0], SERVER[0], 5_000_000)
+    data = header + mac(session_key(CLIENT[0], SERVER[0], 7 << 20, cookie), 7 << 20, header)
+    for now in (5_000_001, 0, 5_000_002, 0):
+        reply, outcome = node.serve_plain(data, header, CLIENT[0], SERVER[0], now)
+        assert outcome == "served" and not reply.endswith(CRYPTO_NAK)

@@ -246,6 +246,13 @@ class KeyStore:
                     _KEYID_WORD.pack(keyid))
             for keyid, key in self._keys.items() if keyid in self._trusted}
 
+    @property
+    def trusted_macs(self) -> Mapping[int, tuple[Callable[[bytes], bytes], int, bytes]]:
+        """Per trusted key ID: its keyed MAC function, digest size and the MAC's key ID
+        word.  The server's hot path verifies and signs with these directly; compare
+        digests with :func:`~ntpauto.auth.digest.digests_equal` (constant time)."""
+        return self._verifiable
+
     def __len__(self) -> int:
         return len(self._keys)
 
@@ -272,14 +279,6 @@ class KeyStore:
         key = self._keys[keyid]
         return _KEYID_WORD.pack(keyid) + mac_digest(key.algorithm, key.secret, message)
 
-    def answer(self, keyid: int, request: bytes, digest: bytes, reply: bytes) -> bytes | None:
-        """The MAC for ``reply`` when ``digest`` authenticates ``request`` under the trusted
-        key ``keyid``, else None: a server's verify-then-sign in one lookup (hot path)."""
-        entry = self._verified(keyid, request, digest)
-        if entry is None:
-            return None
-        return entry[2] + entry[0](reply)
-
     def verify(self, keyid: int, message: bytes, digest: bytes) -> bool:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
         known, trusted key; a digest of the wrong length for the key never does. The compare
@@ -288,7 +287,8 @@ class KeyStore:
 
     def _verified(self, keyid: int, message: bytes, digest: bytes
                   ) -> tuple[Callable[[bytes], bytes], int, bytes] | None:
-        """The trusted key's (MAC function, size, key ID word) when ``digest`` verifies."""
+        """The trusted key's (MAC function, size, key ID word) when ``digest`` verifies
+        (the server's hot path, ntpauto.fastpath, does the same with :attr:`trusted_macs`)."""
         entry = self._verifiable.get(keyid)
         if entry is None or len(digest) != entry[1] \
                 or not digests_equal(entry[0](message), digest):

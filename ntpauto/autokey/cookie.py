@@ -85,6 +85,12 @@ class ServerSeed:
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
         self._seed = self._draw()
         self._anchor: int | None = None
+        self.generation = 0
+        """Incremented at every redraw: a cookie cached with an older generation is stale."""
+        self.valid_from, self.valid_until = 1, 0
+        """While ``valid_from <= now < valid_until``, :meth:`current` returns the seed
+        unchanged (no redraw, no re-anchoring); empty until the first call.  Lets the
+        server's hot path reuse a cookie without calling in."""
 
     def _draw(self) -> int:
         while True:
@@ -104,6 +110,8 @@ class ServerSeed:
         elif now >= self._anchor + self.revoke:
             self._seed = self._draw()
             self._anchor = now
+            self.generation += 1
+        self.valid_from, self.valid_until = self._anchor, self._anchor + self.revoke
         return self._seed
 
     def cookie(self, client: str, server: str, now: int, digest: str = "md5") -> int:

@@ -9,7 +9,6 @@ packets and authenticates those packets with Autokey session keys.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Container
 from hmac import compare_digest
@@ -24,6 +23,7 @@ from ntpauto.auth.autokey import (
     session_key,
     verify_mac,
 )
+from ntpauto.auth.digest import HASHES
 from ntpauto.autokey.association import AutokeyAssociation
 from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import AUTO, Field, decode
@@ -34,8 +34,6 @@ from ntpauto.wire.packet import CRYPTO_NAK, MODE_BROADCAST, MODE_CLIENT, Packet
 ADDRESS_PAIRS_CAP = 4096
 """(client, server) address pairs kept as session-key prefixes; cleared when full."""
 _COOKIE = struct.Struct("!I")
-SESSION_HASHES = {"md5": hashlib.md5, "sha1": hashlib.sha1}
-"""The hash behind each Autokey digest (a session key is H(block), a MAC H(key || data))."""
 MIN_AUTOKEY_DIGEST = 16
 """An Autokey MAC needs at least a 16-octet digest (REFERENCE-NOTES 1.2: MAC >= 20 octets)."""
 
@@ -48,9 +46,10 @@ class AutokeyNode:
         self.host = host
         self.responder = responder if responder is not None else Responder(host)
         self.automax = automax
-        self._hash = SESSION_HASHES[host.digest]
-        self._addresses: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self._cookie_octets = _COOKIE.pack
+        self._hash = HASHES[host.digest]  # a session key is H(block), a MAC H(key || data)
+        self._pairs: dict[tuple[str, str], tuple[bytes, bytes, int, bytes]] = {}
+        """Per (client, server): the session-key prefixes both ways, and the server cookie
+        (octets) with the seed generation it was computed under."""
 
     @property
     def digest(self) -> str:
@@ -90,12 +89,15 @@ class AutokeyNode:
         request's MAC must verify under session key (client, server, key ID, server cookie);
         the reply is MACed under (server, client, key ID, server cookie) (REFERENCE-NOTES
         3.5).  Returns the reply datagram and the counter naming the outcome."""
-        addresses = self._addresses.get((client, server)) or self._pair(client, server)
-        if addresses is None:
-            return reply + CRYPTO_NAK, "badauth"
-        to_us, to_them = addresses
+        pair = self._pairs.get((client, server))
+        seed = self.responder.seed
+        if pair is None or pair[2] != seed.generation \
+                or not seed.valid_from <= now < seed.valid_until:
+            pair = self._pair(client, server, now)
+            if pair is None:
+                return reply + CRYPTO_NAK, "badauth"
+        to_us, to_them, _generation, cookie = pair
         keyid = data[48:52]
-        cookie = self._cookie_octets(self.responder.server_cookie(client, server, now))
         digest = self._hash
         key = digest(to_us + keyid + cookie).digest()
         if not compare_digest(digest(key + data[:48]).digest(), data[52:]):
@@ -103,17 +105,19 @@ class AutokeyNode:
         reply_key = digest(to_them + keyid + cookie).digest()
         return reply + keyid + digest(reply_key + reply).digest(), "served"
 
-    def _pair(self, client: str, server: str) -> tuple[bytes, bytes] | None:
-        """The session-key prefixes (client || server, server || client) as octets, kept in a
-        bounded table; None when the addresses are of different families (no session key
-        exists between them)."""
-        table = self._addresses
-        if len(table) >= ADDRESS_PAIRS_CAP:
-            table.clear()
+    def _pair(self, client: str, server: str, now: int
+              ) -> tuple[bytes, bytes, int, bytes] | None:
+        """The session-key prefixes (client || server, server || client) as octets and the
+        server cookie at ``now``, kept in a bounded table; None when the addresses are of
+        different families (no session key exists between them)."""
         c, s = address_octets(client), address_octets(server)
         if len(c) != len(s):
             return None
-        pair = table[(client, server)] = (c + s, s + c)
+        cookie = _COOKIE.pack(self.responder.server_cookie(client, server, now))
+        table = self._pairs
+        if len(table) >= ADDRESS_PAIRS_CAP:
+            table.clear()
+        pair = table[(client, server)] = (c + s, s + c, self.responder.seed.generation, cookie)
         return pair
 
 
