@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ntpauto.auth.digest import digests_equal
 from ntpauto.ntp.constants import PHI
 from ntpauto.wire.packet import CRYPTO_NAK, LEAP_UNSYNC, MODE_CLIENT, MODE_SERVER
-from ntpauto.wire.timestamps import to_short, unix_to_ntp
+from ntpauto.wire.timestamps import MASK64, NTP_UNIX_OFFSET, to_short
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
@@ -63,9 +63,11 @@ class FastServer:
         leap, stratum, precision, root_delay, refid, reftime, disp, epoch, synced = base
         if synced and now > epoch:
             disp += PHI * (now - epoch)
+        # The transmit timestamp: unix_to_ntp(now()), inlined (one call less per reply).
         return REPLY.pack(leap | version_bits | mode, stratum, poll, precision, root_delay,
                           min(int(disp * 65536.0 + 0.5), 0xFFFFFFFF), refid, reftime,
-                          origin, rx, unix_to_ntp(self._now()))
+                          origin, rx,
+                          int((self._now() + NTP_UNIX_OFFSET) * 4294967296.0) & MASK64)
 
     def _new_base(self) -> tuple:
         engine = self._engine
