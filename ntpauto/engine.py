@@ -490,12 +490,15 @@ class Engine:
             if limit and data is not None and len(data) > len(pkt.data):
                 counters["autokey_amplification"] += 1
                 data = cut_reply(reply, first, pkt.keyid, source[0], server, node.digest)
-        counters[outcome] += 1
         error = node.responder.last_error
+        if isinstance(error, BudgetExceeded):
+            # Over the private-key budget: no reply at all; the client asks again at its
+            # next poll and keeps its progress (an error response would reset its dance).
+            counters["autokey_budget"] += 1
+            return []
+        counters[outcome] += 1
         if error is not None:
             counters["autokey_error_response"] += 1
-            if isinstance(error, BudgetExceeded):
-                counters["autokey_budget"] += 1
         if data is None:
             return []
         self.exchanges.sent(source[0], data[40:48])

@@ -90,7 +90,8 @@ EVENTS: Mapping[str, str] = {
     "demobilised": "associations demobilised",
     "autokey_resets": "Autokey associations restarted (refresh, crypto-NAK, error, step)",
     "autokey_error_response": "client Autokey requests answered with an error response",
-    "autokey_budget": "of those, refused because the private-key budget was spent",
+    "autokey_budget": "client Autokey requests left unanswered: the private-key budget was "
+                      "spent",
     "autokey_amplification": "Autokey responses cut to the empty response (amplification "
                              "limit: the source has not completed an exchange)",
     "internal_error": "exceptions caught in the engine (each is logged)",

@@ -14,7 +14,7 @@ from ntpauto.auth.autokey import mac, session_key
 from ntpauto.auth.keys import KeyStore, parse_keys
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
 from ntpauto.autokey.errors import Event
-from ntpauto.autokey.fields import ASSOC, CERT, COOK, GQ, LEAP, Field, decode
+from ntpauto.autokey.fields import ASSOC, CERT, COOK, GQ, LEAP, Field
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.session import AutokeyNode
@@ -137,38 +137,42 @@ def expensive_requests(brenda: HostCredentials) -> list[Field]:
             Field(code=CERT, associd=5, value=b"alice@alice"), challenge]
 
 
-def test_over_budget_requests_get_unsigned_errors(gq_pair):
-    """Once the budget is spent, COOK, SIGN, CERT and GQ get the 8-octet error response and
-    the private key is not used; cheap requests are still answered."""
+def test_over_budget_requests_get_no_response(gq_pair):
+    """Once the budget is spent, COOK, SIGN and GQ get no response at all (the requester asks
+    again next poll instead of restarting its dance on an error response) and the private
+    key is not used; CERT (signed once per update, then cached) and the cheap requests are
+    still answered."""
     responder, timer, calls, brenda = gq_pair
     answered = 0
     for _ in range(4):
         for request in expensive_requests(brenda):
             response = responder.respond(request, packet_mode=3, now=NOW,
                                          client=CLIENT[0], server=SERVER[0])
-            if response.error:
+            if response is None:
                 assert isinstance(responder.last_error, BudgetExceeded)
-                assert response.short and not response.signature
-                assert len(response.encode()) == 8
+                assert request.code != CERT
             else:
+                assert not response.error
                 answered += 1
-    assert 1 <= answered < 16
+    assert 4 < answered < 16  # every CERT, and what the burst allowed
     # Nothing but the 0.2 s burst (plus the one operation that overdrew it) was spent.
     assert responder.budget.spent == pytest.approx(0.05 * len(calls))
     assert responder.budget.spent <= 0.2 + 0.05 + 1e-9
     signatures = len(calls)
     refused = responder.budget.refused
     for request in expensive_requests(brenda):
-        assert responder.respond(request, packet_mode=3, now=NOW, client=CLIENT[0],
-                                 server=SERVER[0]).error
-    assert len(calls) == signatures  # never signs while over
-    assert responder.budget.refused == refused + 4
+        response = responder.respond(request, packet_mode=3, now=NOW, client=CLIENT[0],
+                                     server=SERVER[0])
+        assert (response is None) == (request.code != CERT)
+    assert len(calls) == signatures  # never signs while over (CERT's signature is cached)
+    assert responder.budget.refused == refused + 3
     for code in (ASSOC, LEAP):
         ok = responder.respond(Field.short_form(code, 5), packet_mode=3, now=NOW)
         assert not ok.error
     timer.t += 10.0  # the budget refills: served again
-    assert not responder.respond(brenda.cook_request(5), packet_mode=3, now=NOW,
-                                 client=CLIENT[0], server=SERVER[0]).error
+    response = responder.respond(brenda.cook_request(5), packet_mode=3, now=NOW,
+                                 client=CLIENT[0], server=SERVER[0])
+    assert response is not None and not response.error
 
 
 def test_cheap_answers_do_not_spend_the_budget(gq_pair):
@@ -224,16 +228,15 @@ def serve(engine: Engine, data: bytes, source=CLIENT, now: float = T0):
 
 def test_plain_service_is_never_starved(vectors):
     """With the budget spent, plain, symmetric-key and Autokey no-field requests are all
-    served; a COOK request gets the unsigned error response, counted."""
+    served; a COOK request gets no reply, counted."""
     budget = PrivateKeyBudget(share=0.2, burst=0.5, timer=FakeTimer())
     engine = autokey_engine(vectors, "localclock stratum 1\namplification allow\n", budget)
     calls = costly_signatures(engine.autokey.host, budget.timer, 0.05)
     budget.charge(1000.0)
     brenda = creds(vectors, "tc-rsa-md5", "brenda")
-    [reply] = serve(engine, with_field(brenda.cook_request(9)))
-    [f] = [decode(e.data) for e in parse(reply.data).fields]
-    assert f.error and f.short and f.code == COOK
+    assert serve(engine, with_field(brenda.cook_request(9))) == []
     assert engine.counters["autokey_budget"] == 1 and calls == []
+    assert engine.counters["served"] == 0 and engine.counters["autokey_error_response"] == 0
 
     plain = header()
     [reply] = serve(engine, plain)

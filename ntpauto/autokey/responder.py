@@ -39,9 +39,13 @@ other     error response (E bit), including NULL
 Error responses are the 8-octet short form with R and E set (e.g. ``0xC2030008``).
 
 Clogging (RFC 5906 section 12.2): with a ``budget``
-(:class:`~ntpauto.autokey.budget.PrivateKeyBudget`), CERT, COOK, SIGN and identity requests
-are admitted only while private-key CPU remains and their time is charged to it; a refused
-request gets the unsigned error response, never a signature.  COOK keys with a modulus over
+(:class:`~ntpauto.autokey.budget.PrivateKeyBudget`), COOK, SIGN and identity requests are
+admitted only while private-key CPU remains, and their time (and CERT's: a certificate's
+signature is made once per signature update, then cached) is charged to it.  A refused
+request gets no response at all (:meth:`Responder.respond` returns None, ``last_error`` is
+the :class:`~ntpauto.autokey.budget.BudgetExceeded`): an error response would make the
+requester, ours or the reference, restart its whole dance (security CASES 43), while no
+answer only makes it ask again at its next poll, keeping what it has.  COOK keys with a modulus over
 16384 bits or an exponent over 32 bits are refused (their encryption would be a private-key
 operation's worth of work).
 
@@ -69,7 +73,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from ntpauto.autokey.budget import PrivateKeyBudget, check_cookie_key
+from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget, check_cookie_key
 from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.errors import AutokeyError, Event
 from ntpauto.autokey.fields import (
@@ -127,8 +131,8 @@ class Responder:
         self.sign_groups = frozenset(sign_groups)
         self.members_only = members_only
         self.budget = budget
-        """The private-key budget CERT, COOK, SIGN and identity requests pass (None:
-        unlimited); refused requests get an unsigned error response (BudgetExceeded)."""
+        """The private-key budget COOK, SIGN and identity requests pass (None: unlimited);
+        refused requests get no response (BudgetExceeded in ``last_error``)."""
         self.last_error: AutokeyError | None = None
         self._seed_time = 0
         self.requests: Counter[tuple[int, bool]] = Counter()
@@ -178,6 +182,10 @@ class Responder:
         try:
             response = self._respond(request, packet_mode, int(now), own_associd, client,
                                      server, autokey_value, hcookie)
+        except BudgetExceeded as exc:
+            self.last_error = exc
+            self.requests[request.code, True] += 1
+            return None  # no answer: asked again next poll (module docstring)
         except AutokeyError as exc:
             self.last_error = exc
             self.requests[request.code, True] += 1
@@ -192,7 +200,8 @@ class Responder:
         budget = self.budget
         code = request.code
         if budget is not None and self.costly(code):
-            budget.admit(request.name)
+            if code != CERT:  # CERT signs at most once per certificate and update
+                budget.admit(request.name)
             with budget.measure():
                 return self._answer(request, mode, now, own_associd, client, server,
                                     autokey_value, hcookie)
