@@ -19,9 +19,9 @@ key, generated into a temporary keys directory) on 127.0.0.1 at a high port, wit
 
 It prints legitimate requests sent and replies received, the p99 reply latency, the
 private-key operations the daemon did per second (signed COOK/SIGN/GQ responses seen),
-bytes in/out per source class and the daemon's RSS and CPU before and after.  Everything is
-bounded: packet counts by rate x time, the run by ``--seconds``, the daemon is stopped at
-the end.  Loopback only.
+bytes in/out per source class, the daemon's RSS before and after and the CPU of the daemon
+and of its identity worker process.  Everything is bounded: packet counts by rate x time,
+the run by ``--seconds``, the daemon is stopped at the end.  Loopback only.
 
 Run: ``.venv/bin/python benchmarks/flood.py [--seconds 60] [--factor 10]``.
 """
@@ -78,6 +78,32 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The running child processes of ``pid`` (the daemon's identity worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of the daemon itself and of its children (the identity worker)."""
+    worker = 0.0
+    for child in children(pid):
+        try:
+            worker += cpu_seconds(child)
+        except OSError:
+            pass
+    return cpu_seconds(pid), worker
 
 
 # -- set-up --------------------------------------------------------------------------------
@@ -209,16 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_ready(port)
         time.sleep(1.0)
-        rss_before, cpu_before = rss_kib(process.pid), cpu_seconds(process.pid)
+        rss_before, cpu_before = rss_kib(process.pid), cpu_split(process.pid)
         results = run_load(args, port, root, creds, rng)
-        rss_after, cpu_after = rss_kib(process.pid), cpu_seconds(process.pid)
+        rss_after, cpu_after = rss_kib(process.pid), cpu_split(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
-    report(results, args, rss_before, rss_after, cpu_after - cpu_before)
+    report(results, args, rss_before, rss_after,
+           (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -356,7 +383,7 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
 
 
 def report(results: dict, args: argparse.Namespace, rss_before: int, rss_after: int,
-           cpu: float) -> None:
+           cpu: tuple[float, float]) -> None:
     stats = results["stats"]
     elapsed = results["elapsed"]
     lat = results["latencies"]
@@ -383,8 +410,8 @@ def report(results: dict, args: argparse.Namespace, rss_before: int, rss_after: 
           f"empty (amplification) {stats['flood_empty_responses']}, "
           f"error {stats['flood_error_responses']} (over budget: no reply)")
     print(f"private-key ops for flooders/s  {results['signed'] / elapsed:.2f}")
-    print(f"daemon CPU                      {cpu:.1f} s ({cpu / elapsed * 100:.0f} % of one "
-          f"core)")
+    print(f"daemon CPU                      {cpu[0]:.1f} s ({cpu[0] / elapsed * 100:.0f} % of "
+          f"one core); identity worker {cpu[1]:.1f} s ({cpu[1] / elapsed * 100:.0f} %)")
     print("bytes per source (in = to the daemon, out = from it)")
     legit = results["legit"]
     print(f"  legitimate plain              {per_source([s for s in legit if s.kind == 'plain'])}")

@@ -34,9 +34,11 @@ from ntpauto.auth.keys import KeyStore, load_keys
 from ntpauto.autokey.amplification import ExchangeTable, cut_reply, unproven_reply
 from ntpauto.autokey.association import AutokeyAssociation, ProtocolError, group_gate
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
-from ntpauto.autokey.errors import FieldError
+from ntpauto.autokey.errors import AutokeyError, FieldError
 from ntpauto.autokey.fields import Field
 from ntpauto.autokey.fields import decode as decode_field
+from ntpauto.autokey.offload import LOST, IdentityOffload
+from ntpauto.autokey.responder import error_response
 from ntpauto.autokey.session import AutokeyNode, AutokeySession
 from ntpauto.autokey.status import Flag as AutokeyFlag
 from ntpauto.autokey.status import flag_names
@@ -184,11 +186,21 @@ class Engine:
         address packets arrive on."""
         self._last_update_epoch: float | None = None
         self._started = False
+        self.offload: IdentityOffload | None = None
+        """Identity responses computed by a worker (set with :meth:`enable_offload`)."""
+        self.offload_codes: frozenset[int] = frozenset()
         self._fast = FastServer(self)
         self.answer_fast = self._fast.answer
         """``answer_fast(data, source, rx, now, local)``: the reply to a common client
         request (see :mod:`ntpauto.fastpath`), or None when :meth:`receive` must be called
         instead.  Never changes timers, so a transport need not re-arm after it."""
+
+    def enable_offload(self, offload: IdentityOffload, codes: frozenset[int]) -> None:
+        """Hand the stateless server's identity requests with message ``codes`` (the
+        schemes the worker holds) to ``offload``; the transport sends its jobs and calls
+        :meth:`finish_identity` with each result."""
+        self.offload = offload
+        self.offload_codes = frozenset(codes)
 
     def _timers_changed(self) -> None:
         self._wakeup_valid = False
@@ -484,6 +496,9 @@ class Engine:
         if limit and node.responder.costly(first.code):
             # Unproven: no private-key work, the empty response (never larger).
             data, outcome = unproven_reply(pkt, reply, first, source[0], server, node.digest)
+        elif self.offload is not None and first is not None \
+                and first.code in self.offload_codes and not first.response:
+            return self._offload_identity(pkt, first, reply, source, server, rx, now, limit)
         else:
             data, outcome = node.serve(pkt, reply, source[0], server, self._crypto_now(),
                                        self._auto_for)
@@ -503,6 +518,70 @@ class Engine:
             return []
         self.exchanges.sent(source[0], data[40:48])
         return [Datagram(data, source)]
+
+    def _offload_identity(self, pkt: Packet, request: Field, reply: bytes,
+                          source: tuple[str, int], server: str, rx: int, now: float,
+                          limit: bool) -> list[Datagram]:
+        """An identity request for the worker (:mod:`ntpauto.autokey.offload`): checked and
+        admitted here, answered by :meth:`finish_identity` when its value comes back."""
+        counters = self.counters
+        node = self.autokey
+        assert node is not None and self.offload is not None
+        checked = node.check_request(pkt, source[0], server)
+        if isinstance(checked, str):
+            counters[checked] += 1
+            return [Datagram(reply + CRYPTO_NAK, source)] if checked == "badauth" else []
+        crypto_now = self._crypto_now()
+        try:
+            node.responder.begin_identity(request)
+        except BudgetExceeded:
+            counters["autokey_budget"] += 1
+            return []
+        except AutokeyError:
+            counters["served"] += 1
+            counters["autokey_error_response"] += 1
+            data = node.finish(reply, error_response(request), source[0], server,
+                               pkt.keyid or 0, crypto_now)
+            self.exchanges.sent(source[0], data[40:48])
+            return [Datagram(data, source)]
+        header = pkt.header
+        job = self.offload.submit(
+            now, request=request, source=source, server=server, keyid=pkt.keyid or 0,
+            version_bits=header.version << 3, poll=header.poll & 0xFF,
+            origin=header.transmit.to_bytes(8, "big"), rx=rx, request_size=len(pkt.data),
+            limit=limit)
+        counters["autokey_offloaded" if job is not None else "autokey_offload_busy"] += 1
+        return []
+
+    def finish_identity(self, job_id: int, status: int, payload: bytes, seconds: float,
+                        now: float) -> list[Datagram]:
+        """The reply to an offloaded identity request once the worker answered (``status``
+        and ``payload`` as :mod:`ntpauto.autokey.offload` defines them, ``seconds`` of
+        worker CPU, ``now`` the reactor time): the signed response under a fresh transmit
+        timestamp.  Nothing for a job that expired or whose worker was lost."""
+        counters = self.counters
+        offload, node = self.offload, self.autokey
+        job = offload.complete(job_id, now) if offload is not None else None
+        if job is None or node is None:
+            counters["autokey_offload_expired"] += 1
+            return []
+        if status == LOST:
+            counters["autokey_offload_lost"] += 1
+            return []
+        crypto_now = self._crypto_now()
+        response = node.responder.end_identity(job.request, status, payload, seconds,
+                                               crypto_now)
+        reply = self._reply(job.version_bits, job.poll, job.origin, job.rx, now, MODE_SERVER)
+        client = job.source[0]
+        data = node.finish(reply, response, client, job.server, job.keyid, crypto_now)
+        if job.limit and len(data) > job.request_size:
+            counters["autokey_amplification"] += 1
+            data = cut_reply(reply, job.request, job.keyid, client, job.server, node.digest)
+        counters["served"] += 1
+        if response is not None and response.error:
+            counters["autokey_error_response"] += 1
+        self.exchanges.sent(client, data[40:48])
+        return [Datagram(data, job.source)]
 
     def _autokey_receive(self, assoc: Association, pkt: Packet, mode: int,
                          now: float) -> bool:

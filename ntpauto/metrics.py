@@ -79,6 +79,7 @@ DROP_REASONS: Mapping[str, str] = {
     "bcast_not_assoc": "Autokey broadcast from a new server without an ASSOC response",
     "bcast_uncalibrated": "broadcast before the delay was calibrated",
     "autokey_limited": "Autokey request with fields over the rate limit of restrict limited",
+    "autokey_offload_busy": "identity request while the worker's job table was full",
 }
 """Engine counter of a packet that gave no reply and no sample -> what it means.  The counter
 name is the ``reason`` label (the names ntpd users know: badauth, oldpkt, bogusorg, ...)."""
@@ -94,6 +95,9 @@ EVENTS: Mapping[str, str] = {
                       "spent",
     "autokey_amplification": "Autokey responses cut to the empty response (amplification "
                              "limit: the source has not completed an exchange)",
+    "autokey_offloaded": "identity requests handed to the identity worker process",
+    "autokey_offload_lost": "of those, unanswered: the worker ended first",
+    "autokey_offload_expired": "of those, unanswered: the result came after the job timeout",
     "internal_error": "exceptions caught in the engine (each is logged)",
     "send_error": "datagrams the socket refused to send",
 }

@@ -27,6 +27,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from ntpauto.autokey.offload import LOST, answer
 from ntpauto.interfaces import IClock
 from ntpauto.wire.timestamps import MASK64, NTP_UNIX_OFFSET
 
@@ -76,6 +77,9 @@ class NTPDatagramProtocol(DatagramProtocol):
         self._local_address: tuple[str, int] | None = None
         self._socket: Any = None
         self._siblings: list[NTPDatagramProtocol] = []
+        self.worker: Any = None
+        """The :class:`~ntpauto.identityworker.IdentityWorker` taking the engine's offloaded
+        identity challenges (set by the service); None: they are answered in process."""
         self._send_errors_seen: set[str] = set()
         if scheduler is not None:
             scheduler._siblings.append(self)
@@ -129,6 +133,9 @@ class NTPDatagramProtocol(DatagramProtocol):
                     self._reply(reply, addr)
                     return
             out = self.engine.receive(datagram, source, rx, now, self._local_address)
+            offload = getattr(self.engine, "offload", None)
+            if offload is not None and offload.outbox:
+                out = out + self._dispatch(offload.take(), now)
         except Exception:
             self._count("internal_error")
             self.log.failure("Failed to process a datagram from {source}", source=addr)
@@ -141,6 +148,35 @@ class NTPDatagramProtocol(DatagramProtocol):
         if generation is None or generation != self._timer_generation:
             self._timer_generation = generation
             self._reschedule()
+
+    # -- identity responses computed by the worker (ntpauto.autokey.offload) -----------------
+
+    def _dispatch(self, jobs: list[Any], now: float) -> list[Any]:
+        """Send each job to the worker; a job it cannot take is answered here, at once
+        (the reactor blocks for it, as without a worker).  The datagrams answered here."""
+        worker = self.worker
+        out: list[Any] = []
+        for job in jobs:
+            if worker is not None and worker.submit(job, self._identity_done):
+                continue
+            scheme = self.engine.autokey.host.server_scheme(job.code)
+            status, seconds, payload = answer(scheme, job.challenge) if scheme is not None \
+                else (LOST, 0.0, b"")
+            out += self.engine.finish_identity(job.job_id, status, payload, seconds, now)
+        return out
+
+    def _identity_done(self, job_id: int, status: int, seconds: float,
+                       payload: bytes) -> None:
+        """The worker's result: the reply goes out from this port.  Never raises."""
+        try:
+            out = self.engine.finish_identity(job_id, status, payload, seconds,
+                                              self._reactor.seconds())
+        except Exception:
+            self._count("internal_error")
+            self.log.failure("Failed to finish an identity response")
+            return
+        if out:
+            self._send(out)
 
     def _reply(self, data: bytes, addr: Any) -> None:
         """Answer the sender of the datagram just received.  Its address came from the

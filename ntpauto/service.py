@@ -22,10 +22,13 @@ from typing import Any
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 
+from ntpauto.autokey.offload import IdentityOffload, offloadable_schemes
 from ntpauto.config import Config, default_config, load_config
 from ntpauto.engine import build_engine
+from ntpauto.identityworker import IdentityWorker
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
 from ntpauto.ntp.discipline import write_drift
@@ -70,8 +73,14 @@ class NTPAutokeyService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config | None = None, *, reactor: Any = None,
-                 clock: IClock | None = None) -> None:
+                 clock: IClock | None = None, identity_worker: bool = True) -> None:
         super().__init__()
+        self.identity_worker = identity_worker
+        """Answer IFF, GQ and MV challenges in a worker process (when the reactor can
+        spawn one and the host answers any): their arithmetic would otherwise block the
+        reactor for tens of milliseconds each (:mod:`ntpauto.autokey.offload`)."""
+        self.worker: Any = None
+        """The running :class:`~ntpauto.identityworker.IdentityWorker`, if any."""
         self.stats_port: Any = None
         """The ``IListeningPort`` of the ``statsaddress`` metrics endpoint, when listening."""
         self.config = config if config is not None else default_config()
@@ -197,10 +206,29 @@ class NTPAutokeyService(MultiService):
         super().privilegedStartService()
 
     def startService(self) -> None:
-        """Bind (if ``privilegedStartService`` did not) and start the children."""
+        """Bind (if ``privilegedStartService`` did not), start the identity worker and the
+        children."""
         if not self.ports:
             self._listen()
+        self._start_identity_worker()
         super().startService()
+
+    def _start_identity_worker(self) -> None:
+        """The worker process for the identity schemes the host answers (after privileges
+        were dropped, so it runs as the daemon's user)."""
+        node = self.engine.autokey
+        reactor = self._get_reactor()
+        if not self.identity_worker or self.worker is not None or node is None \
+                or not IReactorProcess.providedBy(reactor):
+            return
+        schemes = offloadable_schemes(node.host.server_schemes)
+        if not schemes:
+            return
+        self.engine.enable_offload(IdentityOffload(), frozenset(schemes))
+        self.worker = IdentityWorker(schemes, reactor=reactor)
+        for protocol in self.protocols:
+            protocol.worker = self.worker
+        self.worker.start()
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop the children, unbind every port (which stops the engine); fires when done."""
@@ -211,6 +239,9 @@ class NTPAutokeyService(MultiService):
         if self.stats_port is not None:
             stopping.append(defer.maybeDeferred(self.stats_port.stopListening))
             self.stats_port = None
+        if self.worker is not None:
+            stopping.append(self.worker.stop())
+            self.worker = None
         self.ports = []
         self.protocols = []
         self.log.info("ntpauto stopped")

@@ -28,6 +28,7 @@ from typing import Any
 from twisted.internet import task
 
 from ntpauto.auth.keys import KeyStore, parse_keys
+from ntpauto.autokey.offload import LOST, IdentityOffload, answer, offloadable_schemes
 from ntpauto.autokey.session import AutokeyNode
 from ntpauto.config import Config, parse_config
 from ntpauto.engine import Datagram, Engine
@@ -50,6 +51,8 @@ class SimulatedHost:
     port: int = NTP_PORT
     received: int = 0
     sent: int = 0
+    offload_delay: float = 0.0
+    """Seconds an offloaded identity response takes (``add_host(offload=...)``)."""
     _timer: object = field(default=None, repr=False)
 
     @property
@@ -93,11 +96,15 @@ class SimulatedNetwork:
     def add_host(self, address: str, config: Config | str, *, offset: float = 0.0,
                  ppm: float = 0.0, keys: str | KeyStore | None = None,
                  trusted: tuple[int, ...] | None = None, port: int = NTP_PORT,
-                 precision: int = -20, autokey: Any = None) -> SimulatedHost:
+                 precision: int = -20, autokey: Any = None,
+                 offload: float | None = None) -> SimulatedHost:
         """Add a host running ``config`` (a Config or ntp.conf text) with a clock that is
         ``offset`` seconds and ``ppm`` parts per million off true time.  ``keys`` is ntp.keys
         text or a KeyStore; with text, ``trusted`` defaults to every key in it.  ``autokey``
-        gives the host Autokey credentials (a HostCredentials or an AutokeyNode)."""
+        gives the host Autokey credentials (a HostCredentials or an AutokeyNode).
+        ``offload`` (seconds) answers the host's identity challenges as the daemon's worker
+        process does (:mod:`ntpauto.autokey.offload`), each result arriving that long
+        after the request."""
         if isinstance(config, str):
             config = parse_config(config, f"<{address}>")
         clock = SimulatedClock(self.reactor.seconds, offset=offset, ppm=ppm,
@@ -110,6 +117,10 @@ class SimulatedNetwork:
         engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()),
                         autokey=autokey, local_address=address)
         host = SimulatedHost(address, engine, clock, port)
+        if offload is not None and autokey is not None:
+            schemes = offloadable_schemes(autokey.host.server_schemes)
+            engine.enable_offload(IdentityOffload(), frozenset(schemes))
+            host.offload_delay = offload
         self.hosts[address] = host
         return host
 
@@ -170,7 +181,24 @@ class SimulatedNetwork:
         for datagram in datagrams:
             host.sent += 1
             self._carry(datagram.data, (host.address, host.port), datagram.address, None)
+        offload = host.engine.offload
+        if offload is not None and offload.outbox:
+            schemes = host.engine.autokey.host.server_schemes  # type: ignore[union-attr]
+            for job in offload.take():
+                scheme = schemes.get(job.code)
+                result = answer(scheme, job.challenge) if scheme is not None else (
+                    LOST, 0.0, b"")
+                self.reactor.callLater(host.offload_delay, self._finish_job, host,
+                                       job.job_id, result)
         self._schedule(host)
+
+    def _finish_job(self, host: SimulatedHost, job_id: int,
+                    result: tuple[int, float, bytes]) -> None:
+        if self.hosts.get(host.address) is not host:
+            return
+        status, seconds, payload = result
+        self._send(host, host.engine.finish_identity(job_id, status, payload, seconds,
+                                                     self.reactor.seconds()))
 
     def _destinations(self, source: str, address: str) -> list[SimulatedHost]:
         if address in self.hosts:

@@ -111,6 +111,9 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
         server = status("127.0.0.1", alice_port)
         assert server is not None
         assert server["system"]["autokey"]["host"] == "alice@alice"
+        # Alice's IFF responses came from her identity worker process, not her reactor.
+        assert server["counters"].get("autokey_offloaded", 0) >= 1, server["counters"]
+        assert "identity worker started" in (tmp_path / "alice.log").read_text()
     finally:
         for daemon in daemons:
             daemon.terminate()

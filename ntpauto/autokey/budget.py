@@ -12,10 +12,12 @@ debt by one operation (its cost is known only afterwards, by measurement with th
 monotonic ``timer``), and nothing is admitted while it is in debt.  Over any window of ``W``
 seconds the responder therefore spends at most ``burst + share * W`` plus one operation.
 
-The operations stay on the reactor thread: the identity schemes are pure-Python ``pow`` and
-hold the GIL for their whole duration, so a worker thread would not shorten the blocking.
-What bounds a single operation is the size of the parameters: the host's own keys and
-identity parameters (the operator's choice: GQ/MV-2048 are the worst defaults) and the
+The identity schemes are pure-Python ``pow`` holding the GIL for their whole duration, so
+the daemon computes the stateless server's identity responses in a worker process
+(:mod:`ntpauto.autokey.offload`); their CPU seconds, measured there, are charged here all
+the same.  Signatures (about a millisecond) stay on the reactor thread.  What bounds a
+single operation is the size of the parameters: the host's own keys and identity
+parameters (the operator's choice: GQ/MV-2048 are the most expensive) and the
 requester-supplied values, which :func:`check_cookie_key` caps.
 
 The budget is sans-I/O: no reactor, only the injected timer (tests pass a fake one).

@@ -67,7 +67,7 @@ never.  ``sign_groups=()`` with ``members_only=False`` lifts the membership rule
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
@@ -178,10 +178,16 @@ class Responder:
         symmetric cookie."""
         if request.response or request.error:
             return None
+        return self._counted(request, lambda: self._respond(
+            request, packet_mode, int(now), own_associd, client, server, autokey_value,
+            hcookie))
+
+    def _counted(self, request: Field, answer: Callable[[], Field]) -> Field | None:
+        """``answer()``, counted in :attr:`requests`: an AutokeyError becomes the error
+        response and BudgetExceeded no response, either kept in :attr:`last_error`."""
         self.last_error = None
         try:
-            response = self._respond(request, packet_mode, int(now), own_associd, client,
-                                     server, autokey_value, hcookie)
+            response = answer()
         except BudgetExceeded as exc:
             self.last_error = exc
             self.requests[request.code, True] += 1
@@ -307,28 +313,71 @@ class Responder:
                                           f"group {own}")
 
     def _identity(self, request: Field, scheme: Any, now: int) -> Field:
-        if not 0 < len(request.value) <= MAX_VALUE_LEN:
-            raise AutokeyError(Event.LEN, f"{request.name} challenge of "
-                                          f"{len(request.value)} octets")
+        _check_challenge(request)
         refused: ValueError | None = None
         value = b""
-        filestamp = 0
         with log.failuresHandled("Identity scheme {scheme} failed to answer a {request} "
                                  "challenge", scheme=getattr(scheme, "name", "?"),
                                  request=request.name) as op:
             try:
                 value = bytes(scheme.respond(request.value))
-                filestamp = int(scheme.server_filestamp or 0)
             except ValueError as exc:
                 refused = exc
         if refused is not None:
             raise AutokeyError(Event.ID, f"{request.name} challenge refused: {refused}")
         if op.failed:
             raise AutokeyError(Event.ID, f"{request.name}: the identity scheme failed")
+        return self._identity_field(request, scheme, value, now)
+
+    def _identity_field(self, request: Field, scheme: Any, value: bytes, now: int) -> Field:
+        """The identity response carrying ``value``, signed (when synchronised)."""
         if not 0 < len(value) <= MAX_VALUE_LEN:
             raise AutokeyError(Event.ID, f"{request.name}: the identity scheme answered "
                                          f"{len(value)} octets")
         self.key_operations["identity_response"] += 1
         f = Field(code=request.code, response=True, associd=request.associd, timestamp=now,
-                  filestamp=filestamp, value=value)
+                  filestamp=int(scheme.server_filestamp or 0), value=value)
         return self._signed(f) if now else f
+
+    # -- identity responses computed elsewhere (ntpauto.autokey.offload) ------------------
+
+    def begin_identity(self, request: Field) -> None:
+        """Admit an identity request whose value a worker will compute: the checks the
+        in-process answer makes first (AutokeyError: answer with the error response) and the
+        private-key budget (BudgetExceeded: no reply).  Counted when it ends."""
+        if self.host.server_scheme(request.code) is None:
+            raise AutokeyError(Event.ERR, f"no response to a {request.name} request")
+        _check_challenge(request)
+        if self.budget is not None:
+            self.budget.admit(request.name)
+
+    def end_identity(self, request: Field, status: int, payload: bytes, seconds: float,
+                     now: int) -> Field | None:
+        """The response to an identity request admitted by :meth:`begin_identity`, from the
+        worker's result (:mod:`ntpauto.autokey.offload` status, value or message, CPU
+        seconds, which the budget is charged): signed, or the error response."""
+        return self._counted(request, lambda: self._end_identity(request, status, payload,
+                                                                 seconds, now))
+
+    def _end_identity(self, request: Field, status: int, payload: bytes, seconds: float,
+                      now: int) -> Field:
+        from ntpauto.autokey.offload import OK, REFUSED
+
+        scheme = self.host.server_scheme(request.code)
+        if status == REFUSED:
+            raise AutokeyError(Event.ID, f"{request.name} challenge refused: "
+                                         f"{payload.decode('utf-8', 'replace')}")
+        if status != OK or scheme is None:
+            raise AutokeyError(Event.ID, f"{request.name}: the identity scheme failed")
+        budget = self.budget
+        if budget is None:
+            return self._identity_field(request, scheme, payload, now)
+        budget.charge(seconds)
+        with budget.measure():
+            return self._identity_field(request, scheme, payload, now)
+
+
+def _check_challenge(request: Field) -> None:
+    if not 0 < len(request.value) <= MAX_VALUE_LEN:
+        raise AutokeyError(Event.LEN, f"{request.name} challenge of {len(request.value)} "
+                                      "octets")

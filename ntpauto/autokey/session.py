@@ -62,25 +62,41 @@ class AutokeyNode:
         naming the outcome.  Only the first extension field is answered."""
         if not pkt.fields:
             return self.serve_plain(pkt.data, reply, client, server, now)
-        digest = self.digest
-        keyid = pkt.keyid
-        cookie = self.responder.server_cookie(client, server, now)
-        key = session_key(client, server, keyid, 0, digest)
-        if len(pkt.digest) < MIN_AUTOKEY_DIGEST or not verify_mac(
-                key, pkt.authenticated_part, pkt.digest, digest):
-            return reply + CRYPTO_NAK, "badauth"
-        try:
-            request = decode(pkt.fields[0].data)
-        except FieldError:
-            return None, "autokey_badfield"
+        request = self.check_request(pkt, client, server)
+        if isinstance(request, str):
+            return (reply + CRYPTO_NAK if request == "badauth" else None), request
         autokey_value = auto_for(request.associd) if request.code == AUTO else None
         response = self.responder.respond(
             request, packet_mode=MODE_CLIENT, now=now, client=client, server=server,
             autokey_value=autokey_value)
+        return self.finish(reply, response, client, server, pkt.keyid or 0, now), "served"
+
+    def check_request(self, pkt: Packet, client: str, server: str) -> Field | str:
+        """A client request with fields: its first field once its MAC verifies under the
+        cookie-0 session key, else the counter naming why not (``badauth``: answer with a
+        crypto-NAK; ``autokey_badfield``: drop)."""
+        digest = self.digest
+        key = session_key(client, server, pkt.keyid or 0, 0, digest)
+        if len(pkt.digest) < MIN_AUTOKEY_DIGEST or not verify_mac(
+                key, pkt.authenticated_part, pkt.digest, digest):
+            return "badauth"
+        try:
+            return decode(pkt.fields[0].data)
+        except FieldError:
+            return "autokey_badfield"
+
+    def finish(self, reply: bytes, response: Field | None, client: str, server: str,
+               keyid: int, now: int) -> bytes:
+        """The reply datagram: ``reply`` (the header) with ``response``, MACed with the
+        request's key ID under cookie 0 when it carries the response, else under the
+        server cookie (REFERENCE-NOTES 3.5)."""
+        digest = self.digest
         data = reply + (response.encode() if response is not None else b"")
+        cookie = 0 if response is not None else self.responder.server_cookie(client, server,
+                                                                             now)
         reply_key = server_reply_key(server, client, keyid, cookie,
                                      has_fields=response is not None, digest=digest)
-        return data + mac(reply_key, keyid, data, digest), "served"
+        return data + mac(reply_key, keyid, data, digest)
 
     def serve_plain(self, data: bytes, reply: bytes, client: str, server: str,
                     now: int) -> tuple[bytes, str]:

@@ -18,7 +18,7 @@ Server-side input checks (a challenge of length 0, longer than the modulus, or n
 raise ValueError, which the responder turns into an error response.  Client-side, a response
 that is not exactly the expected SEQUENCE is simply not verified (False).
 
-Randomness is injectable everywhere as a ``randbits``-like callable (``secrets.randbits`` by
+Randomness is injectable everywhere as a ``randbits``-like callable (:func:`system_randbits` by
 default), so tests can be deterministic.
 """
 
@@ -90,8 +90,15 @@ class InvalidIdentityArguments(IdentitySchemeError, ValueError):
     """The argument string of ``--ident SCHEME:ARGS`` is not what the scheme takes."""
 
 
+def system_randbits(k: int) -> int:
+    """``secrets.randbits`` as a module-level function, the default randomness: a scheme
+    holding it pickles (the identity worker process receives the server schemes so), which
+    a bound method of ``secrets``' SystemRandom does not."""
+    return secrets.randbits(k)
+
+
 def _rng(rng: RandBits | None) -> RandBits:
-    return rng if rng is not None else secrets.randbits
+    return rng if rng is not None else system_randbits
 
 
 # --- integers and digests ---------------------------------------------------------------

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +49,7 @@ from ntpauto.identity.common import (
     random_prime,
     read_identity_file,
     rsa_fields,
+    system_randbits,
 )
 from ntpauto.interfaces import IIdentitySchemeFactory
 from ntpauto.pki import keyfiles
@@ -122,7 +122,7 @@ def generate_gq(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> GQPara
     if not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"GQ modulus of {bits} bits is out of range ({MIN_BITS} to "
                          f"{MAX_BITS})")
-    randbits = rng if rng is not None else secrets.randbits
+    randbits = rng if rng is not None else system_randbits
     n = _modulus(bits, randbits)
     while (b := randbits(bits) % n) < 2:
         pass

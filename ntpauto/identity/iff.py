@@ -34,7 +34,6 @@ up), p = k*q + 1 prime of exactly the size, g = h^((p-1)/q) mod p.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,6 +52,7 @@ from ntpauto.identity.common import (
     random_prime,
     random_top_bits,
     read_identity_file,
+    system_randbits,
 )
 from ntpauto.interfaces import IIdentitySchemeFactory
 from ntpauto.pki import keyfiles
@@ -151,7 +151,7 @@ def generate_iff(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> IFFPa
     bits = max(bits, MIN_BITS)
     if bits > MAX_BITS:
         raise ValueError(f"IFF modulus of {bits} bits is out of range (512 to {MAX_BITS})")
-    randbits = rng if rng is not None else secrets.randbits
+    randbits = rng if rng is not None else system_randbits
     p, q, g = dsa_domain_parameters(bits, randbits)
     while True:
         b = randbits(q.bit_length()) % q

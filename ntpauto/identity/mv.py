@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,6 +99,7 @@ from ntpauto.identity.common import (
     random_prime,
     random_top_bits,
     read_identity_file,
+    system_randbits,
 )
 from ntpauto.interfaces import IIdentitySchemeFactory
 from ntpauto.pki import keyfiles
@@ -318,7 +318,7 @@ def generate_mv(bits: int = DEFAULT_BITS, n_clients: int = DEFAULT_CLIENTS,
     if prime_bits < MIN_PRIME_BITS:
         raise ValueError(f"{n_clients} MV clients leave {prime_bits}-bit primes at {bits} "
                          f"bits (at least {MIN_PRIME_BITS})")
-    randbits = rng if rng is not None else secrets.randbits
+    randbits = rng if rng is not None else system_randbits
     n = n_clients
     primes = _mv_primes(prime_bits, n, randbits)
     q = math.prod(primes)

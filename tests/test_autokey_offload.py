@@ -1,0 +1,371 @@
+"""Identity responses computed by a worker (ntpauto.autokey.offload, ntpauto.autokey.worker):
+the frames, the job table, the worker loop (in memory and as a real child process), and the
+engine's stateless server answering through it, down to complete dances."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+import pytest
+
+from ntpauto.auth.autokey import mac, server_reply_key, session_key, verify_mac
+from ntpauto.autokey.budget import PrivateKeyBudget
+from ntpauto.autokey.fields import GQ, IFF, MV, Field, decode
+from ntpauto.autokey.offload import (
+    FAILED,
+    LOST,
+    OK,
+    REFUSED,
+    FrameError,
+    FrameReader,
+    IdentityOffload,
+    answer,
+    decode_job,
+    decode_result,
+    encode_init,
+    encode_job,
+    encode_result,
+    offloadable_schemes,
+)
+from ntpauto.autokey.responder import Responder
+from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.status import Flag
+from ntpauto.autokey.worker import serve
+from ntpauto.config import parse_config
+from ntpauto.engine import Engine
+from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.testing import SimulatedNetwork
+from ntpauto.wire.packet import Header, parse
+from ntpauto.wire.timestamps import unix_to_ntp
+from tests.autokey_groups import EPOCH, GroupKeys, make_group
+
+REPO = Path(__file__).resolve().parents[1]
+CODES = {"iff": IFF, "gq": GQ, "mv": MV}
+CLIENT = ("10.0.0.2", 123)
+SERVER = "10.0.0.1"
+T0 = 1000.0
+KEYID = 0x2345_6789
+
+
+@pytest.fixture(scope="module")
+def groups(tmp_path_factory: pytest.TempPathFactory):
+    made: dict[str, GroupKeys] = {}
+
+    def get(scheme: str) -> GroupKeys:
+        if scheme not in made:
+            made[scheme] = make_group(tmp_path_factory.mktemp(scheme), scheme,
+                                      ("alice", "brenda"), trusted=("alice",),
+                                      servers=("alice",))
+        return made[scheme]
+
+    return get
+
+
+def client_of(keys: GroupKeys, scheme: str):
+    """Brenda's client side of ``scheme`` (GQ: with the group key v of alice's
+    certificate)."""
+    client = keys.credentials("brenda").client_scheme(scheme, keys.group)
+    return client.with_peer_key(keys.params.v) if scheme == "gq" else client
+
+
+def challenge_of(keys: GroupKeys, scheme: str) -> bytes:
+    return client_of(keys, scheme).make_challenge()
+
+
+# --- frames and the job table --------------------------------------------------------------
+
+
+def test_frames_round_trip_through_a_split_stream():
+    """Jobs and results survive being cut anywhere in the byte stream."""
+    stream = encode_job(7, IFF, b"\x01" * 64) + encode_result(7, OK, 0.25, b"value")
+    reader = FrameReader()
+    frames = [f for i in range(0, len(stream), 5) for f in reader.feed(stream[i:i + 5])]
+    assert decode_job(frames[0]) == (7, IFF, b"\x01" * 64)
+    assert decode_result(frames[1]) == (7, OK, 0.25, b"value")
+
+
+def test_bad_frames_are_errors_not_crashes():
+    with pytest.raises(FrameError):
+        FrameReader(limit=10).feed((11).to_bytes(4, "big") + bytes(11))
+    with pytest.raises(FrameError):
+        decode_job(b"\x00\x00")
+    with pytest.raises(FrameError):
+        decode_result(b"\x00" * 12)
+
+
+def test_job_table_is_bounded_in_number_and_age():
+    """Beyond the capacity a job is refused; a job older than the timeout is forgotten
+    (its late result is then dropped) and makes room."""
+    offload = IdentityOffload(capacity=2, timeout=5.0)
+    context = dict(request=Field(code=IFF, value=b"x"), source=CLIENT, server=SERVER,
+                   keyid=KEYID, version_bits=0x20, poll=6, origin=bytes(8), rx=0,
+                   request_size=100, limit=False)
+    first = offload.submit(0.0, **context)
+    second = offload.submit(1.0, **context)
+    assert first is not None and second is not None and first.job_id != second.job_id
+    assert offload.submit(2.0, **context) is None
+    assert [j.job_id for j in offload.take()] == [first.job_id, second.job_id]
+    assert offload.outbox == []
+    third = offload.submit(5.5, **context)  # the first has expired
+    assert third is not None and len(offload) == 2
+    assert offload.complete(first.job_id, 5.5) is None
+    assert offload.complete(second.job_id, 5.5) == second
+    with pytest.raises(ValueError):
+        IdentityOffload(capacity=0)
+
+
+class Refusing:
+    server_filestamp = 1
+
+    def respond(self, challenge: bytes) -> bytes:
+        raise ValueError("challenge too long")
+
+
+class Broken(Refusing):
+    def respond(self, challenge: bytes) -> bytes:
+        raise RuntimeError("plugin bug")
+
+
+class Unpicklable(Refusing):
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+def test_answer_reports_refusals_and_failures():
+    assert answer(Refusing(), b"x")[0::2] == (REFUSED, b"challenge too long")
+    assert answer(Broken(), b"x")[0::2] == (FAILED, b"RuntimeError: plugin bug")
+
+
+def test_only_picklable_schemes_go_to_the_worker(groups):
+    scheme = groups("iff").credentials("alice").server_scheme(IFF)
+    assert offloadable_schemes({IFF: scheme, 64: Unpicklable()}) == {IFF: scheme}
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["iff", "gq", "mv"])
+def test_worker_answers_what_the_client_verifies(groups, scheme):
+    """The worker loop, given the server schemes and a job, writes a result whose value the
+    client's scheme accepts as the answer to its challenge; a bad challenge is REFUSED."""
+    keys = groups(scheme)
+    code = CODES[scheme]
+    server = keys.credentials("alice").server_scheme(code)
+    challenge = challenge_of(keys, scheme)
+    stdin = io.BytesIO(encode_init({code: server}) + encode_job(1, code, challenge)
+                       + encode_job(2, code, b"\xff" * 4096) + encode_job(3, 99, b"x"))
+    stdout, stderr = io.BytesIO(), io.StringIO()
+    assert serve(stdin, stdout, stderr) == 0
+    results = [decode_result(f) for f in FrameReader().feed(stdout.getvalue())]
+    assert [(r[0], r[1]) for r in results] == [(1, OK), (2, REFUSED), (3, FAILED)]
+    assert client_of(keys, scheme).verify_response(challenge, results[0][3])
+    assert "code 99" in stderr.getvalue()
+
+
+def test_worker_child_process_round_trip(groups):
+    """``python -m ntpauto.autokey.worker`` as a real child: the same answers over pipes."""
+    keys = groups("gq")
+    server = keys.credentials("alice").server_scheme(GQ)
+    challenge = challenge_of(keys, "gq")
+    child = subprocess.run(
+        [sys.executable, "-m", "ntpauto.autokey.worker"],
+        input=encode_init({GQ: server}) + encode_job(41, GQ, challenge),
+        capture_output=True, timeout=60, cwd=REPO)
+    assert child.returncode == 0, child.stderr
+    [(job_id, status, seconds, value)] = [decode_result(f)
+                                          for f in FrameReader().feed(child.stdout)]
+    assert (job_id, status) == (41, OK) and seconds >= 0
+    assert client_of(keys, "gq").verify_response(challenge, value)
+
+
+def test_worker_stops_on_a_broken_stream():
+    assert serve(io.BytesIO(b"\xff\xff\xff\xff"), io.BytesIO(), io.StringIO()) == 1
+    init = encode_init({})
+    assert serve(io.BytesIO(init + (1).to_bytes(4, "big") + b"\x00"), io.BytesIO(),
+                 io.StringIO()) == 1
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+def offload_engine(keys: GroupKeys, budget: PrivateKeyBudget | None = None) -> Engine:
+    host = keys.credentials("alice")
+    clock = SimulatedClock(lambda: T0, epoch=EPOCH)
+    engine = Engine(parse_config("localclock stratum 1\namplification allow\n"), clock,
+                    autokey=AutokeyNode(host, Responder(host, budget=budget)),
+                    local_address=SERVER)
+    engine.start(T0)
+    engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
+    host.signature_update(engine._crypto_now())
+    engine.enable_offload(IdentityOffload(), frozenset(offloadable_schemes(
+        host.server_schemes)))
+    return engine
+
+
+def identity_request(code: int, challenge: bytes) -> bytes:
+    head = Header(0, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0,
+                  0xEEAE_0000_0000_1000).encode()
+    data = head + Field(code=code, associd=5, value=challenge).encode()
+    return data + mac(session_key(CLIENT[0], SERVER, KEYID, 0), KEYID, data)
+
+
+def receive(engine: Engine, data: bytes):
+    return engine.receive(data, CLIENT, unix_to_ntp(engine.clock.now()), T0,
+                          (SERVER, 123))
+
+
+def test_engine_answers_through_the_worker(groups):
+    """An identity request queues a job and gets no reply yet; the result becomes a reply
+    whose MAC (cookie 0) and signed response the client accepts."""
+    keys = groups("iff")
+    engine = offload_engine(keys)
+    challenge = challenge_of(keys, "iff")
+    assert receive(engine, identity_request(IFF, challenge)) == []
+    [job] = engine.offload.take()
+    assert (job.code, job.challenge, job.source) == (IFF, challenge, CLIENT)
+    assert engine.counters["autokey_offloaded"] == 1
+    scheme = keys.credentials("alice").server_scheme(IFF)
+    status, seconds, value = answer(scheme, job.challenge)
+    [reply] = engine.finish_identity(job.job_id, status, value, seconds, T0 + 0.1)
+    packet = parse(reply.data)
+    key = server_reply_key(SERVER, CLIENT[0], KEYID, 0, has_fields=True)
+    assert verify_mac(key, packet.authenticated_part, packet.digest)
+    assert packet.header.origin == 0xEEAE_0000_0000_1000
+    [f] = [decode(e.data) for e in packet.fields]
+    assert (f.code, f.response, f.error) == (IFF, True, False) and f.signature
+    assert client_of(keys, "iff").verify_response(challenge, f.value)
+    assert engine.autokey.responder.key_operations["identity_response"] == 1
+    # The same job again (a duplicate result) is unknown: nothing is sent twice.
+    assert engine.finish_identity(job.job_id, status, value, seconds, T0 + 0.2) == []
+
+
+def test_engine_worker_refusal_lost_and_expiry(groups):
+    """A REFUSED or FAILED result is the error response; a LOST one (worker gone) and a
+    result after the timeout are nothing."""
+    keys = groups("iff")
+    engine = offload_engine(keys)
+    challenge = challenge_of(keys, "iff")
+    for status, expect_reply in ((REFUSED, True), (FAILED, True), (LOST, False)):
+        receive(engine, identity_request(IFF, challenge))
+        [job] = engine.offload.take()
+        out = engine.finish_identity(job.job_id, status, b"why", 0.0, T0)
+        assert bool(out) == expect_reply
+        if out:
+            [f] = [decode(e.data) for e in parse(out[0].data).fields]
+            assert f.error and f.short and f.code == IFF
+    receive(engine, identity_request(IFF, challenge))
+    [job] = engine.offload.take()
+    assert engine.finish_identity(job.job_id, OK, b"late", 0.0, T0 + 60.0) == []
+    assert engine.counters["autokey_offload_lost"] == 1
+    assert engine.counters["autokey_offload_expired"] == 1
+
+
+def test_engine_checks_before_it_queues(groups):
+    """A bad MAC gets the crypto-NAK, a malformed field is dropped, a spent budget and a
+    full job table get no reply: none of them reaches the worker; the budget is charged
+    with the worker's CPU seconds."""
+    keys = groups("iff")
+    times = [0.0]
+    budget = PrivateKeyBudget(share=0.2, burst=0.5, timer=lambda: times[0])
+    engine = offload_engine(keys, budget)
+    challenge = challenge_of(keys, "iff")
+    forged = identity_request(IFF, challenge)[:-1] + b"\0"
+    [nak] = receive(engine, forged)
+    assert nak.data.endswith(b"\0\0\0\0") and engine.counters["badauth"] == 1
+    assert receive(engine, identity_request(IFF, b"")) == []  # malformed: dropped
+    assert engine.counters["autokey_badfield"] == 1 and engine.offload.outbox == []
+    receive(engine, identity_request(IFF, challenge))
+    [job] = engine.offload.take()
+    status, _seconds, value = answer(keys.credentials("alice").server_scheme(IFF), challenge)
+    [reply] = engine.finish_identity(job.job_id, status, value, 2.0, T0)  # 2 s of worker CPU
+    assert not decode(parse(reply.data).fields[0].data).error
+    assert budget.spent >= 2.0
+    assert receive(engine, identity_request(IFF, challenge)) == []
+    assert engine.offload.outbox == [] and engine.counters["autokey_budget"] == 1
+    engine.offload = IdentityOffload(capacity=1)
+    budget.balance = 10.0
+    receive(engine, identity_request(IFF, challenge))
+    assert receive(engine, identity_request(IFF, challenge)) == []
+    assert engine.counters["autokey_offload_busy"] == 1
+
+
+@pytest.mark.parametrize("scheme", ["iff", "gq", "mv"])
+def test_dance_completes_with_offloaded_identity(groups, scheme):
+    """The client dance against a server whose identity responses come from the worker a
+    quarter of a second late: every flag lights, the server answered through the
+    offload, and the client's time comes from it."""
+    keys = groups(scheme)
+    net = SimulatedNetwork(seed=11, latency=0.01, jitter=0.002, epoch=EPOCH)
+    alice = net.add_host(SERVER, "localclock stratum 1\n",
+                         autokey=keys.credentials("alice"), offload=0.25)
+    brenda = net.add_host(CLIENT[0], keys.server_line(SERVER),
+                          autokey=keys.credentials("brenda"), offset=0.03)
+    net.run(400)
+    [assoc] = brenda.engine.associations.values()
+    state = assoc.autokey.state
+    assert state.proventic and state.status & Flag.LEAP and state.status & Flag.VRFY
+    assert brenda.engine.sys.peer == assoc.associd
+    assert alice.engine.counters["autokey_offloaded"] >= 1
+    assert alice.engine.autokey.responder.key_operations["identity_response"] >= 1
+    assert len(alice.engine.offload) == 0
+
+
+def test_schemes_pickle_with_their_keys(groups):
+    """What the worker's first frame carries: the server schemes, keys included."""
+    server = groups("mv").credentials("alice").server_scheme(MV)
+    copy = pickle.loads(pickle.dumps(server))
+    assert copy.server == server.server
+
+
+class Worker:
+    """A stand-in IdentityWorker: takes jobs when ``running``, answers when told."""
+
+    def __init__(self, running: bool) -> None:
+        self.running = running
+        self.jobs: list = []
+
+    def submit(self, job, done) -> bool:
+        if self.running:
+            self.jobs.append((job, done))
+        return self.running
+
+
+def protocol_for(engine: Engine, worker: Worker):
+    from twisted.internet.task import Clock
+
+    from ntpauto.protocol import NTPDatagramProtocol
+    from tests.test_protocol import FakeUDPTransport
+
+    reactor = Clock()
+    reactor.advance(T0)
+    protocol = NTPDatagramProtocol(engine, engine.clock, reactor)
+    protocol.worker = worker
+    protocol.makeConnection(FakeUDPTransport(SERVER, 123))
+    return protocol
+
+
+def test_protocol_sends_jobs_to_the_worker_and_its_results_out(groups):
+    """The transport hands the engine's job to the worker and sends the reply when the
+    result comes back, from the same port; with no worker running it answers at once."""
+    keys = groups("iff")
+    engine = offload_engine(keys)
+    worker = Worker(running=True)
+    protocol = protocol_for(engine, worker)
+    challenge = challenge_of(keys, "iff")
+    protocol.datagramReceived(identity_request(IFF, challenge), CLIENT)
+    assert protocol.transport.written == []
+    [(job, done)] = worker.jobs
+    done(job.job_id, *answer(keys.credentials("alice").server_scheme(IFF), challenge))
+    [(data, address)] = protocol.transport.written
+    assert address == CLIENT
+    [f] = [decode(e.data) for e in parse(data).fields]
+    assert client_of(keys, "iff").verify_response(challenge, f.value)
+
+    worker.running = False  # between restarts: answered in process
+    protocol.datagramReceived(identity_request(IFF, challenge), CLIENT)
+    assert len(protocol.transport.written) == 2 and len(worker.jobs) == 1
