@@ -44,6 +44,14 @@ def env() -> dict[str, str]:
     return variables
 
 
+def start_daemon(tmp_path: Path, name: str, directory: Path) -> subprocess.Popen:
+    """``twistd -n ntpautokey`` with ``directory/ntp.conf``, logging to ``tmp_path/name.log``."""
+    return subprocess.Popen(
+        [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
+         "ntpautokey", "--config", str(directory / "ntp.conf")],
+        cwd=directory, env=env(), stdin=subprocess.DEVNULL)
+
+
 def status(host: str, port: int) -> dict | None:
     """The daemon's status document (via the CLI over mode 6, as an operator would read
     it), or None while it does not answer."""
@@ -81,10 +89,7 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
     daemons = []
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):
-            daemons.append(subprocess.Popen(
-                [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
-                 "ntpautokey", "--config", str(directory / "ntp.conf")],
-                cwd=directory, env=env(), stdin=subprocess.DEVNULL))
+            daemons.append(start_daemon(tmp_path, name, directory))
         deadline = time.monotonic() + 90
         association = system = None
         while time.monotonic() < deadline:

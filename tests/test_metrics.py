@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,6 +37,7 @@ from ntpauto.statsweb import stats_resource
 from ntpauto.testing import SimulatedNetwork
 from ntpauto.wire.packet import Header
 from ntpauto.wire.timestamps import unix_to_ntp
+from tests.test_service import spin, stop
 
 CLIENT = ("192.0.2.10", 40000)
 T0 = 1000.0
@@ -443,16 +443,6 @@ def test_statsaddress_errors_name_file_and_line(text, message):
 # -- the service, on loopback with the real reactor ---------------------------------------------
 
 
-def spin(until: Any, timeout: float = 10.0) -> None:
-    """Run the global reactor until ``until()`` is true (as tests/test_service.py does)."""
-    from twisted.internet import reactor
-
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "timed out waiting on the reactor"
-        reactor.iterate(0.01)
-
-
 def in_thread(call: Any) -> Any:
     """Run a blocking client call in a thread while this thread runs the reactor."""
     results: list[Any] = []
@@ -470,12 +460,6 @@ def in_thread(call: Any) -> Any:
     if isinstance(result, Exception):
         raise result
     return result
-
-
-def stop(service: NTPAutokeyService) -> None:
-    done: list[Any] = []
-    service.stopService().addBoth(done.append)
-    spin(lambda: bool(done))
 
 
 def fetch(url: str) -> tuple[int, str, str]:

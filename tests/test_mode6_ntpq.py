@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemons_autokey import TWISTD, env, free_port, keygen
+from tests.test_daemons_autokey import env, free_port, keygen, start_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -99,10 +99,7 @@ def daemons(tmp_path: Path):
     processes = []
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):
-            processes.append(subprocess.Popen(
-                [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
-                 "ntpautokey", "--config", str(directory / "ntp.conf")],
-                cwd=directory, env=env(), stdin=subprocess.DEVNULL))
+            processes.append(start_daemon(tmp_path, name, directory))
         yield tmp_path
     finally:
         for process in processes:
