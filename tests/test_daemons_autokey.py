@@ -52,6 +52,28 @@ def start_daemon(tmp_path: Path, name: str, directory: Path) -> subprocess.Popen
         cwd=directory, env=env(), stdin=subprocess.DEVNULL)
 
 
+def iff_pair(tmp_path: Path, brenda_port: int) -> tuple[Path, Path, int]:
+    """Keys and ntp.conf for alice@alice (trusted IFF server on 127.0.0.1, a free port) and
+    brenda@alice (her client on 127.0.0.2 ``brenda_port``): (alice's directory, brenda's
+    directory, alice's port)."""
+    alice_dir, brenda_dir = tmp_path / "alice", tmp_path / "brenda"
+    alice_dir.mkdir()
+    brenda_dir.mkdir()
+    keygen(alice_dir, "-T", "-I", "-b", "256", "-m", "1024", "-s", "alice@alice", "-p", "apw")
+    (brenda_dir / "ntpkey_iffpar_alice").write_text(
+        keygen(alice_dir, "-e", "-s", "alice@alice", "-p", "apw"))
+    keygen(brenda_dir, "-H", "-m", "1024", "-s", "brenda@alice", "-p", "bpw")
+    alice_port = free_port("127.0.0.1")
+    (alice_dir / "ntp.conf").write_text(
+        f"interface listen 127.0.0.1\nport {alice_port}\nlocalclock stratum 1\n"
+        f"crypto host alice pw apw\nkeysdir {alice_dir}\n")
+    (brenda_dir / "ntp.conf").write_text(
+        f"interface listen 127.0.0.2\nport {brenda_port}\n"
+        f"server 127.0.0.1 port {alice_port} autokey ident alice iburst minpoll 3 maxpoll 3\n"
+        f"crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
+    return alice_dir, brenda_dir, alice_port
+
+
 def status(host: str, port: int) -> dict | None:
     """The daemon's status document (via the CLI over mode 6, as an operator would read
     it), or None while it does not answer."""
@@ -71,21 +93,8 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
     """A trusted IFF server (alice) and a client (brenda) in separate twistd processes:
     the client's association lights CERT VRFY PROV COOK (then SIGN) and the proventic
     server becomes its system peer."""
-    alice_dir, brenda_dir = tmp_path / "alice", tmp_path / "brenda"
-    alice_dir.mkdir()
-    brenda_dir.mkdir()
-    keygen(alice_dir, "-T", "-I", "-b", "256", "-m", "1024", "-s", "alice@alice", "-p", "apw")
-    (brenda_dir / "ntpkey_iffpar_alice").write_text(
-        keygen(alice_dir, "-e", "-s", "alice@alice", "-p", "apw"))
-    keygen(brenda_dir, "-H", "-m", "1024", "-s", "brenda@alice", "-p", "bpw")
-    alice_port, brenda_port = free_port("127.0.0.1"), free_port("127.0.0.2")
-    (alice_dir / "ntp.conf").write_text(
-        f"interface listen 127.0.0.1\nport {alice_port}\nlocalclock stratum 1\n"
-        f"crypto host alice pw apw\nkeysdir {alice_dir}\n")
-    (brenda_dir / "ntp.conf").write_text(
-        f"interface listen 127.0.0.2\nport {brenda_port}\n"
-        f"server 127.0.0.1 port {alice_port} autokey ident alice iburst minpoll 3 maxpoll 3\n"
-        f"crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
+    brenda_port = free_port("127.0.0.2")
+    alice_dir, brenda_dir, alice_port = iff_pair(tmp_path, brenda_port)
     daemons = []
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -37,7 +36,7 @@ from ntpauto.statsweb import stats_resource
 from ntpauto.testing import SimulatedNetwork
 from ntpauto.wire.packet import Header
 from ntpauto.wire.timestamps import unix_to_ntp
-from tests.test_service import spin, stop
+from tests.test_service import in_thread, stop
 
 CLIENT = ("192.0.2.10", 40000)
 T0 = 1000.0
@@ -441,25 +440,6 @@ def test_statsaddress_errors_name_file_and_line(text, message):
 
 
 # -- the service, on loopback with the real reactor ---------------------------------------------
-
-
-def in_thread(call: Any) -> Any:
-    """Run a blocking client call in a thread while this thread runs the reactor."""
-    results: list[Any] = []
-
-    def target() -> None:
-        try:
-            results.append(call())
-        except Exception as exc:  # handed back to the test
-            results.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    spin(lambda: not thread.is_alive())
-    [result] = results
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 def fetch(url: str) -> tuple[int, str, str]:

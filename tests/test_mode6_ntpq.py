@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_daemons_autokey import env, free_port, keygen, start_daemon
+from tests.test_daemons_autokey import env, iff_pair, start_daemon
 
 pytestmark = pytest.mark.slow
 
@@ -80,22 +80,7 @@ def daemons(tmp_path: Path):
         pytest.skip(f"no usable ntpq at {NTPQ}")
     if not _can_bind(("127.0.0.2", 123)):
         pytest.skip("cannot bind 127.0.0.2:123")
-    alice_dir, brenda_dir = tmp_path / "alice", tmp_path / "brenda"
-    alice_dir.mkdir()
-    brenda_dir.mkdir()
-    keygen(alice_dir, "-T", "-I", "-b", "256", "-m", "1024", "-s", "alice@alice", "-p", "apw")
-    (brenda_dir / "ntpkey_iffpar_alice").write_text(
-        keygen(alice_dir, "-e", "-s", "alice@alice", "-p", "apw"))
-    keygen(brenda_dir, "-H", "-m", "1024", "-s", "brenda@alice", "-p", "bpw")
-    alice_port = free_port("127.0.0.1")
-    (alice_dir / "ntp.conf").write_text(
-        f"interface listen 127.0.0.1\nport {alice_port}\nlocalclock stratum 1\n"
-        f"crypto host alice pw apw\nkeysdir {alice_dir}\n")
-    (brenda_dir / "ntp.conf").write_text(
-        "interface listen 127.0.0.2\nport 123\n"
-        f"server 127.0.0.1 port {alice_port} autokey ident alice iburst minpoll 3 "
-        "maxpoll 3\n"
-        f"crypto host brenda pw bpw\nkeysdir {brenda_dir}\n")
+    alice_dir, brenda_dir, _alice_port = iff_pair(tmp_path, 123)
     processes = []
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):

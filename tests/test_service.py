@@ -236,13 +236,13 @@ def stop(service: Any) -> None:
     spin(lambda: bool(done))
 
 
-def query_in_thread(host: str, port: int, **kwargs: Any) -> dict[str, Any]:
-    """Run the blocking CLI query in a thread while the reactor runs in this one."""
+def in_thread(call: Any) -> Any:
+    """Run a blocking client call in a thread while this thread runs the reactor."""
     results: list[Any] = []
 
     def target() -> None:
         try:
-            results.append(query(host, port, **kwargs))
+            results.append(call())
         except Exception as exc:  # handed back to the test
             results.append(exc)
 
@@ -253,6 +253,11 @@ def query_in_thread(host: str, port: int, **kwargs: Any) -> dict[str, Any]:
     if isinstance(result, Exception):
         raise result
     return result
+
+
+def query_in_thread(host: str, port: int, **kwargs: Any) -> dict[str, Any]:
+    """Run the blocking CLI query in a thread while the reactor runs in this one."""
+    return in_thread(lambda: query(host, port, **kwargs))
 
 
 def test_real_socket_query() -> None:

@@ -134,12 +134,11 @@ def reply_fields(out) -> list[bytes]:
     return [f.data for f in parse(out[0].data).fields]
 
 
-@pytest.fixture
-def alice(vectors):
-    """alice's engine alone, synchronised to her local clock (a stratum-1 server)."""
+def synchronised_alice(vectors, scenario: str):
+    """alice's engine (``scenario``'s keys) alone, synchronised to her local clock."""
     from ntpauto.autokey.session import AutokeyNode
 
-    host = vector_host(vectors, "tc-rsa-md5", "alice")
+    host = vector_host(vectors, scenario, "alice")
     # Answers bigger than the request are the amplification limit's business (its own
     # tests); here the responder's answers are under test.
     engine = server_engine("localclock stratum 1\namplification allow\n",
@@ -147,6 +146,12 @@ def alice(vectors):
     engine.fire_timers(1000.0)
     assert engine.sys.leap != 3
     return engine
+
+
+@pytest.fixture
+def alice(vectors):
+    """alice's engine alone, synchronised to her local clock (a stratum-1 server)."""
+    return synchronised_alice(vectors, "tc-rsa-md5")
 
 
 # ------------------------------------------------------------------ field framing
@@ -640,13 +645,7 @@ def test_case_38_sign_requests(alice, vectors):
 
 @pytest.fixture
 def gq_alice(vectors):
-    from ntpauto.autokey.session import AutokeyNode
-
-    host = vector_host(vectors, "gq", "alice")
-    engine = server_engine("localclock stratum 1\namplification allow\n",
-                           autokey=AutokeyNode(host), local=ALICE)
-    engine.fire_timers(1000.0)
-    return engine
+    return synchronised_alice(vectors, "gq")
 
 
 def test_case_39_identity_challenge_lengths(gq_alice):
