@@ -35,7 +35,6 @@ __all__ = [
     "EVENTS",
     "Sample",
     "collect",
-    "metric_pairs",
     "mode6_variables",
     "render_prometheus",
 ]
@@ -326,6 +325,3 @@ def mode6_variables(engine: Engine) -> list[tuple[str, str]]:
     name without ``ntpauto_`` and ``_total``, then the label values joined by ``_``."""
     return [(_flat_name(s), _format_value(s.value)) for s in collect(engine)]
 
-
-metric_pairs = mode6_variables
-"""The name ntpauto.mode6 looks up (same function)."""

@@ -576,25 +576,18 @@ def _system_names(ctx: _Context) -> list[str]:
     return [*SYSTEM_VARIABLES, "counters", *_extra_names(ctx)]
 
 
-def _metrics(engine: Engine) -> list[tuple[str, Any]] | None:
-    """(name, value) pairs from ntpauto.metrics when it offers them."""
-    try:
-        from ntpauto import metrics
-    except ImportError:
-        return None
-    pairs = getattr(metrics, "metric_pairs", None)
-    if pairs is None:
-        return None
-    return list(pairs(engine))
+def _metrics(engine: Engine) -> list[tuple[str, str]]:
+    """ntpauto.metrics' variables (imported here: that module imports the engine)."""
+    from ntpauto.metrics import mode6_variables
+
+    return mode6_variables(engine)
 
 
 def _extra_names(ctx: _Context) -> list[str]:
     """Counters (and metrics) readable by name when requested explicitly."""
     names = [name for name in sorted(ctx.engine.counters) if name not in SYSTEM_VARIABLES]
-    metrics = _metrics(ctx.engine)
-    if metrics is not None:
-        names.append("metrics")
-        names.extend(n for n, _ in metrics if n not in SYSTEM_VARIABLES)
+    names.append("metrics")
+    names.extend(n for n, _ in _metrics(ctx.engine) if n not in SYSTEM_VARIABLES)
     return names
 
 
@@ -607,19 +600,12 @@ def _extra(ctx: _Context, name: str) -> Items | None:
     if name in counters:
         return [f"{name}={counters[name]}"]
     metrics = _metrics(ctx.engine)
-    if metrics is not None:
-        if name == "metrics":
-            return [f"{n}={_metric_value(v)}" for n, v in metrics]
-        for n, v in metrics:
-            if n == name:
-                return [f"{n}={_metric_value(v)}"]
+    if name == "metrics":
+        return [f"{n}={v}" for n, v in metrics]
+    for n, v in metrics:
+        if n == name:
+            return [f"{n}={v}"]
     return None
-
-
-def _metric_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.9g}"
-    return str(value)
 
 
 # Peer variables.
