@@ -22,12 +22,15 @@ from typing import Any
 from attrs import define
 
 from ntpauto.auth.autokey import (
+    AUTOKEY_DIGESTS,
     NTP_MAXKEY,
+    NTP_MAXSESSION,
     autokey_test,
     decrement_seq,
     next_keyid,
     verify_packet,
 )
+from ntpauto.auth.digest import DIGEST_SIZES
 from ntpauto.autokey.cookie import server_cookie
 from ntpauto.autokey.errors import AutokeyError
 from ntpauto.autokey.values import AutoValue, decrypt_cookie, modulus_octets
@@ -43,9 +46,9 @@ from ntpauto.wire.packet import (
 
 __all__ = ["MAC_DIGESTS", "MAX_WALK", "SessionKeys"]
 
-MAC_DIGESTS = {16: "md5", 20: "sha1"}
+MAC_DIGESTS = {DIGEST_SIZES[name]: name for name in AUTOKEY_DIGESTS}
 """Session-key digest by MAC digest length."""
-MAX_WALK = 100
+MAX_WALK = NTP_MAXSESSION
 """Hashes tried when following a key ID back along its list (the longest key list)."""
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
 
