@@ -84,13 +84,13 @@ class ServerSeed:
         self.revoke = revoke
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
         self._seed = self._draw()
-        self._anchor: int | None = None
         self.generation = 0
         """Incremented at every redraw: a cookie cached with an older generation is stale."""
-        self.valid_from, self.valid_until = 1, 0
-        """While ``valid_from <= now < valid_until``, :meth:`current` returns the seed
-        unchanged (no redraw, no re-anchoring); empty until the first call.  Lets the
-        server's hot path reuse a cookie without calling in."""
+        self.valid_from = self.valid_until = 0
+        """The seed's interval: anchored at ``valid_from``, refreshed at ``valid_until``
+        (``valid_from + revoke``); empty until the first :meth:`current`.  Inside it
+        :meth:`current` changes nothing, so the server's hot path reuses its cookies without
+        calling in."""
 
     def _draw(self) -> int:
         while True:
@@ -101,17 +101,17 @@ class ServerSeed:
     @property
     def deadline(self) -> int | None:
         """When the seed is next refreshed (``None`` until :meth:`current` was called)."""
-        return None if self._anchor is None else self._anchor + self.revoke
+        return self.valid_until or None
 
     def current(self, now: int) -> int:
         """The seed to use at ``now``, refreshing it if its interval has elapsed."""
-        if self._anchor is None or now < self._anchor:
-            self._anchor = now
-        elif now >= self._anchor + self.revoke:
+        if not self.valid_until or now < self.valid_from:
+            self.valid_from = now  # first call, or the clock stepped back: re-anchor
+        elif now >= self.valid_until:
             self._seed = self._draw()
-            self._anchor = now
+            self.valid_from = now
             self.generation += 1
-        self.valid_from, self.valid_until = self._anchor, self._anchor + self.revoke
+        self.valid_until = self.valid_from + self.revoke
         return self._seed
 
     def cookie(self, client: str, server: str, now: int, digest: str = "md5") -> int:
