@@ -31,14 +31,19 @@ from twisted.logger import Logger
 
 from ntpauto import mode6
 from ntpauto.auth.keys import KeyStore, load_keys
-from ntpauto.autokey.amplification import ExchangeTable, cut_reply, unproven_reply
+from ntpauto.autokey.amplification import ExchangeTable, cut_reply
 from ntpauto.autokey.association import AutokeyAssociation, ProtocolError, group_gate
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
 from ntpauto.autokey.errors import AutokeyError, FieldError
 from ntpauto.autokey.fields import Field
 from ntpauto.autokey.fields import decode as decode_field
-from ntpauto.autokey.offload import LOST, IdentityOffload
-from ntpauto.autokey.responder import error_response
+from ntpauto.autokey.offload import (
+    LOST,
+    IdentityJob,
+    IdentityOffload,
+    answer,
+    offloadable_schemes,
+)
 from ntpauto.autokey.session import AutokeyNode, AutokeySession
 from ntpauto.autokey.status import Flag as AutokeyFlag
 from ntpauto.autokey.status import flag_names
@@ -169,7 +174,7 @@ class Engine:
         self.timer_generation = 0
         """Bumped whenever the next wakeup may have moved (the transport re-arms its timer
         only then: the busy server's replies leave it alone)."""
-        self.sys = SystemVariables()
+        self._sys = SystemVariables()  # the setter (which invalidates _fast) from here on
         self.associations: dict[int, Association] = {}
         self._by_address: dict[tuple[str, int], Association] = {}
         self._resolve = resolve or _resolve_literal
@@ -195,12 +200,17 @@ class Engine:
         request (see :mod:`ntpauto.fastpath`), or None when :meth:`receive` must be called
         instead.  Never changes timers, so a transport need not re-arm after it."""
 
-    def enable_offload(self, offload: IdentityOffload, codes: frozenset[int]) -> None:
-        """Hand the stateless server's identity requests with message ``codes`` (the
-        schemes the worker holds) to ``offload``; the transport sends its jobs and calls
-        :meth:`finish_identity` with each result."""
-        self.offload = offload
-        self.offload_codes = frozenset(codes)
+    def enable_offload(self, offload: IdentityOffload | None = None) -> dict[int, Any]:
+        """Hand the stateless server's identity requests to ``offload`` (a new one by
+        default) for the schemes a worker process can hold; the transport sends its jobs
+        and calls :meth:`finish_identity` with each result.  Returns those schemes by
+        message code, for the worker; with none, nothing is offloaded."""
+        schemes = offloadable_schemes(self.autokey.host.server_schemes) if self.autokey \
+            else {}
+        if schemes:
+            self.offload = offload if offload is not None else IdentityOffload()
+            self.offload_codes = frozenset(schemes)
+        return schemes
 
     def _timers_changed(self) -> None:
         self._wakeup_valid = False
@@ -214,9 +224,7 @@ class Engine:
     @sys.setter
     def sys(self, value: SystemVariables) -> None:
         self._sys = value
-        fast = getattr(self, "_fast", None)
-        if fast is not None:
-            fast.invalidate()
+        self._fast.invalidate()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -325,6 +333,12 @@ class Engine:
         reply = self._fast.answer(data, source, rx, now, local)
         if reply is not None:
             return [Datagram(reply, source)]
+        return self.receive_full(data, source, rx, now, local)
+
+    def receive_full(self, data: bytes, source: tuple[str, int], rx: int, now: float,
+                     local: tuple[str, int] | None = None) -> list[Datagram]:
+        """:meth:`receive` without trying :attr:`answer_fast` first: for a transport that
+        already did and got None."""
         self._timers_changed()
         return self._receive_slow(data, source, rx, now, local)
 
@@ -495,16 +509,14 @@ class Engine:
         node.responder.last_error = None
         if limit and node.responder.costly(first.code):
             # Unproven: no private-key work, the empty response (never larger).
-            data, outcome = unproven_reply(pkt, reply, first, source[0], server, node.digest)
-        elif self.offload is not None and first is not None \
-                and first.code in self.offload_codes and not first.response:
-            return self._offload_identity(pkt, first, reply, source, server, rx, now, limit)
+            data, outcome = node.serve_empty(pkt, reply, source[0], server)
         else:
-            data, outcome = node.serve(pkt, reply, source[0], server, self._crypto_now(),
-                                       self._auto_for)
-            if limit and data is not None and len(data) > len(pkt.data):
-                counters["autokey_amplification"] += 1
-                data = cut_reply(reply, first, pkt.keyid, source[0], server, node.digest)
+            queued = None
+            if first is not None and first.code in self.offload_codes and not first.response:
+                queued = self._offload_identity(pkt, first, reply, source, server, rx, now,
+                                                limit)
+            data, outcome = queued or node.serve(pkt, reply, source[0], server,
+                                                 self._crypto_now(), self._auto_for)
         error = node.responder.last_error
         if isinstance(error, BudgetExceeded):
             # Over the private-key budget: no reply at all; the client asks again at its
@@ -516,48 +528,58 @@ class Engine:
             counters["autokey_error_response"] += 1
         if data is None:
             return []
+        return self._autokey_reply_out(data, reply, first, pkt.keyid or 0, source, server,
+                                       limit, len(pkt.data))
+
+    def _autokey_reply_out(self, data: bytes, reply: bytes, request: Field | None,
+                           keyid: int, source: tuple[str, int], server: str, limit: bool,
+                           request_size: int) -> list[Datagram]:
+        """An Autokey server reply on its way out: cut when the amplification limit applies
+        and it is larger than the request; its transmit timestamp remembered (the echo
+        that proves the source next time)."""
+        if limit and request is not None and len(data) > request_size:
+            self.counters["autokey_amplification"] += 1
+            data = cut_reply(reply, request, keyid, source[0], server, self.autokey.digest)
         self.exchanges.sent(source[0], data[40:48])
         return [Datagram(data, source)]
 
     def _offload_identity(self, pkt: Packet, request: Field, reply: bytes,
                           source: tuple[str, int], server: str, rx: int, now: float,
-                          limit: bool) -> list[Datagram]:
+                          limit: bool) -> tuple[bytes | None, str] | None:
         """An identity request for the worker (:mod:`ntpauto.autokey.offload`): checked and
-        admitted here, answered by :meth:`finish_identity` when its value comes back."""
-        counters = self.counters
+        admitted here, answered by :meth:`finish_identity` when its value comes back.
+        Returns what :meth:`AutokeyNode.serve` would (the datagram now, if any, and the
+        counter), or None: answer it in process (a request the responder refuses)."""
         node = self.autokey
         assert node is not None and self.offload is not None
         checked = node.check_request(pkt, source[0], server)
         if isinstance(checked, str):
-            counters[checked] += 1
-            return [Datagram(reply + CRYPTO_NAK, source)] if checked == "badauth" else []
-        crypto_now = self._crypto_now()
+            return node.refused(reply, checked)
         try:
             node.responder.begin_identity(request)
         except BudgetExceeded:
-            counters["autokey_budget"] += 1
-            return []
+            return None, "autokey_budget"
         except AutokeyError:
-            counters["served"] += 1
-            counters["autokey_error_response"] += 1
-            data = node.finish(reply, error_response(request), source[0], server,
-                               pkt.keyid or 0, crypto_now)
-            self.exchanges.sent(source[0], data[40:48])
-            return [Datagram(data, source)]
+            return None
         header = pkt.header
         job = self.offload.submit(
             now, request=request, source=source, server=server, keyid=pkt.keyid or 0,
             version_bits=header.version << 3, poll=header.poll & 0xFF,
             origin=header.transmit.to_bytes(8, "big"), rx=rx, request_size=len(pkt.data),
             limit=limit)
-        counters["autokey_offloaded" if job is not None else "autokey_offload_busy"] += 1
-        return []
+        return None, "autokey_offloaded" if job is not None else "autokey_offload_busy"
 
-    def finish_identity(self, job_id: int, status: int, payload: bytes, seconds: float,
+    def compute_identity(self, job: IdentityJob) -> tuple[int, float, bytes]:
+        """What the worker answers for ``job`` (status, seconds, payload), computed in this
+        process: for a transport with no worker to take it (this blocks)."""
+        scheme = self.autokey.host.server_scheme(job.code) if self.autokey else None
+        return answer(scheme, job.challenge) if scheme is not None else (LOST, 0.0, b"")
+
+    def finish_identity(self, job_id: int, status: int, seconds: float, payload: bytes,
                         now: float) -> list[Datagram]:
-        """The reply to an offloaded identity request once the worker answered (``status``
-        and ``payload`` as :mod:`ntpauto.autokey.offload` defines them, ``seconds`` of
-        worker CPU, ``now`` the reactor time): the signed response under a fresh transmit
+        """The reply to an offloaded identity request once the worker answered (``status``,
+        ``seconds`` of worker CPU and ``payload`` as :mod:`ntpauto.autokey.offload`
+        defines them, ``now`` the reactor time): the signed response under a fresh transmit
         timestamp.  Nothing for a job that expired or whose worker was lost."""
         counters = self.counters
         offload, node = self.offload, self.autokey
@@ -572,16 +594,12 @@ class Engine:
         response = node.responder.end_identity(job.request, status, payload, seconds,
                                                crypto_now)
         reply = self._reply(job.version_bits, job.poll, job.origin, job.rx, now, MODE_SERVER)
-        client = job.source[0]
-        data = node.finish(reply, response, client, job.server, job.keyid, crypto_now)
-        if job.limit and len(data) > job.request_size:
-            counters["autokey_amplification"] += 1
-            data = cut_reply(reply, job.request, job.keyid, client, job.server, node.digest)
+        data = node.finish(reply, response, job.source[0], job.server, job.keyid, crypto_now)
         counters["served"] += 1
         if response is not None and response.error:
             counters["autokey_error_response"] += 1
-        self.exchanges.sent(client, data[40:48])
-        return [Datagram(data, job.source)]
+        return self._autokey_reply_out(data, reply, job.request, job.keyid, job.source,
+                                       job.server, job.limit, job.request_size)
 
     def _autokey_receive(self, assoc: Association, pkt: Packet, mode: int,
                          now: float) -> bool:

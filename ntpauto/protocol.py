@@ -27,9 +27,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from ntpauto.autokey.offload import LOST, answer
 from ntpauto.interfaces import IClock
-from ntpauto.wire.timestamps import MASK64, NTP_UNIX_OFFSET
+from ntpauto.wire.timestamps import unix_to_ntp
 
 
 class _Reply(NamedTuple):
@@ -67,6 +66,8 @@ class NTPDatagramProtocol(DatagramProtocol):
         self.clock = clock
         self._answer_fast = getattr(engine, "answer_fast", None)
         """The engine's bytes-to-bytes answer for common requests, if it has one."""
+        self._receive = engine.receive if self._answer_fast is None else engine.receive_full
+        """The engine's full receive path (without the fast answer, already tried)."""
         self._reactor = reactor if reactor is not None else _global_reactor()
         self._scheduler = scheduler
         self._timer: IDelayedCall | None = None
@@ -122,8 +123,7 @@ class NTPDatagramProtocol(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """Stamp, hand to the engine, send its answers, re-arm the timer.  Never raises."""
         try:
-            # First thing: the receive timestamp (unix_to_ntp inlined: the busiest line).
-            rx = int((self.clock.now() + NTP_UNIX_OFFSET) * 4294967296.0) & MASK64
+            rx = unix_to_ntp(self.clock.now())  # first thing: the receive timestamp
             source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
             now = self._reactor.seconds()
             fast = self._answer_fast
@@ -132,7 +132,7 @@ class NTPDatagramProtocol(DatagramProtocol):
                 if reply is not None:  # the busy server's common case: timers unchanged
                     self._reply(reply, addr)
                     return
-            out = self.engine.receive(datagram, source, rx, now, self._local_address)
+            out = self._receive(datagram, source, rx, now, self._local_address)
             offload = getattr(self.engine, "offload", None)
             if offload is not None and offload.outbox:
                 out = out + self._dispatch(offload.take(), now)
@@ -157,19 +157,16 @@ class NTPDatagramProtocol(DatagramProtocol):
         worker = self.worker
         out: list[Any] = []
         for job in jobs:
-            if worker is not None and worker.submit(job, self._identity_done):
-                continue
-            scheme = self.engine.autokey.host.server_scheme(job.code)
-            status, seconds, payload = answer(scheme, job.challenge) if scheme is not None \
-                else (LOST, 0.0, b"")
-            out += self.engine.finish_identity(job.job_id, status, payload, seconds, now)
+            if worker is None or not worker.submit(job, self._identity_done):
+                out += self.engine.finish_identity(job.job_id,
+                                                   *self.engine.compute_identity(job), now)
         return out
 
     def _identity_done(self, job_id: int, status: int, seconds: float,
                        payload: bytes) -> None:
         """The worker's result: the reply goes out from this port.  Never raises."""
         try:
-            out = self.engine.finish_identity(job_id, status, payload, seconds,
+            out = self.engine.finish_identity(job_id, status, seconds, payload,
                                               self._reactor.seconds())
         except Exception:
             self._count("internal_error")

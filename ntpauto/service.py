@@ -25,7 +25,6 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 
-from ntpauto.autokey.offload import IdentityOffload, offloadable_schemes
 from ntpauto.config import Config, default_config, load_config
 from ntpauto.engine import build_engine
 from ntpauto.identityworker import IdentityWorker
@@ -216,15 +215,13 @@ class NTPAutokeyService(MultiService):
     def _start_identity_worker(self) -> None:
         """The worker process for the identity schemes the host answers (after privileges
         were dropped, so it runs as the daemon's user)."""
-        node = self.engine.autokey
         reactor = self._get_reactor()
-        if not self.identity_worker or self.worker is not None or node is None \
+        if not self.identity_worker or self.worker is not None \
                 or not IReactorProcess.providedBy(reactor):
             return
-        schemes = offloadable_schemes(node.host.server_schemes)
+        schemes = self.engine.enable_offload()
         if not schemes:
             return
-        self.engine.enable_offload(IdentityOffload(), frozenset(schemes))
         self.worker = IdentityWorker(schemes, reactor=reactor)
         for protocol in self.protocols:
             protocol.worker = self.worker

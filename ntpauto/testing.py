@@ -28,7 +28,6 @@ from typing import Any
 from twisted.internet import task
 
 from ntpauto.auth.keys import KeyStore, parse_keys
-from ntpauto.autokey.offload import LOST, IdentityOffload, answer, offloadable_schemes
 from ntpauto.autokey.session import AutokeyNode
 from ntpauto.config import Config, parse_config
 from ntpauto.engine import Datagram, Engine
@@ -117,9 +116,8 @@ class SimulatedNetwork:
         engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()),
                         autokey=autokey, local_address=address)
         host = SimulatedHost(address, engine, clock, port)
-        if offload is not None and autokey is not None:
-            schemes = offloadable_schemes(autokey.host.server_schemes)
-            engine.enable_offload(IdentityOffload(), frozenset(schemes))
+        if offload is not None:
+            engine.enable_offload()
             host.offload_delay = offload
         self.hosts[address] = host
         return host
@@ -183,21 +181,16 @@ class SimulatedNetwork:
             self._carry(datagram.data, (host.address, host.port), datagram.address, None)
         offload = host.engine.offload
         if offload is not None and offload.outbox:
-            schemes = host.engine.autokey.host.server_schemes  # type: ignore[union-attr]
-            for job in offload.take():
-                scheme = schemes.get(job.code)
-                result = answer(scheme, job.challenge) if scheme is not None else (
-                    LOST, 0.0, b"")
+            for job in offload.take():  # as the worker would, offload_delay later
                 self.reactor.callLater(host.offload_delay, self._finish_job, host,
-                                       job.job_id, result)
+                                       job.job_id, host.engine.compute_identity(job))
         self._schedule(host)
 
     def _finish_job(self, host: SimulatedHost, job_id: int,
                     result: tuple[int, float, bytes]) -> None:
         if self.hosts.get(host.address) is not host:
             return
-        status, seconds, payload = result
-        self._send(host, host.engine.finish_identity(job_id, status, payload, seconds,
+        self._send(host, host.engine.finish_identity(job_id, *result,
                                                      self.reactor.seconds()))
 
     def _destinations(self, source: str, address: str) -> list[SimulatedHost]:

@@ -202,8 +202,7 @@ def offload_engine(keys: GroupKeys, budget: PrivateKeyBudget | None = None) -> E
     engine.start(T0)
     engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
     host.signature_update(engine._crypto_now())
-    engine.enable_offload(IdentityOffload(), frozenset(offloadable_schemes(
-        host.server_schemes)))
+    engine.enable_offload()
     return engine
 
 
@@ -231,7 +230,7 @@ def test_engine_answers_through_the_worker(groups):
     assert engine.counters["autokey_offloaded"] == 1
     scheme = keys.credentials("alice").server_scheme(IFF)
     status, seconds, value = answer(scheme, job.challenge)
-    [reply] = engine.finish_identity(job.job_id, status, value, seconds, T0 + 0.1)
+    [reply] = engine.finish_identity(job.job_id, status, seconds, value, T0 + 0.1)
     packet = parse(reply.data)
     key = server_reply_key(SERVER, CLIENT[0], KEYID, 0, has_fields=True)
     assert verify_mac(key, packet.authenticated_part, packet.digest)
@@ -241,7 +240,7 @@ def test_engine_answers_through_the_worker(groups):
     assert client_of(keys, "iff").verify_response(challenge, f.value)
     assert engine.autokey.responder.key_operations["identity_response"] == 1
     # The same job again (a duplicate result) is unknown: nothing is sent twice.
-    assert engine.finish_identity(job.job_id, status, value, seconds, T0 + 0.2) == []
+    assert engine.finish_identity(job.job_id, status, seconds, value, T0 + 0.2) == []
 
 
 def test_engine_worker_refusal_lost_and_expiry(groups):
@@ -253,14 +252,14 @@ def test_engine_worker_refusal_lost_and_expiry(groups):
     for status, expect_reply in ((REFUSED, True), (FAILED, True), (LOST, False)):
         receive(engine, identity_request(IFF, challenge))
         [job] = engine.offload.take()
-        out = engine.finish_identity(job.job_id, status, b"why", 0.0, T0)
+        out = engine.finish_identity(job.job_id, status, 0.0, b"why", T0)
         assert bool(out) == expect_reply
         if out:
             [f] = [decode(e.data) for e in parse(out[0].data).fields]
             assert f.error and f.short and f.code == IFF
     receive(engine, identity_request(IFF, challenge))
     [job] = engine.offload.take()
-    assert engine.finish_identity(job.job_id, OK, b"late", 0.0, T0 + 60.0) == []
+    assert engine.finish_identity(job.job_id, OK, 0.0, b"late", T0 + 60.0) == []
     assert engine.counters["autokey_offload_lost"] == 1
     assert engine.counters["autokey_offload_expired"] == 1
 
@@ -282,7 +281,7 @@ def test_engine_checks_before_it_queues(groups):
     receive(engine, identity_request(IFF, challenge))
     [job] = engine.offload.take()
     status, _seconds, value = answer(keys.credentials("alice").server_scheme(IFF), challenge)
-    [reply] = engine.finish_identity(job.job_id, status, value, 2.0, T0)  # 2 s of worker CPU
+    [reply] = engine.finish_identity(job.job_id, status, 2.0, value, T0)  # 2 s of worker CPU
     assert not decode(parse(reply.data).fields[0].data).error
     assert budget.spent >= 2.0
     assert receive(engine, identity_request(IFF, challenge)) == []

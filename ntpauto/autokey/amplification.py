@@ -33,12 +33,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ntpauto.auth.autokey import mac, server_reply_key, session_key, verify_mac
+from ntpauto.auth.autokey import mac, server_reply_key
 from ntpauto.autokey.fields import ASSOC, Field
-from ntpauto.wire.packet import Packet
 
-__all__ = ["DEFAULT_CAPACITY", "WINDOW", "ExchangeTable", "cut_reply", "empty_reply",
-           "unproven_reply"]
+__all__ = ["DEFAULT_CAPACITY", "WINDOW", "ExchangeTable", "cut_reply", "empty_reply"]
 
 DEFAULT_CAPACITY = 8192
 """Sources per table (two tables: known and fresh)."""
@@ -112,16 +110,3 @@ def cut_reply(reply: bytes, request: Field, keyid: int, client: str, server: str
     data = reply[:48]
     key = server_reply_key(server, client, keyid, 0, has_fields=False, digest=digest)
     return data + mac(key, keyid, data, digest)
-
-
-def unproven_reply(pkt: Packet, reply: bytes, request: Field, client: str, server: str,
-                   digest: str) -> tuple[bytes, str]:
-    """The answer to a costly request (CERT, COOK, SIGN, identity) from a source that has
-    not completed a normal exchange, without doing its work: the crypto-NAK when the
-    request's MAC (cookie 0) does not verify, else :func:`empty_reply`.  Returns the
-    datagram and the counter naming the outcome."""
-    keyid = pkt.keyid or 0
-    key = session_key(client, server, keyid, 0, digest)
-    if not verify_mac(key, pkt.authenticated_part, pkt.digest, digest):
-        return reply[:48] + b"\x00\x00\x00\x00", "badauth"
-    return empty_reply(reply, request, keyid, client, server, digest), "autokey_amplification"

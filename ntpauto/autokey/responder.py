@@ -96,8 +96,10 @@ MAX_VALUE_LEN = 65511
 """reference: the largest value (or signature) length accepted (COOK requests need less)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
-_COSTLY = frozenset({CERT, COOK, SIGN})
-"""Requests answered with private-key work (with the identity schemes' codes)."""
+_SIGNING = frozenset({COOK, SIGN})
+"""Requests whose every answer is private-key work (with the identity schemes' codes)."""
+_COSTLY = _SIGNING | {CERT}
+"""...and CERT, whose answer is a signature made once per certificate and update."""
 
 log = Logger()
 
@@ -143,8 +145,13 @@ class Responder:
 
     def costly(self, code: int) -> bool:
         """True for a request answered with private-key work (CERT, COOK, SIGN, identity):
-        the ones the budget admits and the amplification limit answers empty unproven."""
+        the ones charged to the budget and answered empty to an unproven source."""
         return code in _COSTLY or self.host.server_scheme(code) is not None
+
+    def _budgeted(self, code: int) -> bool:
+        """True for a request admitted only while the budget lasts: every costly one but
+        CERT (its signature is cached after the first)."""
+        return code in _SIGNING or self.host.server_scheme(code) is not None
 
     def server_cookie(self, client: str, server: str, now: int) -> int:
         """The client/server cookie for ``client`` (the request's source) and ``server``
@@ -206,7 +213,7 @@ class Responder:
         budget = self.budget
         code = request.code
         if budget is not None and self.costly(code):
-            if code != CERT:  # CERT signs at most once per certificate and update
+            if self._budgeted(code):
                 budget.admit(request.name)
             with budget.measure():
                 return self._answer(request, mode, now, own_associd, client, server,
@@ -349,7 +356,12 @@ class Responder:
             raise AutokeyError(Event.ERR, f"no response to a {request.name} request")
         _check_challenge(request)
         if self.budget is not None:
-            self.budget.admit(request.name)
+            try:
+                self.budget.admit(request.name)
+            except BudgetExceeded as exc:  # counted as the in-process refusal is
+                self.last_error = exc
+                self.requests[request.code, True] += 1
+                raise
 
     def end_identity(self, request: Field, status: int, payload: bytes, seconds: float,
                      now: int) -> Field | None:

@@ -24,6 +24,7 @@ from ntpauto.auth.autokey import (
     verify_mac,
 )
 from ntpauto.auth.digest import HASHES
+from ntpauto.autokey.amplification import empty_reply
 from ntpauto.autokey.association import AutokeyAssociation
 from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import AUTO, Field, decode
@@ -64,12 +65,29 @@ class AutokeyNode:
             return self.serve_plain(pkt.data, reply, client, server, now)
         request = self.check_request(pkt, client, server)
         if isinstance(request, str):
-            return (reply + CRYPTO_NAK if request == "badauth" else None), request
+            return self.refused(reply, request)
         autokey_value = auto_for(request.associd) if request.code == AUTO else None
         response = self.responder.respond(
             request, packet_mode=MODE_CLIENT, now=now, client=client, server=server,
             autokey_value=autokey_value)
         return self.finish(reply, response, client, server, pkt.keyid or 0, now), "served"
+
+    def serve_empty(self, pkt: Packet, reply: bytes, client: str,
+                    server: str) -> tuple[bytes | None, str]:
+        """:meth:`serve` for a costly request from a source that has not completed an
+        exchange: the request checked the same way, answered with the empty response and
+        no work (ntpauto.autokey.amplification)."""
+        request = self.check_request(pkt, client, server)
+        if isinstance(request, str):
+            return self.refused(reply, request)
+        return (empty_reply(reply, request, pkt.keyid or 0, client, server, self.digest),
+                "autokey_amplification")
+
+    @staticmethod
+    def refused(reply: bytes, why: str) -> tuple[bytes | None, str]:
+        """What a request failing :meth:`check_request` with ``why`` gets: the crypto-NAK
+        for a bad MAC, nothing for a malformed field; and the counter."""
+        return (reply + CRYPTO_NAK if why == "badauth" else None), why
 
     def check_request(self, pkt: Packet, client: str, server: str) -> Field | str:
         """A client request with fields: its first field once its MAC verifies under the

@@ -26,9 +26,7 @@ NTP_UNIX_OFFSET = 2208988800
 
 ERA_SECONDS = 1 << 32
 _FRAC = 1 << 32
-MASK64 = (1 << 64) - 1
-"""The 64-bit timestamp mask: ``int((t + NTP_UNIX_OFFSET) * 2**32) & MASK64`` is
-:func:`unix_to_ntp` (written out on the server's hot path, ntpauto.fastpath and protocol)."""
+_MASK64 = (1 << 64) - 1
 _HALF64 = 1 << 63
 
 DEFAULT_PIVOT = 1_700_000_000.0
@@ -39,7 +37,7 @@ def unix_to_ntp(t: float) -> int:
     """Unix seconds to a 64-bit NTP timestamp (the era number is dropped, as on the wire)."""
     # One multiplication: a float of Unix time has no more precision than this keeps, and
     # masking to 64 bits drops the era as the wire does.
-    return int((t + NTP_UNIX_OFFSET) * 4294967296.0) & MASK64
+    return int((t + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64
 
 
 def ntp_to_unix(ts: int, pivot: float | None = None) -> float:
@@ -65,7 +63,7 @@ def ntp_seconds_to_unix(s: int, pivot: float | None = None) -> int:
 
 def ts_diff(a: int, b: int) -> float:
     """``a - b`` in seconds for two 64-bit NTP timestamps, correct across the era rollover."""
-    d = (a - b) & MASK64
+    d = (a - b) & _MASK64
     if d >= _HALF64:
         d -= 1 << 64
     return d / _FRAC
