@@ -368,3 +368,27 @@ def test_protocol_sends_jobs_to_the_worker_and_its_results_out(groups):
     worker.running = False  # between restarts: answered in process
     protocol.datagramReceived(identity_request(IFF, challenge), CLIENT)
     assert len(protocol.transport.written) == 2 and len(worker.jobs) == 1
+
+
+class EchoScheme:
+    """A plugin's scheme without prepare() (module level: the worker's init is pickled)."""
+
+    def respond(self, challenge: bytes) -> bytes:
+        return b"ok:" + challenge
+
+
+def test_worker_builds_the_response_tables_before_the_first_job(groups):
+    """The worker prepares each scheme it is given (fixed-base tables), so no job pays for
+    them; a scheme without prepare() (a plugin's) is served all the same."""
+    from ntpauto.identity import fixedbase
+
+    keys = groups("gq")
+    server = keys.credentials("alice").server_scheme(GQ)
+    fixedbase.fixed_base.cache_clear()
+    assert serve(io.BytesIO(encode_init({GQ: server})), io.BytesIO(), io.StringIO()) == 0
+    assert fixedbase.fixed_base.cache_info().currsize == 1
+
+    stdout = io.BytesIO()
+    assert serve(io.BytesIO(encode_init({GQ: EchoScheme()}) + encode_job(1, GQ, b"c")), stdout,
+                 io.StringIO()) == 0
+    assert decode_result(FrameReader().feed(stdout.getvalue())[0])[3] == b"ok:c"

@@ -4,7 +4,8 @@ responses, the clogging defence of RFC 5906 section 12.2.
 Every response that uses the host's private key (or does comparable bignum work) costs the
 server real CPU on the reactor thread: measured on the reference machine (one core, Python
 3.11, OpenSSL 3), an RSA-2048 signature is ~0.3 ms, RSA-4096 ~1.8 ms, an IFF-2048 response
-~3 ms, GQ-2048 ~40 ms and MV-2048 ~66-100 ms.  A flood of cheap requests asking for them
+~0.5 ms, GQ-2048 ~30 ms and MV-2048 ~12 ms (with :mod:`ntpauto.identity.fixedbase`;
+``benchmarks/identity.py`` prints them).  A flood of cheap requests asking for them
 would otherwise starve everything else, so the budget is counted in *seconds of private-key
 CPU per second of wall time*: a token bucket holding at most ``burst`` seconds, refilled at
 ``share`` seconds per second (default 0.2: a fifth of one core).  The bucket may go into

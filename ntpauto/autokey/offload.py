@@ -2,7 +2,9 @@
 the reactor for long).
 
 IFF, GQ and MV responses are modular exponentiations in pure Python: at 2048 bits a GQ
-response costs ~40 ms and an MV one ~70-100 ms, all of it holding the GIL.  Computed on the
+response costs ~30 ms and an MV one ~12 ms even with fixed-base tables
+(:mod:`ntpauto.identity.fixedbase`; 45 and 60 ms with plain ``pow``), all of it holding the
+GIL.  Computed on the
 reactor thread, each one stops the daemon reading datagrams for that long, and the packets
 queued meanwhile get receive timestamps that late: an asymmetric error for every client,
 and a p99 reply latency of the same size under a flood of challenges (benchmarks/flood.py).

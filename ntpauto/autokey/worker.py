@@ -4,7 +4,8 @@ Started by :class:`ntpauto.identityworker.IdentityWorker` as ``python -m
 ntpauto.autokey.worker``, it reads frames (:mod:`ntpauto.autokey.offload`) on standard
 input: first the server schemes by message code, then one job per frame (job ID, message
 code, challenge), and writes one result frame per job on standard output, in order.  It
-holds the identity server keys it was given and nothing else (no host key, no sockets);
+holds the identity server keys it was given and nothing else (no host key, no sockets),
+and builds their response tables (:mod:`ntpauto.identity.fixedbase`) before the first job;
 errors go to standard error, one line each, never a key.  End of input ends it.
 """
 
@@ -45,6 +46,10 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, stderr: Any = None) -> int:
         for frame in frames:
             if schemes is None:
                 schemes = pickle.loads(frame)  # noqa: S301 - our own parent, our own pipe
+                for scheme in schemes.values():
+                    prepare = getattr(scheme, "prepare", None)  # ours; a plugin's may not
+                    if prepare is not None:
+                        prepare()
                 continue
             try:
                 job_id, code, challenge = decode_job(frame)

@@ -51,6 +51,7 @@ from ntpauto.identity.common import (
     rsa_fields,
     system_randbits,
 )
+from ntpauto.identity.fixedbase import FixedBase, fixed_base
 from ntpauto.interfaces import IIdentitySchemeFactory
 from ntpauto.pki import keyfiles
 from ntpauto.pki.keyfiles import KeyFileError
@@ -272,9 +273,14 @@ class GQScheme(ChallengeResponseScheme):
 
     def _respond(self, r: int, length: int) -> tuple[int, ...]:
         key = self.server
+        (u_table,) = self._tables()
         k = (self.rng(8 * length) | 1) % key.n
-        y = k * pow(key.u, r, key.n) % key.n
+        y = k * u_table.power(r) % key.n
         return y, bignum_digest(pow(k, key.b, key.n))
+
+    def _tables(self) -> tuple[FixedBase, ...]:
+        key = self.server
+        return (fixed_base(key.u, key.n, key.n.bit_length()),)
 
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         if not self.peer_key:

@@ -49,11 +49,13 @@ from ntpauto.identity.common import (
     bignum_digest,
     dsa_fields,
     is_probable_prime,
+    octet_length,
     random_prime,
     random_top_bits,
     read_identity_file,
     system_randbits,
 )
+from ntpauto.identity.fixedbase import FixedBase, fixed_base
 from ntpauto.interfaces import IIdentitySchemeFactory
 from ntpauto.pki import keyfiles
 from ntpauto.pki.keyfiles import KeyFileError
@@ -283,7 +285,12 @@ class IFFScheme(ChallengeResponseScheme):
         key = self.server
         k = self.rng(8 * length) | 1
         y = (key.b * r % key.q + k) % key.q
-        return y, bignum_digest(pow(key.g, k, key.p))
+        (g_table,) = self._tables()
+        return y, bignum_digest(g_table.power(k))
+
+    def _tables(self) -> tuple[FixedBase, ...]:
+        key = self.server
+        return (fixed_base(key.g, key.p, 8 * octet_length(key.q)),)
 
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, digest = integers
