@@ -569,6 +569,32 @@ class Engine:
             limit=limit)
         return None, "autokey_offloaded" if job is not None else "autokey_offload_busy"
 
+    def _offload_peer_identity(self, assoc: Association, now: float) -> None:
+        """Hand a symmetric peer's queued identity request to the worker, once, if it passes
+        the checks the in-process answer makes first; over budget, our next packet carries no
+        response (as in process)."""
+        state = assoc.autokey.state
+        request = state.queued_request
+        if request is None or request.code not in self.offload_codes or request.response \
+                or state.offloading is request:
+            return
+        try:
+            self.autokey.responder.begin_identity(request)
+        except BudgetExceeded:
+            state.offloading = request
+            state.identity_computed(request, None)
+            return
+        except AutokeyError:
+            return  # answered in process: the error response
+        job = self.offload.submit(
+            now, request=request, source=assoc.address, server="", keyid=0, version_bits=0,
+            poll=0, origin=b"", rx=0, request_size=0, limit=False, associd=assoc.associd)
+        if job is None:
+            self.counters["autokey_offload_busy"] += 1
+            return
+        state.offloading = request
+        self.counters["autokey_offloaded"] += 1
+
     def compute_identity(self, job: IdentityJob) -> tuple[int, float, bytes]:
         """What the worker answers for ``job`` (status, seconds, payload), computed in this
         process: for a transport with no worker to take it (this blocks)."""
@@ -589,6 +615,13 @@ class Engine:
             return []
         if status == LOST:
             counters["autokey_offload_lost"] += 1
+            return []
+        if job.associd:
+            assoc = self.associations.get(job.associd)
+            if assoc is None or assoc.autokey is None or not \
+                    assoc.autokey.state.identity_computed(job.request,
+                                                          (status, seconds, payload)):
+                counters["autokey_offload_expired"] += 1
             return []
         crypto_now = self._crypto_now()
         response = node.responder.end_identity(job.request, status, payload, seconds,
@@ -640,6 +673,8 @@ class Engine:
         for event in events:
             if event:
                 counters[f"autokey_{event.name.lower()}"] += 1
+        if self.offload is not None:
+            self._offload_peer_identity(assoc, now)
         self._log_status(assoc, before)
         if state.proventic and not before & AutokeyFlag.PROV:
             # Samples taken before PROV may now be selected.

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 CODES = {"iff": IFF, "gq": GQ, "mv": MV}
 CLIENT = ("10.0.0.2", 123)
 SERVER = "10.0.0.1"
+CAROL = "10.0.0.3"
 T0 = 1000.0
 KEYID = 0x2345_6789
 
@@ -59,8 +60,8 @@ def groups(tmp_path_factory: pytest.TempPathFactory):
     def get(scheme: str) -> GroupKeys:
         if scheme not in made:
             made[scheme] = make_group(tmp_path_factory.mktemp(scheme), scheme,
-                                      ("alice", "brenda"), trusted=("alice",),
-                                      servers=("alice",))
+                                      ("alice", "brenda", "carol"),
+                                      trusted=("alice", "carol"), servers=("alice", "carol"))
         return made[scheme]
 
     return get
@@ -313,6 +314,86 @@ def test_dance_completes_with_offloaded_identity(groups, scheme):
     assert alice.engine.autokey.responder.key_operations["identity_response"] >= 1
     assert len(alice.engine.offload) == 0
 
+
+
+def symmetric_pair(keys: GroupKeys, offload: float, seed: int):
+    """Carol peering with alice (symmetric active, alice passive), both answering identity
+    challenges through a worker ``offload`` seconds late; alice's in-process identity
+    answers are recorded."""
+    net = SimulatedNetwork(seed=seed, latency=0.01, jitter=0.002, epoch=EPOCH)
+    alice = net.add_host(SERVER, "localclock stratum 1\n", autokey=keys.credentials("alice"),
+                         offload=offload)
+    carol = net.add_host(CAROL, f"peer {SERVER} autokey ident {keys.group} iburst minpoll 4 "
+                                  "maxpoll 5\n",
+                         autokey=keys.credentials("carol"), offset=0.05, offload=offload)
+    responder = alice.engine.autokey.responder
+    in_process: list[int] = []
+    identity = responder._identity
+
+    def recorded(request, scheme, now):
+        in_process.append(request.code)
+        return identity(request, scheme, now)
+
+    responder._identity = recorded
+    return net, alice, carol, in_process
+
+
+def lit(status: int) -> bool:
+    return status & (Flag.CERT | Flag.VRFY | Flag.PROV | Flag.COOK | Flag.AUTO | Flag.SIGN) \
+        == Flag.CERT | Flag.VRFY | Flag.PROV | Flag.COOK | Flag.AUTO | Flag.SIGN
+
+
+@pytest.mark.parametrize("scheme", ["iff", "gq", "mv"])
+def test_symmetric_peer_identity_responses_come_from_the_worker(groups, scheme):
+    """A symmetric peer's identity request waits in its association for our next packet;
+    the worker answers it meanwhile and that packet carries the worker's value: both peers
+    verify each other, and alice computed no identity response in process."""
+    keys = groups(scheme)
+    net, alice, carol, in_process = symmetric_pair(keys, offload=0.05, seed=21)
+    net.run(600)
+    [active] = carol.engine.associations.values()
+    [passive] = [a for a in alice.engine.associations.values() if a.autokey is not None]
+    assert lit(active.autokey.state.status) and lit(passive.autokey.state.status)
+    assert carol.engine.sys.peer == active.associd
+    counters = alice.engine.counters
+    assert counters["autokey_offloaded"] >= 1 and counters["autokey_offload_expired"] == 0
+    assert alice.engine.autokey.responder.key_operations["identity_response"] >= 1
+    assert in_process == [] and len(alice.engine.offload) == 0
+    assert passive.autokey.state.offloading is None
+
+
+def test_symmetric_peer_identity_late_worker_answers_in_process(groups):
+    """A worker slower than our next packet: that packet's response is computed in
+    process (as without a worker), the late result is dropped, the dance completes."""
+    keys = groups("iff")
+    net, alice, carol, in_process = symmetric_pair(keys, offload=9.0, seed=22)
+    net.run(600)
+    [active] = carol.engine.associations.values()
+    assert lit(active.autokey.state.status) and carol.engine.sys.peer == active.associd
+    assert in_process and alice.engine.counters["autokey_offload_expired"] >= 1
+
+
+def test_symmetric_peer_identity_over_budget_gets_no_response(groups):
+    """Over the private-key budget, the peer's identity request is refused once, when it
+    arrives: our next packet carries no response (no error response that would reset the
+    peer's dance) and nothing goes to the worker."""
+    keys = groups("iff")
+    net, alice, carol, in_process = symmetric_pair(keys, offload=0.05, seed=23)
+    budget = PrivateKeyBudget(share=0.01, burst=0.001)
+    alice.engine.autokey.responder.budget = budget
+    budget.balance = -1000.0  # spent for a long while
+    net.run(200)
+    counters = alice.engine.counters
+    assert counters["autokey_offloaded"] == 0 and budget.refused >= 1 and in_process == []
+    identity_responses = [f for d in net.capture if d.source[0] == SERVER
+                          for f in fields_of(d.data) if f.code == IFF and f.response]
+    assert identity_responses == []
+    [active] = carol.engine.associations.values()
+    assert not active.autokey.state.status & Flag.VRFY
+
+
+def fields_of(data: bytes) -> list[Field]:
+    return [decode(f.data) for f in parse(data).fields]
 
 def test_schemes_pickle_with_their_keys(groups):
     """What the worker's first frame carries: the server schemes, keys included."""

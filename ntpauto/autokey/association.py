@@ -237,6 +237,10 @@ class AutokeyAssociation:
         self._scheme: Any = None
         self._scheme_name: str | None = None
         self._queued: tuple[Field, int] | None = None
+        self._computed: tuple[Field, tuple[int, float, bytes] | None] | None = None
+        self.offloading: Field | None = None
+        """The queued identity request handed to the identity worker (the engine's note, so
+        a request goes there once)."""
         self._cook_pending = False
         self._cook_timestamp = 0
         self._announced: tuple[int, bytes] | None = None
@@ -305,6 +309,17 @@ class AutokeyAssociation:
     def queued_request(self) -> Field | None:
         """The request from the peer waiting for our next transmission (symmetric)."""
         return self._queued[0] if self._queued else None
+
+    def identity_computed(self, request: Field,
+                          result: tuple[int, float, bytes] | None) -> bool:
+        """The identity worker's ``result`` (:mod:`ntpauto.autokey.offload` status, CPU
+        seconds, value) for the queued ``request``, or None: the private-key budget refused
+        it (no response).  Kept for our next transmission; False, and dropped, when that
+        request is no longer the one queued (the transmission went first, or a reset)."""
+        if self._queued is None or self._queued[0] is not request:
+            return False
+        self._computed = (request, result)
+        return True
 
     @property
     def challenge_outstanding(self) -> bool:
@@ -376,11 +391,15 @@ class AutokeyAssociation:
         out: list[Field] = []
         if self._queued is not None:
             request, mode = self._queued
-            self._queued = None
+            computed, self._queued, self._computed, self.offloading = \
+                self._computed, None, None, None
             if self.responder is not None:
-                response = self.responder.respond(
-                    request, packet_mode=mode, now=now, own_associd=associd,
-                    autokey_value=autokey_value, hcookie=self.hcookie)
+                if computed is not None and computed[0] is request:
+                    response = self._computed_response(request, computed[1], now)
+                else:
+                    response = self.responder.respond(
+                        request, packet_mode=mode, now=now, own_associd=associd,
+                        autokey_value=autokey_value, hcookie=self.hcookie)
                 if response is not None:
                     out.append(response)
                     if request.code == AUTO and not response.error and autokey_value:
@@ -389,6 +408,14 @@ class AutokeyAssociation:
         if request is not None:
             out.append(request)
         return out
+
+    def _computed_response(self, request: Field, result: tuple[int, float, bytes] | None,
+                           now: int) -> Field | None:
+        """The response to an identity request the worker answered (None: over budget)."""
+        if result is None:
+            return None
+        status, seconds, value = result
+        return self.responder.end_identity(request, status, value, seconds, now)
 
     def _next_request(self, now: int, synchronized: bool, peer_leap: int, associd: int,
                       autokey_value: Field | None) -> Field | None:

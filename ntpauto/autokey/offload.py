@@ -15,7 +15,11 @@ request as usual (MAC, ``limited``, the amplification limit, the private-key bud
 queues an :class:`IdentityJob` in :attr:`IdentityOffload.outbox` instead of answering.
 The Twisted layer sends the job to the worker (:mod:`ntpauto.identityworker`, which runs
 :mod:`ntpauto.autokey.worker`) and hands the result to :meth:`Engine.finish_identity`,
-which signs the response, MACs the reply and returns the datagram.  Jobs are bounded in
+which signs the response, MACs the reply and returns the datagram.  A symmetric peer's
+identity request waits in its association for our next packet to the peer (seconds away:
+the poll interval); the engine hands it to the worker as it arrives and the result waits
+with it (:attr:`IdentityJob.associd`), so that packet carries it at no cost to the reactor
+(should the packet go first, it is answered in process, as without a worker).  Jobs are bounded in
 number and age: a full table or a lost worker means no reply (the client asks again at its
 next poll), never a block.
 
@@ -87,6 +91,9 @@ class IdentityJob:
     limit: bool
     """The amplification limit applies (the source has not completed an exchange)."""
     submitted: float
+    associd: int = 0
+    """Nonzero: a symmetric peer's request, answered in our next packet of this association
+    (:meth:`AutokeyAssociation.identity_computed`); the reply fields above are unused."""
 
     @property
     def code(self) -> int:
