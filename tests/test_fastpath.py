@@ -64,7 +64,7 @@ def keyed(keyid: int, data: bytes) -> bytes:
     keyed(1, request()),
     keyed(2, request()),
     keyed(3, request()),            # untrusted key: crypto-NAK
-    keyed(1, request())[:-1] + b"\0",  # bad digest: crypto-NAK
+    keyed(1, request())[:-1] + bytes([keyed(1, request())[-1] ^ 1]),  # bad digest: NAK
     request() + (7).to_bytes(4, "big") + b"\1" * 16,  # unknown key: crypto-NAK
 ], ids=["plain", "v3", "v1", "md5", "sha1", "untrusted", "bad-digest", "unknown-key"])
 def test_same_reply_and_counters_as_the_full_path(data):
