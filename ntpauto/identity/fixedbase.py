@@ -12,7 +12,7 @@ products.  Measured at 2048 bits (CPython 3.11): ``pow`` 21.6 ms, the table 3.7 
 
 Every window costs one product, a zero digit included (the digit's value does not decide
 what work is done).  Exponents longer than the table, or negative ones, go to ``pow``.
-A table of 2048-bit values for 2048-bit exponents holds 410 x 32 integers, about 3.5 MB;
+A table of 2048-bit values for 2048-bit exponents holds 410 x 32 integers, about 4 MB;
 :func:`fixed_base` keeps the few a host needs (a bounded cache keyed on the values).
 """
 
