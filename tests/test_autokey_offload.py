@@ -474,3 +474,27 @@ def test_worker_builds_the_response_tables_before_the_first_job(groups):
     assert serve(io.BytesIO(encode_init({GQ: EchoScheme()}) + encode_job(1, GQ, b"c")), stdout,
                  io.StringIO()) == 0
     assert decode_result(FrameReader().feed(stdout.getvalue())[0])[3] == b"ok:c"
+
+
+def test_service_prepares_the_schemes_it_answers_in_process(groups, tmp_path):
+    """Without a worker the daemon builds the identity response tables at start-up, not in
+    the first response; the schemes a worker takes are prepared there, not here."""
+    from ntpauto.identity import fixedbase
+    from ntpauto.service import NTPAutokeyService
+    from tests.autokey_groups import password
+
+    keys = groups("mv")
+    config = parse_config(f"keysdir {keys.keysdir('alice')}\n"
+                          f"crypto host alice pw {password('alice')} ident {keys.group}\n"
+                          "interface listen 127.0.0.1\n", str(tmp_path / "ntp.conf"))
+    service = NTPAutokeyService(attrs.evolve(config, port=0), identity_worker=False)
+    fixedbase.fixed_base.cache_clear()
+    service._prepare_in_process({MV: object()})
+    assert fixedbase.fixed_base.cache_info().currsize == 0
+    service.startService()
+    try:
+        assert service.worker is None
+        assert fixedbase.fixed_base.cache_info().currsize == 3  # MV: e, gbar, ghat
+    finally:
+        for port in service.ports:
+            port.stopListening()
