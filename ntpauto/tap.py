@@ -2,25 +2,64 @@
 
 With no options the daemon serves time from the local clock as a stratum-1 server on
 127.0.0.1:12300 (``ntpauto.config.default_config``), so ``twistd -n ntpautokey`` works without
-root.  ``--config FILE`` reads an ntp.conf-style file; ``--port`` and ``--interface`` override
-what it says.  A bad config stops twistd with ``file:line: message``.
+root, and answers Autokey clients too: on first run it generates an RSA host key and a
+self-signed trusted certificate for this host name into ``./ntpkeys`` (``--keysdir``; the
+key 0600, encrypted with the host name as ntp-keygen's default password) and loads them
+afterwards (``--no-autokey``: plain and symmetric-key service only).  ``--config FILE``
+reads an ntp.conf-style file instead; ``--port`` and ``--interface`` override what it says.
+A bad config stops twistd with ``file:line: message``.
 """
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ntpauto.auth.keys import KeyFileError
-from ntpauto.config import ConfigError, ListenConfig, default_config, load_config
+from ntpauto.autokey.host import ensure_host
+from ntpauto.config import (
+    Config,
+    ConfigError,
+    CryptoConfig,
+    ListenConfig,
+    default_config,
+    load_config,
+)
 from ntpauto.identity.registry import IdentityOptionsMixin
 from ntpauto.leapfile import LeapFileError
+from ntpauto.pki import keyfiles
 from ntpauto.service import NTPAutokeyService
+
+log = Logger()
 
 LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, LeapFileError)
 """The exceptions that mean "the configuration cannot be used" (reported as usage errors)."""
+
+
+DEFAULT_KEYSDIR = "ntpkeys"
+"""Where the default configuration keeps (and on first run makes) its Autokey keys."""
+
+
+def autokey_default(config: Config, keysdir: str | Path, host: str | None = None) -> Config:
+    """``config`` with Autokey on: the host key and certificate of ``host`` (default this
+    host name) in ``keysdir``, generated there when the host key is absent.  Existing files
+    are never replaced: a broken set is a UsageError naming the file."""
+    folder = Path(keysdir).resolve()  # twistd may change directory later
+    name = host or socket.gethostname()
+    first_run = not (folder / f"ntpkey_host_{name}").exists()
+    try:
+        ensure_host(folder, name)
+    except (keyfiles.KeyFileError, OSError, ValueError) as exc:
+        raise usage.UsageError(f"Autokey keys in {folder}: {exc}") from exc
+    if first_run:
+        log.info("generated the Autokey host key and certificate of {host} in {keysdir}",
+                 host=name, keysdir=str(folder))
+    return attrs.evolve(config, keysdir=str(folder), crypto=CryptoConfig(host=name))
 
 
 def _port_number(value: str) -> int:
@@ -37,25 +76,37 @@ class Options(IdentityOptionsMixin, usage.Options):
     """Options of ``twistd ntpautokey`` (``--ident``/``--help-ident`` from the identity
     scheme registry, in the style of ``twisted.cred.strcred``)."""
 
-    synopsis = "[--config FILE] [--port N] [--interface ADDR] [--ident SCHEME:ARGS]"
+    synopsis = ("[--config FILE | --keysdir DIR | --no-autokey] [--port N] "
+                "[--interface ADDR] [--ident SCHEME:ARGS]")
     longdesc = ("Run an NTPv4 node with Autokey (RFC 5906) authentication. Without --config "
-                "it serves the local clock as stratum 1 on 127.0.0.1:12300.")
+                "it serves the local clock as stratum 1 on 127.0.0.1:12300, with Autokey "
+                "keys generated into ./ntpkeys on first run.")
     optParameters = [
         ["config", "c", None, "ntp.conf-style configuration file."],
         ["port", "p", None, "UDP port to serve on (overrides the config; 0 picks one)."],
         ["interface", "i", None, "Address to listen on (overrides the config's interfaces)."],
+        ["keysdir", "k", DEFAULT_KEYSDIR,
+         "Without --config: the Autokey keys directory (host key and certificate generated "
+         "there on first run)."],
+    ]
+    optFlags = [
+        ["no-autokey", None, "Without --config: no Autokey keys, plain and symmetric-key "
+                             "service only."],
     ]
 
     def postOptions(self) -> None:
         """Load the config, apply the overrides and build the service (errors as usage)."""
         try:
+            port = _port_number(self["port"]) if self["port"] is not None else None
             if self["config"]:
                 config = load_config(self["config"])
-            else:
+            elif self["no-autokey"]:
                 config = default_config()
+            else:
+                config = autokey_default(default_config(), self["keysdir"])
             changes: dict[str, Any] = {}
-            if self["port"] is not None:
-                changes["port"] = _port_number(self["port"])
+            if port is not None:
+                changes["port"] = port
             if self["interface"]:
                 changes["listen"] = (ListenConfig(self["interface"]),)
             if changes:

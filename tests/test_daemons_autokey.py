@@ -133,3 +133,56 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
             daemon.terminate()
         for daemon in daemons:
             daemon.wait(timeout=20)
+
+
+def test_newcomer_default_daemon_serves_autokey(tmp_path):
+    """The README's first command: ``twistd -n ntpautokey`` with no config generates its
+    host key and certificate into ./ntpkeys (the key 0600) and serves Autokey: a client
+    daemon completes the TC dance with it and takes it as system peer."""
+    import socket
+
+    server_dir, client_dir = tmp_path / "newcomer", tmp_path / "client"
+    server_dir.mkdir()
+    client_dir.mkdir()
+    host = socket.gethostname()
+    port, client_port = free_port("127.0.0.1"), free_port("127.0.0.2")
+    keygen(client_dir, "-H", "-m", "1024", "-s", "client", "-p", "cpw")
+    (client_dir / "ntp.conf").write_text(
+        f"interface listen 127.0.0.2\nport {client_port}\n"
+        f"server 127.0.0.1 port {port} autokey iburst minpoll 3 maxpoll 3\n"
+        f"crypto host client pw cpw\nkeysdir {client_dir}\n")
+    daemons = [subprocess.Popen(
+        [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / "newcomer.log"),
+         "ntpautokey", "--port", str(port)],
+        cwd=server_dir, env=env(), stdin=subprocess.DEVNULL)]
+    try:
+        daemons.append(start_daemon(tmp_path, "client", client_dir))
+        deadline = time.monotonic() + 90
+        association = system = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)  # polling for progress between real daemons, not a timing test
+            document = status("127.0.0.2", client_port)
+            if document is None:
+                continue
+            [association] = document["associations"]
+            system = document["system"]
+            if system["peer"] == association["associd"] and \
+                    {"PROV", "COOK"} <= set(association["autokey"]["flags"]):
+                break
+        log = (tmp_path / "client.log").read_text()
+        assert association is not None, log
+        assert {"CERT", "PROV", "COOK"} <= set(association["autokey"]["flags"]), log
+        assert association["autokey"]["trail"] == [[host, host]]
+        assert system["peer"] == association["associd"]
+        keys = server_dir / "ntpkeys"
+        host_key = (keys / f"ntpkey_host_{host}").resolve()
+        assert host_key.stat().st_mode & 0o777 == 0o600
+        assert (keys / f"ntpkey_cert_{host}").exists()
+        newcomer_log = (tmp_path / "newcomer.log").read_text()
+        assert "generated the Autokey host key and certificate" in newcomer_log
+        assert "PRIVATE KEY" not in newcomer_log
+    finally:
+        for daemon in daemons:
+            daemon.terminate()
+        for daemon in daemons:
+            daemon.wait(timeout=20)

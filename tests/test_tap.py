@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -18,7 +19,7 @@ from twisted.python import usage
 from ntpauto import tap
 from ntpauto.cli import main as cli_main
 from ntpauto.cli.query import QueryError, query
-from ntpauto.config import ListenConfig, default_config
+from ntpauto.config import CryptoConfig, ListenConfig, default_config
 from ntpauto.service import NTPAutokeyService
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +53,53 @@ def parse(*argv: str) -> tap.Options:
     return options
 
 
-def test_defaults() -> None:
-    """No options: the default stratum-1 configuration on 127.0.0.1:12300."""
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default configuration makes ./ntpkeys: never in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    """No options: the default stratum-1 configuration on 127.0.0.1:12300, with Autokey
+    keys generated into ./ntpkeys on first run (the key 0600) and loaded afterwards."""
     options = parse()
-    assert options.config == default_config()
+    host = socket.gethostname()
+    keys = tmp_path / "ntpkeys"
+    assert options.config == attrs.evolve(default_config(), keysdir=str(keys),
+                                          crypto=CryptoConfig(host=host))
+    key_file = (keys / f"ntpkey_host_{host}").resolve()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED" in key_file.read_bytes()
     service = tap.makeService(options)
     assert isinstance(service, NTPAutokeyService)
     assert service.config.port == 12300
+    assert service.engine.autokey is not None and service.engine.autokey.host.name == host
+    certificate = (keys / f"ntpkey_cert_{host}").resolve().read_bytes()
+    again = parse()  # second run: the same keys, nothing generated
+    assert again.config == options.config
+    assert (keys / f"ntpkey_cert_{host}").resolve().read_bytes() == certificate
+    assert len(list(keys.iterdir())) == 4  # host key and certificate, each with its link
+
+
+def test_keysdir_and_no_autokey(tmp_path: Path) -> None:
+    """``--keysdir`` moves the generated keys; ``--no-autokey`` makes none."""
+    options = parse("--keysdir", str(tmp_path / "elsewhere"))
+    assert options.config.keysdir == str(tmp_path / "elsewhere")
+    assert parse("--no-autokey").config == default_config()
+    assert not (tmp_path / "ntpkeys").exists()
+
+
+def test_broken_default_keys_are_a_usage_error_and_kept(tmp_path: Path) -> None:
+    """A host key the default configuration cannot read is reported by name and left as
+    it is (never replaced by new keys)."""
+    keys = tmp_path / "ntpkeys"
+    keys.mkdir()
+    broken = keys / f"ntpkey_host_{socket.gethostname()}"
+    broken.write_text("not a key\n")
+    with pytest.raises(usage.UsageError, match="ntpkeys"):
+        parse()
+    assert broken.read_text() == "not a key\n"
+    assert sorted(p.name for p in keys.iterdir()) == [broken.name]
 
 
 def test_port_and_interface_override() -> None:
