@@ -556,7 +556,7 @@ class Engine:
         if isinstance(checked, str):
             return node.refused(reply, checked)
         try:
-            node.responder.begin_identity(request)
+            node.responder.begin_identity(request, source[0])
         except BudgetExceeded:
             return None, "autokey_budget"
         except AutokeyError:
@@ -579,7 +579,7 @@ class Engine:
                 or state.offloading is request:
             return
         try:
-            self.autokey.responder.begin_identity(request)
+            self.autokey.responder.begin_identity(request, assoc.address[0])
         except BudgetExceeded:
             state.offloading = request
             state.identity_computed(request, None)

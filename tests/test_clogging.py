@@ -100,6 +100,67 @@ def test_budget_bounds_the_long_run_share():
     assert budget.refused > 10 * done
 
 
+
+def test_fresh_sources_keep_the_reserve_under_a_flood_of_real_sources():
+    """200 real-address sources each asking for a 30 ms operation every 4 s (inside any
+    ``discard`` rate) keep the bucket empty; a new client asking for one operation every
+    16 s (its poll) is refused without the reserve, and admitted at once with it: its whole
+    dance (3 operations) is done in three polls.  The flooders together still get the
+    budget's share, no more."""
+
+    def run(fresh_ops: int) -> tuple[list[bool], PrivateKeyBudget]:
+        timer = FakeTimer()
+        budget = PrivateKeyBudget(share=0.2, burst=0.5, timer=timer, fresh_ops=fresh_ops)
+        flooders = [f"198.51.100.{i % 250}" if i < 250 else f"203.0.113.{i - 250}"
+                    for i in range(200)]
+        client: list[bool] = []
+        start = timer.t
+        step = 4.0 / len(flooders)  # every flooder once per 4 s
+        i = 0
+        while timer.t < start + 400.0:
+            if budget.allow(flooders[i % len(flooders)]):
+                budget.charge(0.030)
+            i += 1
+            timer.t += step
+            if timer.t - start >= 100.0 and len(client) < 3 and \
+                    (timer.t - start - 100.0) >= 16.0 * len(client):
+                granted = budget.allow("192.0.2.99")
+                if granted:
+                    budget.charge(0.030)
+                client.append(granted)
+        return client, budget
+
+    client, budget = run(fresh_ops=3)
+    assert client == [True, True, True]
+    assert budget.refused_reserve > 0
+    assert budget.spent <= 0.5 + 0.2 * 400 + 0.030 and budget.spent >= 0.2 * 400 - 1.0
+    # The same flood with an allowance no flooder ever uses up (the reserve open to all):
+    # the client's first requests are refused.
+    starved, _ = run(fresh_ops=10**6)
+    assert starved.count(False) >= 2
+
+
+def test_reserve_counts_grants_per_source_in_a_window_and_is_bounded():
+    timer = FakeTimer()
+    budget = PrivateKeyBudget(share=0.2, burst=0.5, timer=timer, fresh_ops=2,
+                              fresh_window=60.0, sources=3)
+    budget.balance = 0.1  # at or below the reserve (0.25): fresh sources only
+    assert budget.allow("a") and budget.allow("a")
+    assert not budget.allow("a") and budget.refused_reserve == 1
+    assert budget.allow(None)  # no source: a symmetric peer's request, always fresh
+    timer.t += 61.0  # the grants age out
+    budget.balance = 0.1
+    assert budget.allow("a")
+    for name in ("b", "c", "d"):  # a fourth source evicts the least recently granted
+        assert budget.allow(name)
+    assert budget.stats()["sources"] == 3
+    budget.balance = 0.4  # above the reserve: anyone
+    assert budget.allow("a") and budget.allow("a") and budget.allow("a")
+    budget.balance = 0.0
+    assert not budget.allow("zzz")  # empty: nobody
+    with pytest.raises(ValueError):
+        PrivateKeyBudget(fresh_ops=0)
+
 def test_unlimited_budget_measures_only():
     timer = FakeTimer()
     budget = PrivateKeyBudget(share=None, timer=timer)

@@ -21,12 +21,24 @@ single operation is the size of the parameters: the host's own keys and identity
 parameters (the operator's choice: GQ/MV-2048 are the most expensive) and the
 requester-supplied values, which :func:`check_cookie_key` caps.
 
+Fairness: many real-address sources asking for expensive responses, each inside its
+``discard`` rate, would share the budget with a new honest client as equals, and delay its
+dance by minutes.  So the lower half of the bucket is a *reserve* for fresh sources: while
+the balance is at or below ``burst / 2`` only a source that was granted fewer than
+``fresh_ops`` operations (default 3: one dance's identity, COOK and SIGN) in the last
+``fresh_window`` seconds (default 300) is admitted.  A flooder spends its allowance once
+and then only competes for what refills above the reserve; a client starting its dance
+finds the reserve.  The per-source grant times live in a bounded table (``sources``,
+least recently granted evicted).  Requests without a source (a symmetric peer's, answered
+in its association: those are few and bounded by the association table) count as fresh.
+
 The budget is sans-I/O: no reactor, only the injected timer (tests pass a fake one).
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -34,6 +46,9 @@ from ntpauto.autokey.errors import AutokeyError, Event
 
 __all__ = [
     "DEFAULT_BURST",
+    "DEFAULT_FRESH_OPS",
+    "DEFAULT_FRESH_WINDOW",
+    "DEFAULT_SOURCES",
     "DEFAULT_SHARE",
     "MAX_COOKIE_EXPONENT_BITS",
     "MAX_COOKIE_KEY_BITS",
@@ -46,6 +61,12 @@ DEFAULT_SHARE = 0.2
 """Seconds of private-key CPU per second: at most a fifth of one core."""
 DEFAULT_BURST = 0.5
 """Seconds of private-key CPU that may be spent at once after a quiet spell."""
+DEFAULT_FRESH_OPS = 3
+"""Operations a source may be granted within the window and still draw on the reserve."""
+DEFAULT_FRESH_WINDOW = 300.0
+"""Seconds over which a source's grants are counted."""
+DEFAULT_SOURCES = 4096
+"""Sources whose grant times are kept (the least recently granted is forgotten)."""
 MAX_COOKIE_KEY_BITS = 16384
 """Largest requester RSA modulus a COOK response is encrypted to (OpenSSL's own limit; the
 reference's keys are 512 to 2048 bits).  Costs ~1.4 ms with e = 65537."""
@@ -78,24 +99,38 @@ class PrivateKeyBudget:
 
     ``share``: seconds of CPU per second of wall time (``None``: unlimited, the operations
     are still measured); ``burst``: the bucket size in seconds; ``timer``: a monotonic clock
-    in seconds (``time.perf_counter``), used both to refill the bucket and to measure each
-    operation.  Counters: :attr:`granted`, :attr:`refused`, :attr:`spent` (seconds) and
-    :attr:`longest` (the slowest single operation, seconds).
+    in seconds (``time.perf_counter``), used to refill the bucket, to measure each operation
+    and to age the grants; ``fresh_ops``, ``fresh_window`` and ``sources``: the reserve for
+    fresh sources (module docstring).  Counters: :attr:`granted`, :attr:`refused` (of which
+    :attr:`refused_reserve`: refused only because the source is not fresh), :attr:`spent`
+    (seconds) and :attr:`longest` (the slowest single operation, seconds).
     """
 
     def __init__(self, share: float | None = DEFAULT_SHARE, burst: float = DEFAULT_BURST,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter, *,
+                 fresh_ops: int = DEFAULT_FRESH_OPS,
+                 fresh_window: float = DEFAULT_FRESH_WINDOW,
+                 sources: int = DEFAULT_SOURCES) -> None:
         if share is not None and not 0 < share <= 1:
             raise ValueError(f"private-key share {share} is not in (0, 1]")
         if burst <= 0:
             raise ValueError(f"private-key burst {burst} must be positive")
+        if fresh_ops < 1 or fresh_window <= 0 or sources < 1:
+            raise ValueError("the fresh-source reserve needs positive settings")
         self.share = share
         self.burst = float(burst)
+        self.reserve = self.burst / 2
+        """At or below this balance only fresh sources are admitted."""
         self.timer = timer
         self.balance = float(burst)
         self._last = timer()
+        self.fresh_ops = fresh_ops
+        self.fresh_window = float(fresh_window)
+        self.sources = sources
+        self._grants: OrderedDict[str, list[float]] = OrderedDict()
         self.granted = 0
         self.refused = 0
+        self.refused_reserve = 0
         self.spent = 0.0
         self.longest = 0.0
 
@@ -105,19 +140,51 @@ class PrivateKeyBudget:
             self.balance = min(self.burst, self.balance + (now - self._last) * self.share)
         self._last = max(self._last, now)
 
-    def allow(self) -> bool:
-        """May one more private-key operation run now?  Counts the answer."""
+    def allow(self, source: str | None = None) -> bool:
+        """May one more private-key operation for ``source`` (the requester's address, None
+        when unknown) run now?  Counts the answer and records the grant."""
         self._refill()
-        if self.share is None or self.balance > 0:
-            self.granted += 1
-            return True
+        if self.share is None or self.balance > self.reserve:
+            return self._grant(source)
+        if self.balance > 0:
+            if self._fresh(source):
+                return self._grant(source)
+            self.refused_reserve += 1
         self.refused += 1
         return False
 
-    def admit(self, what: str = "request") -> None:
+    def admit(self, what: str = "request", source: str | None = None) -> None:
         """:meth:`allow`, raising :class:`BudgetExceeded` when refused."""
-        if not self.allow():
+        if not self.allow(source):
             raise BudgetExceeded(f"private-key budget exceeded: {what} refused")
+
+    def _fresh(self, source: str | None) -> bool:
+        """True when ``source`` was granted fewer than ``fresh_ops`` operations within the
+        window (None: always)."""
+        if source is None:
+            return True
+        times = self._grants.get(source)
+        if times is None:
+            return True
+        horizon = self._last - self.fresh_window
+        while times and times[0] <= horizon:
+            times.pop(0)
+        return len(times) < self.fresh_ops
+
+    def _grant(self, source: str | None) -> bool:
+        self.granted += 1
+        if source is not None:
+            grants = self._grants
+            times = grants.get(source)
+            if times is None:
+                if len(grants) >= self.sources:
+                    grants.popitem(last=False)
+                times = grants[source] = []
+            else:
+                grants.move_to_end(source)
+            times.append(self._last)
+            del times[:-self.fresh_ops]  # only the newest ones decide
+        return True
 
     def charge(self, seconds: float) -> None:
         """Record ``seconds`` of private-key CPU spent (e.g. a signature update)."""
@@ -140,5 +207,6 @@ class PrivateKeyBudget:
         """The counters and settings, for status displays."""
         self._refill()
         return {"share": self.share, "burst": self.burst, "balance": self.balance,
-                "granted": self.granted, "refused": self.refused, "spent": self.spent,
-                "longest": self.longest}
+                "granted": self.granted, "refused": self.refused,
+                "refused_reserve": self.refused_reserve, "spent": self.spent,
+                "longest": self.longest, "sources": len(self._grants)}

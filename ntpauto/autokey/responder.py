@@ -214,7 +214,7 @@ class Responder:
         code = request.code
         if budget is not None and self.costly(code):
             if self._budgeted(code):
-                budget.admit(request.name)
+                budget.admit(request.name, client)
             with budget.measure():
                 return self._answer(request, mode, now, own_associd, client, server,
                                     autokey_value, hcookie)
@@ -348,16 +348,17 @@ class Responder:
 
     # -- identity responses computed elsewhere (ntpauto.autokey.offload) ------------------
 
-    def begin_identity(self, request: Field) -> None:
-        """Admit an identity request whose value a worker will compute: the checks the
-        in-process answer makes first (AutokeyError: answer with the error response) and the
-        private-key budget (BudgetExceeded: no reply).  Counted when it ends."""
+    def begin_identity(self, request: Field, source: str | None = None) -> None:
+        """Admit an identity request (from ``source``) whose value a worker will compute:
+        the checks the in-process answer makes first (AutokeyError: answer with the error
+        response) and the private-key budget (BudgetExceeded: no reply).  Counted when it
+        ends."""
         if self.host.server_scheme(request.code) is None:
             raise AutokeyError(Event.ERR, f"no response to a {request.name} request")
         _check_challenge(request)
         if self.budget is not None:
             try:
-                self.budget.admit(request.name)
+                self.budget.admit(request.name, source)
             except BudgetExceeded as exc:  # counted as the in-process refusal is
                 self.last_error = exc
                 self.requests[request.code, True] += 1
