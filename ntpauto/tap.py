@@ -37,7 +37,8 @@ from ntpauto.service import NTPAutokeyService
 
 log = Logger()
 
-LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, LeapFileError)
+LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, keyfiles.KeyFileError,
+                                             LeapFileError)
 """The exceptions that mean "the configuration cannot be used" (reported as usage errors)."""
 
 

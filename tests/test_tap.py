@@ -143,6 +143,16 @@ def test_missing_keys_file_is_a_usage_error(tmp_path: Path) -> None:
         parse("--config", str(conf))
 
 
+
+def test_unusable_autokey_keys_are_a_usage_error(tmp_path: Path) -> None:
+    """A config whose ``crypto`` host files are missing or broken is reported by file name,
+    not a traceback."""
+    (tmp_path / "ntpkey_host_h").write_text("not a key\n")
+    conf = tmp_path / "ntp.conf"
+    conf.write_text(f"crypto host h\nkeysdir {tmp_path}\n")
+    with pytest.raises(usage.UsageError, match="ntpkey_"):
+        parse("--config", str(conf))
+
 @pytest.mark.parametrize("port", ["x", "-1", "65536"])
 def test_bad_port(port: str) -> None:
     """A port that is not 0-65535 is a usage error."""
