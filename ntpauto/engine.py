@@ -581,18 +581,16 @@ class Engine:
         try:
             self.autokey.responder.begin_identity(request, assoc.address[0])
         except BudgetExceeded:
-            state.offloading = request
             state.identity_computed(request, None)
             return
         except AutokeyError:
             return  # answered in process: the error response
-        job = self.offload.submit(
-            now, request=request, source=assoc.address, server="", keyid=0, version_bits=0,
-            poll=0, origin=b"", rx=0, request_size=0, limit=False, associd=assoc.associd)
+        job = self.offload.submit(now, request=request, source=assoc.address,
+                                  associd=assoc.associd)
         if job is None:
             self.counters["autokey_offload_busy"] += 1
             return
-        state.offloading = request
+        state.offload_started(request)
         self.counters["autokey_offloaded"] += 1
 
     def compute_identity(self, job: IdentityJob) -> tuple[int, float, bytes]:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from ntpauto.config import Config, default_config, load_config
 from ntpauto.engine import build_engine
+from ntpauto.identity.common import prepare_scheme
 from ntpauto.identityworker import IdentityWorker
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
@@ -237,9 +238,8 @@ class NTPAutokeyService(MultiService):
         if node is None:
             return
         for code, scheme in node.host.server_schemes.items():
-            prepare = getattr(scheme, "prepare", None)  # ours; a plugin's may not
-            if code not in offloaded and prepare is not None:
-                prepare()
+            if code not in offloaded:
+                prepare_scheme(scheme)
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop the children, unbind every port (which stops the engine); fires when done."""

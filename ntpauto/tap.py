@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 from twisted.python import usage
 
 from ntpauto.auth.keys import KeyFileError
-from ntpauto.autokey.host import ensure_host
+from ntpauto.autokey.host import generate_missing_host
 from ntpauto.config import (
     Config,
     ConfigError,
@@ -35,8 +34,6 @@ from ntpauto.leapfile import LeapFileError
 from ntpauto.pki import keyfiles
 from ntpauto.service import NTPAutokeyService
 
-log = Logger()
-
 LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, keyfiles.KeyFileError,
                                              LeapFileError)
 """The exceptions that mean "the configuration cannot be used" (reported as usage errors)."""
@@ -49,17 +46,14 @@ DEFAULT_KEYSDIR = "ntpkeys"
 def autokey_default(config: Config, keysdir: str | Path, host: str | None = None) -> Config:
     """``config`` with Autokey on: the host key and certificate of ``host`` (default this
     host name) in ``keysdir``, generated there when the host key is absent.  Existing files
-    are never replaced: a broken set is a UsageError naming the file."""
+    are never replaced; the service reads them (a broken set is a load error naming the
+    file)."""
     folder = Path(keysdir).resolve()  # twistd may change directory later
     name = host or socket.gethostname()
-    first_run = not (folder / f"ntpkey_host_{name}").exists()
     try:
-        ensure_host(folder, name)
-    except (keyfiles.KeyFileError, OSError, ValueError) as exc:
+        generate_missing_host(folder, name)
+    except (OSError, ValueError) as exc:
         raise usage.UsageError(f"Autokey keys in {folder}: {exc}") from exc
-    if first_run:
-        log.info("generated the Autokey host key and certificate of {host} in {keysdir}",
-                 host=name, keysdir=str(folder))
     return attrs.evolve(config, keysdir=str(folder), crypto=CryptoConfig(host=name))
 
 

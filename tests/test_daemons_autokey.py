@@ -44,12 +44,34 @@ def env() -> dict[str, str]:
     return variables
 
 
-def start_daemon(tmp_path: Path, name: str, directory: Path) -> subprocess.Popen:
-    """``twistd -n ntpautokey`` with ``directory/ntp.conf``, logging to ``tmp_path/name.log``."""
+def start_daemon(tmp_path: Path, name: str, directory: Path,
+                 *options: str) -> subprocess.Popen:
+    """``twistd -n ntpautokey`` in ``directory`` with ``options`` (default: its ntp.conf),
+    logging to ``tmp_path/name.log``."""
     return subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / f"{name}.log"),
-         "ntpautokey", "--config", str(directory / "ntp.conf")],
+         "ntpautokey", *(options or ("--config", str(directory / "ntp.conf")))],
         cwd=directory, env=env(), stdin=subprocess.DEVNULL)
+
+
+def wait_for_peer(port: int, flags: set[str],
+                  seconds: float = 90) -> tuple[dict | None, dict | None]:
+    """The single association and the system variables of the client daemon on
+    127.0.0.2 ``port`` once its server is the system peer with ``flags`` lit, or as last
+    seen after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    association = system = None
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # polling for progress between real daemons, not a timing test
+        document = status("127.0.0.2", port)
+        if document is None:
+            continue
+        [association] = document["associations"]
+        system = document["system"]
+        if system["peer"] == association["associd"] and \
+                flags <= set(association["autokey"]["flags"]):
+            break
+    return association, system
 
 
 def iff_pair(tmp_path: Path, brenda_port: int) -> tuple[Path, Path, int]:
@@ -99,18 +121,7 @@ def test_two_daemons_complete_the_iff_dance(tmp_path):
     try:
         for name, directory in (("alice", alice_dir), ("brenda", brenda_dir)):
             daemons.append(start_daemon(tmp_path, name, directory))
-        deadline = time.monotonic() + 90
-        association = system = None
-        while time.monotonic() < deadline:
-            time.sleep(0.5)  # polling for progress between real daemons, not a timing test
-            document = status("127.0.0.2", brenda_port)
-            if document is None:
-                continue
-            [association] = document["associations"]
-            system = document["system"]
-            if system["peer"] == association["associd"] and \
-                    "SIGN" in association["autokey"]["flags"]:
-                break
+        association, system = wait_for_peer(brenda_port, {"SIGN"})
         log = (tmp_path / "brenda.log").read_text()
         assert association is not None, log
         flags = association["autokey"]["flags"]
@@ -151,24 +162,10 @@ def test_newcomer_default_daemon_serves_autokey(tmp_path):
         f"interface listen 127.0.0.2\nport {client_port}\n"
         f"server 127.0.0.1 port {port} autokey iburst minpoll 3 maxpoll 3\n"
         f"crypto host client pw cpw\nkeysdir {client_dir}\n")
-    daemons = [subprocess.Popen(
-        [*TWISTD, "-n", "--pidfile=", "--logfile", str(tmp_path / "newcomer.log"),
-         "ntpautokey", "--port", str(port)],
-        cwd=server_dir, env=env(), stdin=subprocess.DEVNULL)]
+    daemons = [start_daemon(tmp_path, "newcomer", server_dir, "--port", str(port))]
     try:
         daemons.append(start_daemon(tmp_path, "client", client_dir))
-        deadline = time.monotonic() + 90
-        association = system = None
-        while time.monotonic() < deadline:
-            time.sleep(0.5)  # polling for progress between real daemons, not a timing test
-            document = status("127.0.0.2", client_port)
-            if document is None:
-                continue
-            [association] = document["associations"]
-            system = document["system"]
-            if system["peer"] == association["associd"] and \
-                    {"PROV", "COOK"} <= set(association["autokey"]["flags"]):
-                break
+        association, system = wait_for_peer(client_port, {"PROV", "COOK"})
         log = (tmp_path / "client.log").read_text()
         assert association is not None, log
         assert {"CERT", "PROV", "COOK"} <= set(association["autokey"]["flags"]), log

@@ -105,6 +105,8 @@ forger whose packets pass the cookie-0 MAC, that keeps sending bad responses res
 dance at most that often (the reference resets on every one)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+_PENDING = "pending"
+"""The worker has the queued identity request and has not answered yet."""
 
 log = Logger()
 
@@ -237,10 +239,9 @@ class AutokeyAssociation:
         self._scheme: Any = None
         self._scheme_name: str | None = None
         self._queued: tuple[Field, int] | None = None
-        self._computed: tuple[Field, tuple[int, float, bytes] | None] | None = None
-        self.offloading: Field | None = None
-        """The queued identity request handed to the identity worker (the engine's note, so
-        a request goes there once)."""
+        self._offloaded: tuple[Field, tuple[int, float, bytes] | str | None] | None = None
+        """The queued identity request handed to the identity worker, with its result
+        (``_PENDING`` until it comes; None: the budget refused it)."""
         self._cook_pending = False
         self._cook_timestamp = 0
         self._announced: tuple[int, bytes] | None = None
@@ -310,6 +311,17 @@ class AutokeyAssociation:
         """The request from the peer waiting for our next transmission (symmetric)."""
         return self._queued[0] if self._queued else None
 
+    @property
+    def offloading(self) -> Field | None:
+        """The queued identity request handed to the identity worker (so that a request
+        goes there once)."""
+        return self._offloaded[0] if self._offloaded else None
+
+    def offload_started(self, request: Field) -> None:
+        """The queued ``request`` went to the identity worker: :meth:`identity_computed`
+        brings its result."""
+        self._offloaded = (request, _PENDING)
+
     def identity_computed(self, request: Field,
                           result: tuple[int, float, bytes] | None) -> bool:
         """The identity worker's ``result`` (:mod:`ntpauto.autokey.offload` status, CPU
@@ -318,7 +330,7 @@ class AutokeyAssociation:
         request is no longer the one queued (the transmission went first, or a reset)."""
         if self._queued is None or self._queued[0] is not request:
             return False
-        self._computed = (request, result)
+        self._offloaded = (request, result)
         return True
 
     @property
@@ -391,11 +403,11 @@ class AutokeyAssociation:
         out: list[Field] = []
         if self._queued is not None:
             request, mode = self._queued
-            computed, self._queued, self._computed, self.offloading = \
-                self._computed, None, None, None
+            offloaded, self._queued, self._offloaded = self._offloaded, None, None
             if self.responder is not None:
-                if computed is not None and computed[0] is request:
-                    response = self._computed_response(request, computed[1], now)
+                if offloaded is not None and offloaded[0] is request \
+                        and offloaded[1] is not _PENDING:
+                    response = self._computed_response(request, offloaded[1], now)
                 else:
                     response = self.responder.respond(
                         request, packet_mode=mode, now=now, own_associd=associd,

@@ -56,6 +56,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from twisted.logger import Logger
 
 from ntpauto.auth.autokey import AUTOKEY_DIGESTS, KeyList, RandomSource
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, Field, signed_octets
@@ -82,6 +83,7 @@ __all__ = [
     "HostCredentials",
     "ensure_host",
     "generate_host",
+    "generate_missing_host",
     "load_host",
 ]
 
@@ -92,6 +94,7 @@ DEFAULT_GENERATED_SCHEME = "RSA-SHA256"
 sha256WithRSAEncryption, NID 668)."""
 
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
+log = Logger()
 
 
 def _newer(a: LeapValue, b: LeapValue | None) -> bool:
@@ -604,13 +607,27 @@ def _generate_identity(folder: Path, identity: str, host: str, group: str, stamp
     return params.v
 
 
+def generate_missing_host(keysdir: str | os.PathLike[str], host: str,
+                          group: str | None = None, **kwargs: Any) -> HostCredentials | None:
+    """:func:`generate_host` (``kwargs`` go to it) unless ``ntpkey_host_<host>`` exists in
+    ``keysdir``: the new credentials (the first run, logged), or None: existing files are
+    left alone and not read."""
+    try:
+        keyfiles.resolve_link(Path(keysdir) / f"ntpkey_host_{host}")
+    except FileNotFoundError:
+        made = generate_host(keysdir, host, group, **kwargs)
+        log.info("generated the Autokey host key and certificate of {host} in {keysdir}",
+                 host=host, keysdir=str(keysdir))
+        return made
+    return None
+
+
 def ensure_host(keysdir: str | os.PathLike[str], host: str, group: str | None = None,
                 **kwargs: Any) -> HostCredentials:
     """:func:`load_host` when ``ntpkey_host_<host>`` exists in ``keysdir``, else
     :func:`generate_host` (``kwargs`` go to the generator; ``password`` to both)."""
-    try:
-        keyfiles.resolve_link(Path(keysdir) / f"ntpkey_host_{host}")
-    except FileNotFoundError:
-        return generate_host(keysdir, host, group, **kwargs)
+    made = generate_missing_host(keysdir, host, group, **kwargs)
+    if made is not None:
+        return made
     return load_host(keysdir, host=host, password=kwargs.get("password"),
                      digest=kwargs.get("digest", "md5"), leap=kwargs.get("leap"))

@@ -80,20 +80,20 @@ class IdentityJob:
     job_id: int
     request: Field
     source: tuple[str, int]
-    server: str
-    """Our address as the client's session keys name it."""
-    keyid: int
-    version_bits: int
-    poll: int
-    origin: bytes
-    rx: int
-    request_size: int
-    limit: bool
-    """The amplification limit applies (the source has not completed an exchange)."""
     submitted: float
     associd: int = 0
     """Nonzero: a symmetric peer's request, answered in our next packet of this association
-    (:meth:`AutokeyAssociation.identity_computed`); the reply fields above are unused."""
+    (:meth:`AutokeyAssociation.identity_computed`); the reply fields below are unused."""
+    server: str = ""
+    """Our address as the client's session keys name it."""
+    keyid: int = 0
+    version_bits: int = 0
+    poll: int = 0
+    origin: bytes = b""
+    rx: int = 0
+    request_size: int = 0
+    limit: bool = False
+    """The amplification limit applies (the source has not completed an exchange)."""
 
     @property
     def code(self) -> int:

@@ -23,6 +23,7 @@ from ntpauto.autokey.offload import (
     decode_job,
     encode_result,
 )
+from ntpauto.identity.common import prepare_scheme
 
 __all__ = ["main", "serve"]
 
@@ -47,9 +48,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, stderr: Any = None) -> int:
             if schemes is None:
                 schemes = pickle.loads(frame)  # noqa: S301 - our own parent, our own pipe
                 for scheme in schemes.values():
-                    prepare = getattr(scheme, "prepare", None)  # ours; a plugin's may not
-                    if prepare is not None:
-                        prepare()
+                    prepare_scheme(scheme)
                 continue
             try:
                 job_id, code, challenge = decode_job(frame)

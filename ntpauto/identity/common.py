@@ -62,6 +62,7 @@ __all__ = [
     "link_path",
     "make_challenge",
     "octet_length",
+    "prepare_scheme",
     "parse_keysdir_argstring",
     "random_prime",
     "random_top_bits",
@@ -102,6 +103,14 @@ def _rng(rng: RandBits | None) -> RandBits:
 
 
 # --- integers and digests ---------------------------------------------------------------
+
+
+def prepare_scheme(scheme: Any) -> None:
+    """Build ``scheme``'s response tables now (:meth:`ChallengeResponseScheme.prepare`);
+    nothing for a scheme without ``prepare`` (a plugin's)."""
+    prepare = getattr(scheme, "prepare", None)
+    if prepare is not None:
+        prepare()
 
 
 def octet_length(value: int) -> int:
