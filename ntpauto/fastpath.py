@@ -9,13 +9,15 @@ gives up (returns ``None``) on anything else so that :meth:`Engine.receive` take
 path.  It writes exactly the bytes the full path would (tests compare them) and keeps the
 same counters.
 
-The reply header is cached (:meth:`invalidate` when the system variables change): only the
-root dispersion, which grows with the time since the last clock update, the copied fields
-and the two timestamps change from one reply to the next.
+The reply header is cached (:meth:`invalidate` when the system variables change): its
+system-variable octets are packed once and kept while the root dispersion, which grows by
+PHI with the time since the last clock update, stays at the same 1/65536 s on the wire
+(about a second); each reply packs only the copied fields and the two timestamps into it.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import TYPE_CHECKING
 
@@ -29,11 +31,17 @@ if TYPE_CHECKING:
 
 __all__ = ["FastServer", "REPLY"]
 
-REPLY = struct.Struct("!BBBbII4sQ8sQQ")
-"""A reply header with the request's poll octet and transmit timestamp copied raw."""
+REPLY = struct.Struct("!BBB21s8sQQ")
+"""A reply header: first octet, stratum, the request's poll octet, the system variables from
+precision to the reference timestamp (:data:`SYSTEM_OCTETS`), the request's transmit
+timestamp copied raw as origin, receive and transmit timestamps."""
+SYSTEM_OCTETS = struct.Struct("!bII4sQ")
+"""Precision, root delay, root dispersion, reference ID and reference timestamp."""
+_MAX_SHORT = 0xFFFFFFFF
+_UNSYNC_BITS = LEAP_UNSYNC << 6
 
 _CLIENT_SIZES = frozenset({48, 68, 72})
-_KEYID = struct.Struct("!I")
+_NO_KEY = bytes(4)
 
 
 class FastServer:
@@ -43,7 +51,9 @@ class FastServer:
         self._engine = engine
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
-        self._trusted_macs = engine.keys.trusted_macs
+        self._trusted_macs = {word: (mac_of, size) for mac_of, size, word
+                              in engine.keys.trusted_macs.values()}
+        """The trusted keys' (keyed MAC function, digest size) by the MAC's key ID word."""
         self._now = engine.clock.now
         self._server_address = engine._server_address
         self._servers: dict[tuple[str, int] | None, str] = {}
@@ -59,20 +69,32 @@ class FastServer:
                mode: int = MODE_SERVER) -> bytes:
         """A server (or stateless passive) reply header: the request's version, poll and
         transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3)."""
-        base = self._base or self._new_base()
-        leap, stratum, precision, root_delay, refid, reftime, disp, epoch, synced = base
-        if synced and now > epoch:
-            disp += PHI * (now - epoch)
-        return REPLY.pack(leap | version_bits | mode, stratum, poll, precision, root_delay,
-                          min(int(disp * 65536.0 + 0.5), 0xFFFFFFFF), refid, reftime,
-                          origin, rx, unix_to_ntp(self._now()))
+        base = self._base
+        if base is None or not base[3] <= now < base[4]:
+            base = self._new_base(now)
+        return REPLY.pack(base[0] | version_bits | mode, base[1], poll, base[2], origin, rx,
+                          unix_to_ntp(self._now()))
 
-    def _new_base(self) -> tuple:
+    def _new_base(self, now: float) -> tuple[int, int, bytes, float, float]:
+        """The header's fixed part at ``now``: leap bits, stratum, the packed system octets,
+        and the interval of engine time over which they hold (from ``now`` until the root
+        dispersion on the wire next grows by one unit)."""
         engine = self._engine
         sys = engine.sys
-        base = self._base = (
-            sys.leap << 6, engine._wire_stratum(), engine.precision, to_short(sys.root_delay),
-            sys.refid, sys.reftime, sys.root_dispersion, sys.epoch, sys.leap != LEAP_UNSYNC)
+        since, until = now, math.inf
+        disp = sys.root_dispersion
+        synced = sys.leap != LEAP_UNSYNC
+        if synced and now > sys.epoch:
+            disp += PHI * (now - sys.epoch)
+        units = min(int(disp * 65536.0 + 0.5), _MAX_SHORT)
+        if synced and units < _MAX_SHORT:
+            # When disp + PHI * (t - epoch) reaches the next rounding boundary; never at or
+            # before now, so that a boundary lost to float rounding cannot stall the cache.
+            grows_at = sys.epoch + ((units + 0.5) / 65536.0 - sys.root_dispersion) / PHI
+            until = max(grows_at, math.nextafter(now, math.inf))
+        octets = SYSTEM_OCTETS.pack(engine.precision, to_short(sys.root_delay), units,
+                                    sys.refid, sys.reftime)
+        base = self._base = (sys.leap << 6, engine._wire_stratum(), octets, since, until)
         return base
 
     def answer(self, data: bytes, source: tuple[str, int], rx: int, now: float,
@@ -93,19 +115,19 @@ class FastServer:
             counters["received"] += 1
             counters["served"] += 1
             return self.header(first & 0x38, data[2], data[40:48], rx, now)
-        keyid = _KEYID.unpack_from(data, 48)[0]
-        if keyid > 65535:
+        keyid = data[48:52]
+        if keyid[0] or keyid[1]:  # above 65535: an Autokey session key
             if self._serve_autokey is None:
                 return None
             counters["received"] += 1
             reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
             # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine._crypto_now).
-            crypto_now = rx >> 32 if self._base[8] else 0  # type: ignore[index]
+            crypto_now = rx >> 32 if self._base[0] != _UNSYNC_BITS else 0  # type: ignore[index]
             server = self._servers.get(local) or self._server_for(local)
             out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)
             counters[outcome] += 1
             return out
-        if not keyid:
+        if keyid == _NO_KEY:
             return None
         counters["received"] += 1
         counters["served"] += 1
@@ -116,7 +138,7 @@ class FastServer:
                 or not digests_equal(entry[0](data[:48]), data[52:]):
             counters["badauth"] += 1
             return reply + CRYPTO_NAK
-        return reply + entry[2] + entry[0](reply)
+        return reply + keyid + entry[0](reply)
 
     def _server_for(self, local: tuple[str, int] | None) -> str:
         """Our side of a client's session keys for requests arriving on ``local`` (one entry

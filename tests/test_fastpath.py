@@ -119,6 +119,37 @@ def test_root_dispersion_grows_after_the_last_update():
         0.015, abs=2 / 65536)
 
 
+def test_cached_header_root_dispersion_is_exact_at_every_time():
+    """The header's system octets are packed once per root-dispersion step (about a second
+    at 15 ppm), yet every reply carries what the formula gives at its own time, forwards,
+    backwards and across steps."""
+    engine = engine_for()
+    rx = unix_to_ntp(engine.clock.now())
+    sys = engine.sys
+    times = [sys.epoch + 0.05 * i for i in range(-20, 400)]
+    times += [sys.epoch + 7.3, sys.epoch + 2.0, sys.epoch - 1.0, sys.epoch + 1e6]
+    for now in times:
+        wire = parse(engine.answer_fast(request(), CLIENT, rx, now, SERVER)).header
+        expected = sys.root_dispersion + 15e-6 * max(0.0, now - sys.epoch)
+        assert wire.root_dispersion == int(expected * 65536 + 0.5), now
+    packs = []
+    fast = engine._fast
+    original = fast._new_base
+    fast._new_base = lambda now: packs.append(now) or original(now)
+    for i in range(1000):  # 10 s of replies, 100 a second
+        engine.answer_fast(request(), CLIENT, rx, sys.epoch + 1e6 + 0.01 * i, SERVER)
+    assert len(packs) <= 11
+
+
+def test_unsynchronised_header_root_dispersion_does_not_grow():
+    engine = engine_for("")
+    assert engine.sys.leap == 3
+    rx = unix_to_ntp(engine.clock.now())
+    first = parse(engine.answer_fast(request(), CLIENT, rx, T0, SERVER)).header
+    later = parse(engine.answer_fast(request(), CLIENT, rx, T0 + 1e5, SERVER)).header
+    assert (first.leap, first.root_dispersion) == (3, later.root_dispersion)
+
+
 @pytest.fixture
 def autokey_engine(vectors):
     host = load_host(vectors / "keys" / "tc-rsa-md5" / "alice", host="alice",

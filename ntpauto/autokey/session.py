@@ -48,6 +48,7 @@ class AutokeyNode:
         self.responder = responder if responder is not None else Responder(host)
         self.automax = automax
         self._hash = HASHES[host.digest]  # a session key is H(block), a MAC H(key || data)
+        self._seed = self.responder.seed
         self._pairs: dict[tuple[str, str], tuple[bytes, bytes, int, bytes]] = {}
         """Per (client, server): the session-key prefixes both ways, and the server cookie
         (octets) with the seed generation it was computed under."""
@@ -124,7 +125,7 @@ class AutokeyNode:
         the reply is MACed under (server, client, key ID, server cookie) (REFERENCE-NOTES
         3.5).  Returns the reply datagram and the counter naming the outcome."""
         pair = self._pairs.get((client, server))
-        seed = self.responder.seed
+        seed = self._seed
         if pair is None or pair[2] != seed.generation \
                 or not seed.valid_from <= now < seed.valid_until:
             pair = self._pair(client, server, now)
@@ -151,7 +152,7 @@ class AutokeyNode:
         table = self._pairs
         if len(table) >= ADDRESS_PAIRS_CAP:
             table.clear()
-        pair = table[(client, server)] = (c + s, s + c, self.responder.seed.generation, cookie)
+        pair = table[(client, server)] = (c + s, s + c, self._seed.generation, cookie)
         return pair
 
 
