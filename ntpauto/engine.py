@@ -21,7 +21,6 @@ import ipaddress
 import os
 import random
 import socket
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,6 +47,7 @@ from ntpauto.autokey.session import AutokeyNode, AutokeySession
 from ntpauto.autokey.status import Flag as AutokeyFlag
 from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
+from ntpauto.counters import Counters
 from ntpauto.fastpath import FastServer
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.constants import MAXDISP, MAXDIST, MINDISP, NSTAGE, PHI
@@ -163,7 +163,7 @@ class Engine:
         self.keys = keys if keys is not None else KeyStore()
         self.leap_table = leap_table
         self.rng = rng if rng is not None else random.SystemRandom()
-        self.counters: Counter[str] = Counter()
+        self.counters = Counters()
         self.restrict = RestrictList.from_config(config.restrictions)
         self.limiter = RateLimiter(config.discard_average, config.discard_minimum)
         self.exchanges = ExchangeTable()
