@@ -32,7 +32,7 @@ from ntpauto.identityworker import IdentityWorker
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
 from ntpauto.ntp.discipline import write_drift
-from ntpauto.protocol import NTPDatagramProtocol
+from ntpauto.protocol import NTPDatagramProtocol, listen_udp
 
 DEFAULT_INTERFACE = "0.0.0.0"
 DRIFT_INTERVAL = 3600.0
@@ -166,7 +166,7 @@ class NTPAutokeyService(MultiService):
                                                scheduler=scheduler)
                 scheduler = scheduler or protocol
                 self.protocols.append(protocol)
-                port = reactor.listenUDP(config.port, protocol, interface=interface)
+                port = listen_udp(reactor, config.port, protocol, interface)
                 self.ports.append(port)
                 host = port.getHost()
                 self.log.info("NTP listening on UDP {host}:{port}", host=host.host,
