@@ -18,6 +18,8 @@ key, generated into a temporary keys directory) on 127.0.0.1 at a high port, wit
   do not (spoofed sources).
 
 It prints legitimate requests sent and replies received, the p99 reply latency, the
+Autokey client's status word and when each of its changes came (the dance's timeline: a
+step refused under the flood shows as a gap of one poll), the
 private-key operations the daemon did per second (signed COOK/SIGN/GQ responses seen),
 bytes in/out per source class, the daemon's RSS before and after and the CPU of the daemon
 and of its identity worker process.  Everything is bounded: packet counts by rate x time,
@@ -291,6 +293,7 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
     start = mono()
     end = start + args.seconds
     dance_done: float | None = None
+    steps: list[tuple[float, int]] = []  # (seconds, status) at every change of the status
     while True:
         now = mono()
         if now >= end:
@@ -367,6 +370,8 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
                             signed += 1
         [assoc] = engine.associations.values()
         status = assoc.autokey.state.status if assoc.autokey else 0
+        if not steps or steps[-1][1] != status:
+            steps.append((mono() - start, status))
         if dance_done is None and status & 0x7F00 == 0x7F00:
             dance_done = mono() - start
     # Late replies to the last polls.
@@ -377,7 +382,7 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
     [assoc] = engine.associations.values()
     return {"stats": stats, "latencies": sorted(latencies), "signed": signed,
             "elapsed": mono() - start, "legit": legit, "flooders": flooders,
-            "client": client, "dance": dance_done,
+            "client": client, "dance": dance_done, "steps": steps,
             "client_status": assoc.autokey.state.status,
             "client_counters": engine.counters}
 
@@ -426,6 +431,8 @@ def report(results: dict, args: argparse.Namespace, rss_before: int, rss_after: 
     print(f"autokey client status           {results['client_status']:#x}"
           f" (all flags at {dance:.1f} s)" if dance is not None else
           f"autokey client status           {results['client_status']:#x} (incomplete)")
+    timeline = ", ".join(f"{t:.1f} s {status:#x}" for t, status in results["steps"] if status)
+    print(f"autokey client steps            {timeline or 'none'}")
     print(f"daemon RSS                      before {rss_before} KiB, after {rss_after} KiB")
 
 
