@@ -292,7 +292,6 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
     signed = 0
     start = mono()
     end = start + args.seconds
-    dance_done: float | None = None
     steps: list[tuple[float, int]] = []  # (seconds, status) at every change of the status
     while True:
         now = mono()
@@ -372,8 +371,6 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
         status = assoc.autokey.state.status if assoc.autokey else 0
         if not steps or steps[-1][1] != status:
             steps.append((mono() - start, status))
-        if dance_done is None and status & 0x7F00 == 0x7F00:
-            dance_done = mono() - start
     # Late replies to the last polls.
     for source in legit:
         stats["legit_unanswered_at_end"] += sum(1 for t in source.outstanding.values()
@@ -382,7 +379,7 @@ def run_load(args: argparse.Namespace, port: int, root: Path, creds: dict,
     [assoc] = engine.associations.values()
     return {"stats": stats, "latencies": sorted(latencies), "signed": signed,
             "elapsed": mono() - start, "legit": legit, "flooders": flooders,
-            "client": client, "dance": dance_done, "steps": steps,
+            "client": client, "steps": steps,
             "client_status": assoc.autokey.state.status,
             "client_counters": engine.counters}
 
@@ -427,7 +424,8 @@ def report(results: dict, args: argparse.Namespace, rss_before: int, rss_after: 
           f"{per_source([s for s in flooders if s.kind == 'echoing'])}")
     print(f"  flooder, spoofed              "
           f"{per_source([s for s in flooders if s.kind == 'spoofed'])}")
-    dance = results["dance"]
+    # The dance is done when all the client's protocol flags are up (status bits 8-14).
+    dance = next((t for t, status in results["steps"] if status & 0x7F00 == 0x7F00), None)
     print(f"autokey client status           {results['client_status']:#x}"
           f" (all flags at {dance:.1f} s)" if dance is not None else
           f"autokey client status           {results['client_status']:#x} (incomplete)")

@@ -81,7 +81,7 @@ class FastServer:
         dispersion on the wire next grows by one unit)."""
         engine = self._engine
         sys = engine.sys
-        since, until = now, math.inf
+        until = math.inf
         disp = sys.root_dispersion
         synced = sys.leap != LEAP_UNSYNC
         if synced and now > sys.epoch:
@@ -94,7 +94,7 @@ class FastServer:
             until = max(grows_at, math.nextafter(now, math.inf))
         octets = SYSTEM_OCTETS.pack(engine.precision, to_short(sys.root_delay), units,
                                     sys.refid, sys.reftime)
-        base = self._base = (sys.leap << 6, engine._wire_stratum(), octets, since, until)
+        base = self._base = (sys.leap << 6, engine._wire_stratum(), octets, now, until)
         return base
 
     def answer(self, data: bytes, source: tuple[str, int], rx: int, now: float,

@@ -174,30 +174,34 @@ class NTPDatagramProtocol(DatagramProtocol):
                     return
                 raise
             read += len(datagram)
+            reply = None
+            answered_fast = False  # the busy server's common case: timers unchanged
             try:
                 rx = unix_to_ntp(now_of())  # first thing: the receive timestamp
                 source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
                 now = seconds()
                 if fast is not None:
                     reply = fast(datagram, source, rx, now, local)
-                    if reply is not None:  # the busy server's common case: timers unchanged
-                        try:
-                            send(reply, addr)
-                        except OSError as exc:
-                            self._send_failed(exc, addr)
-                        continue
-                out = self._receive(datagram, source, rx, now, local)
-                offload = getattr(self.engine, "offload", None)
-                if offload is not None and offload.outbox:
-                    out = out + self._dispatch(offload.take(), now)
+                    answered_fast = reply is not None
+                if not answered_fast:
+                    out = self._receive(datagram, source, rx, now, local)
+                    offload = getattr(self.engine, "offload", None)
+                    if offload is not None and offload.outbox:
+                        out = out + self._dispatch(offload.take(), now)
+                    if len(out) == 1 and out[0].address is source:
+                        reply = out[0].data  # answer the sender at the address it came from
+                    elif out:
+                        self._send(out)
             except Exception:
                 self._count("internal_error")
                 self.log.failure("Failed to process a datagram from {source}", source=addr)
-            else:
-                if len(out) == 1 and out[0].address is source:
-                    self._reply(out[0].data, addr)
-                elif out:
-                    self._send(out)
+            if reply is not None:
+                try:
+                    send(reply, addr)  # the kernel's address: Twisted's validation skipped
+                except OSError as exc:
+                    self._send_failed(exc, addr)
+            if answered_fast:
+                continue
             generation = getattr(self.engine, "timer_generation", None)
             if generation is None or generation != self._timer_generation:
                 self._timer_generation = generation
@@ -228,19 +232,6 @@ class NTPDatagramProtocol(DatagramProtocol):
             return
         if out:
             self._send(out)
-
-    def _reply(self, data: bytes, addr: Any) -> None:
-        """Answer the sender of the datagram just received.  Its address came from the
-        kernel, so Twisted's address validation in ``write`` is skipped (the busy server's
-        hot path); errors are handled as in :meth:`_send`."""
-        sock = self._socket
-        if sock is None:
-            self._send_one(data, addr)
-            return
-        try:
-            sock.sendto(data, addr)
-        except OSError as exc:
-            self._send_failed(exc, addr)
 
     def _send_one(self, data: bytes, addr: Any) -> None:
         """Send through the transport (a transport without a socket: tests, other reactors)."""
