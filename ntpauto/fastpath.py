@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ntpauto.auth.digest import digests_equal
@@ -47,7 +48,8 @@ _NO_KEY = bytes(4)
 class FastServer:
     """Answers the common client requests of one engine; see the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine,
+                 server_address: Callable[[tuple[str, int] | None], str]) -> None:
         self._engine = engine
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
@@ -55,7 +57,7 @@ class FastServer:
                               in engine.keys.trusted_macs.values()}
         """The trusted keys' (keyed MAC function, digest size) by the MAC's key ID word."""
         self._now = engine.clock.now
-        self._server_address = engine._server_address
+        self._server_address = server_address
         self._servers: dict[tuple[str, int] | None, str] = {}
         self._base: tuple | None = None
         autokey = engine.autokey
@@ -94,7 +96,7 @@ class FastServer:
             until = max(grows_at, math.nextafter(now, math.inf))
         octets = SYSTEM_OCTETS.pack(engine.precision, to_short(sys.root_delay), units,
                                     sys.refid, sys.reftime)
-        base = self._base = (sys.leap << 6, engine._wire_stratum(), octets, now, until)
+        base = self._base = (sys.leap << 6, engine.system.wire_stratum(), octets, now, until)
         return base
 
     def answer(self, data: bytes, source: tuple[str, int], rx: int, now: float,
@@ -121,7 +123,7 @@ class FastServer:
                 return None
             counters["received"] += 1
             reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
-            # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine._crypto_now).
+            # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine.crypto_now).
             crypto_now = rx >> 32 if self._base[0] != _UNSYNC_BITS else 0  # type: ignore[index]
             server = self._servers.get(local) or self._server_for(local)
             out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, GQ, IFF, LEAP, MV, SIGN
 from ntpauto.autokey.status import Flag
-from ntpauto.engine import MODE_NAMES
+from ntpauto.events import Event
+from ntpauto.ntp.peer import MODE_NAMES
 from ntpauto.wire.packet import MODE_BROADCAST
 
 if TYPE_CHECKING:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ntpauto import __version__
 from ntpauto.autokey.status import NID_LONG_NAMES, word_nid
+from ntpauto.metrics import mode6_variables
 from ntpauto.ntp.constants import PHI
 from ntpauto.ntp.peer import Flash
 from ntpauto.wire.packet import LEAP_UNSYNC, MODE_BROADCAST, MODE_CONTROL, MODE_PRIVATE
@@ -577,9 +578,7 @@ def _system_names(ctx: _Context) -> list[str]:
 
 
 def _metrics(engine: Engine) -> list[tuple[str, str]]:
-    """ntpauto.metrics' variables (imported here: that module imports the engine)."""
-    from ntpauto.metrics import mode6_variables
-
+    """ntpauto.metrics' variables."""
     return mode6_variables(engine)
 
 

@@ -87,7 +87,7 @@ def server(host: HostCredentials, text: str = "localclock stratum 1\n", *,
     engine.elapsed = elapsed  # type: ignore[attr-defined]
     engine.start(T0)
     engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
-    host.signature_update(engine._crypto_now())
+    host.signature_update(engine.crypto_now())
     return engine
 
 
@@ -254,7 +254,7 @@ def _reference_request(raw: bytes, fields: list[Field], keyid: int, origin: byte
     head = raw[:24] + origin + raw[32:48]
     data = head + b"".join(f.encode() for f in fields)
     cookie = 0 if fields else engine.autokey.responder.server_cookie(
-        client, address, engine._crypto_now())
+        client, address, engine.crypto_now())
     return data + mac(session_key(client, address, keyid, cookie), keyid, data)
 
 

@@ -26,7 +26,6 @@ from ntpauto.auth.autokey import (
     verify_mac,
     verify_packet,
 )
-from ntpauto.autokey.values import AutoValue
 from ntpauto.wire.packet import Header, build, parse
 
 A, B = "198.51.100.1", "198.51.100.2"
@@ -109,7 +108,7 @@ def test_keylist_synchronized_has_100_chained_keys() -> None:
     for a, b in zip(kl.keys, kl.keys[1:]):
         assert next_keyid(A, B, a, 0x1111) == b
     assert kl.final == next_keyid(A, B, kl.keys[-1], 0x1111)
-    assert kl.auto_value == AutoValue(kl.final, 99)
+    assert kl.index == 99
     assert kl.timestamp == 4_000_000_000
 
 

@@ -18,12 +18,12 @@ from ntpauto.autokey.association import (
     ProtocolError,
     group_gate,
 )
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, GQ, LEAP, NULL, SIGN, Field
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.status import Flag
 from ntpauto.autokey.values import AutoValue, LeapValue
+from ntpauto.events import Event
 from ntpauto.identity import gq
 from ntpauto.identity.common import random_prime
 from ntpauto.pki.certificates import build_self_signed, sign_request

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from ntpauto.autokey.association import AutokeyAssociation
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, Field, decode
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.status import Flag
 from ntpauto.autokey.values import AutoValue, LeapValue
+from ntpauto.events import Event
 from ntpauto.wire.packet import (
     MODE_ACTIVE,
     MODE_BROADCAST,

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import (
     ASSOC,
     AUTO,
@@ -24,6 +23,7 @@ from ntpauto.autokey.fields import (
     pad4,
     signed_octets,
 )
+from ntpauto.events import Event
 from ntpauto.wire.packet import Header, build, parse
 
 # sym capture, packet 0: carol's ASSOC request (name "carol@alice", status word 0x00080003).

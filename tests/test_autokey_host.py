@@ -239,7 +239,7 @@ def test_autokey_field_from_keylist(alice: HostCredentials) -> None:
     alice.signature_update(4004438821)
     keylist = KeyList.generate("127.0.0.1", "127.0.0.3", 0, now=4004438830, poll=3)
     field = alice.autokey_field(keylist, associd=9)
-    assert AutoValue.decode(field.value) == keylist.auto_value
+    assert AutoValue.decode(field.value) == AutoValue(keylist.final, keylist.index)
     assert (field.associd, field.timestamp, field.filestamp) == (9, 4004438830, 4004438821)
     assert alice.profile.verify(alice.certificate.public_key, field.signature,
                                 signed_octets(field))

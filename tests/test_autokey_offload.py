@@ -202,7 +202,7 @@ def offload_engine(keys: GroupKeys, budget: PrivateKeyBudget | None = None) -> E
                     local_address=SERVER)
     engine.start(T0)
     engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
-    host.signature_update(engine._crypto_now())
+    host.signature_update(engine.crypto_now())
     engine.enable_offload()
     return engine
 

@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ntpauto.autokey.cookie import ServerSeed, server_cookie
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import (
     ASSOC,
     AUTO,
@@ -31,6 +30,7 @@ from ntpauto.autokey.fields import (
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder, error_response
 from ntpauto.autokey.values import AutoValue, LeapValue, decrypt_cookie, encode_public_key
+from ntpauto.events import Event
 from ntpauto.pki.certificates import build_self_signed, parse_certificate
 from ntpauto.pki.profiles import RSA_SHA256
 from ntpauto.wire.packet import MODE_ACTIVE, MODE_CLIENT, MODE_PASSIVE

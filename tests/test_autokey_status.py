@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ntpauto.autokey.errors import AutokeyError, Event, FieldError
 from ntpauto.autokey.status import (
     NID_DIGESTS,
     SUPPORTED_NID_DIGESTS,
@@ -16,6 +15,7 @@ from ntpauto.autokey.status import (
     word_flags,
     word_nid,
 )
+from ntpauto.events import AutokeyError, Event, FieldError
 from ntpauto.wire.packet import (
     MODE_ACTIVE,
     MODE_BROADCAST,

@@ -8,7 +8,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import FieldError
 from ntpauto.autokey.values import (
     OAEP,
@@ -22,6 +21,7 @@ from ntpauto.autokey.values import (
     encrypt_cookie,
     modulus_octets,
 )
+from ntpauto.events import Event
 
 
 def load_keygen_key(path: Path, password: bytes) -> rsa.RSAPrivateKey:

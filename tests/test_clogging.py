@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ntpauto.auth.autokey import mac, session_key
 from ntpauto.auth.keys import KeyStore, parse_keys
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import ASSOC, CERT, COOK, GQ, LEAP, Field
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder
@@ -21,6 +20,7 @@ from ntpauto.autokey.session import AutokeyNode
 from ntpauto.autokey.values import encode_public_key
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine
+from ntpauto.events import Event
 from ntpauto.ntp.clocks import SimulatedClock
 from ntpauto.wire.packet import Header, parse
 from ntpauto.wire.timestamps import unix_to_ntp
@@ -269,7 +269,7 @@ def autokey_engine(vectors: Path, text: str, budget: PrivateKeyBudget | None = N
                     autokey=AutokeyNode(host, Responder(host, budget=budget)))
     engine.start(T0)
     engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
-    host.signature_update(engine._crypto_now())
+    host.signature_update(engine.crypto_now())
     return engine
 
 
@@ -305,7 +305,7 @@ def test_plain_service_is_never_starved(vectors):
     keyed = plain + KeyStore(parse_keys(KEYS), [1]).sign(1, plain)
     [reply] = serve(engine, keyed)
     assert len(reply.data) == 68 and not reply.data.endswith(b"\0\0\0\0")
-    cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0], engine._crypto_now())
+    cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0], engine.crypto_now())
     no_field = plain + mac(session_key(CLIENT[0], SERVER[0], 0x1234_5678, cookie),
                            0x1234_5678, plain)
     [reply] = serve(engine, no_field)

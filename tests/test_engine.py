@@ -75,7 +75,7 @@ def test_falseticker_rejected_among_four():
     assert abs(engine.sys.offset) < 0.002
     from ntpauto.ntp.select import select
 
-    selection = select(engine._candidates(net.reactor.seconds()), net.reactor.seconds())
+    selection = select(engine.system.candidates(net.reactor.seconds()), net.reactor.seconds())
     false_addresses = {engine.associations[c.key].address[0] for c in selection.falsetickers}
     assert false_addresses == {"10.0.1.4"}
 

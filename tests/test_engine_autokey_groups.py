@@ -507,10 +507,10 @@ def test_server_seed_refresh_restarts_the_dance(group_keys):
 
 def step_eileen(fig, offset: float) -> None:
     """What the engine does on a discipline STEP: the clock is stepped, then every
-    association is cleared (Engine._clock_stepped)."""
+    association is cleared (SystemProcess.clock_stepped)."""
     host = fig["eileen"]
     host.clock.step(offset)
-    host.engine._clock_stepped(offset, fig.net.reactor.seconds())
+    host.engine.system.clock_stepped(offset, fig.net.reactor.seconds())
 
 
 def test_clock_step_restarts_every_autokey_association(group_keys):

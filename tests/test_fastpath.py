@@ -133,7 +133,7 @@ def test_cached_header_root_dispersion_is_exact_at_every_time():
         expected = sys.root_dispersion + 15e-6 * max(0.0, now - sys.epoch)
         assert wire.root_dispersion == int(expected * 65536 + 0.5), now
     packs = []
-    fast = engine._fast
+    fast = engine.server.fast
     original = fast._new_base
     fast._new_base = lambda now: packs.append(now) or original(now)
     for i in range(1000):  # 10 s of replies, 100 a second
@@ -161,7 +161,7 @@ def autokey_request(engine: Engine, keyid: int = 0x1234_5678, cookie: int | None
                     ) -> bytes:
     if cookie is None:
         cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0],
-                                                        engine._crypto_now())
+                                                        engine.crypto_now())
     data = request()
     return data + mac(session_key(CLIENT[0], SERVER[0], keyid, cookie), keyid, data)
 
@@ -175,7 +175,7 @@ def test_autokey_reply_keyed_with_the_server_cookie(autokey_engine):
     assert [fast] == full and fast_counts == full_counts
     reply = parse(fast)
     cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0],
-                                                    engine._crypto_now())
+                                                    engine.crypto_now())
     key = session_key(SERVER[0], CLIENT[0], 0x1234_5678, cookie)
     assert fast == reply.authenticated_part + mac(key, 0x1234_5678, reply.authenticated_part)
 

@@ -8,7 +8,7 @@ import datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ntpauto.autokey.errors import Event
+from ntpauto.events import Event
 from ntpauto.pki.cache import (
     CERT_ERROR,
     CERT_PRIV,

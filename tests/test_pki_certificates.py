@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.x509.oid import NameOID
 
-from ntpauto.autokey.errors import Event
+from ntpauto.events import Event
 from ntpauto.pki import legacy_x509
 from ntpauto.pki.certificates import (
     EKU_PRIVATE,

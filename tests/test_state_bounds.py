@@ -119,7 +119,7 @@ def test_flood_of_distinct_sources_leaves_memory_flat(vectors, flood, warmup, ca
     engine = flooded_engine(vectors)
     if capacity is not None:
         engine.limiter = RateLimiter(capacity=capacity)
-        engine.exchanges = ExchangeTable(capacity=capacity)
+        engine.server.exchanges = ExchangeTable(capacity=capacity)
     real = ("192.0.2.77", 123)
     engine.receive(header(1, 1), real, unix_to_ntp(engine.clock.now()), T0, (SERVER, 123))
     [peer] = [a for a in engine.associations.values() if a.address == real]
@@ -136,7 +136,7 @@ def test_flood_of_distinct_sources_leaves_memory_flat(vectors, flood, warmup, ca
     assert peer.associd in engine.associations
     assert engine.counters["evicted"] > flood // 5
     assert len(engine.limiter) == engine.limiter.capacity
-    assert len(engine.exchanges) == engine.exchanges.capacity  # the fresh table, full
+    assert len(engine.server.exchanges) == engine.server.exchanges.capacity  # the fresh table, full
     assert engine.counters["served"] >= flood // 2  # the flood was served, not dropped
 
 

@@ -29,7 +29,6 @@ from ntpauto.auth.autokey import (
     verify_packet,
 )
 from ntpauto.autokey.cookie import combine_cookie, server_cookie
-from ntpauto.autokey.errors import Event
 from ntpauto.autokey.fields import ASSOC, AUTO, COOK, LEAP, Field, decode_all
 from ntpauto.autokey.status import (
     NID_DIGESTS,
@@ -45,6 +44,7 @@ from ntpauto.autokey.values import (
     decode_public_key,
     decrypt_cookie,
 )
+from ntpauto.events import Event
 from ntpauto.wire.packet import (
     MODE_ACTIVE,
     MODE_BROADCAST,

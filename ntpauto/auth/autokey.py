@@ -30,7 +30,6 @@ from typing import Protocol
 from attrs import define, field, frozen
 
 from ntpauto.auth.digest import DIGEST_SIZES, digests_equal, mac_digest
-from ntpauto.autokey.values import AutoValue
 from ntpauto.wire.packet import HEADER_LEN, Packet
 
 NTP_MAXKEY = 65535
@@ -94,9 +93,9 @@ class KeyList:
 
     ``keys[i+1]`` is the next key ID of ``keys[i]`` and :attr:`final` that of ``keys[-1]``.
     :meth:`pop` hands out ``keys[N]``, ``keys[N-1]``, ..., ``keys[0]`` (the receiver hashes a
-    key ID forward to one it already trusts).  :attr:`auto_value` is what the AUTO response
-    carries; :attr:`timestamp` is its timestamp (0 when generated unsynchronized, in which
-    case the values are not signed and the list has a single key).
+    key ID forward to one it already trusts).  :attr:`final` and :attr:`index` are what the
+    AUTO response carries; :attr:`timestamp` is its timestamp (0 when generated
+    unsynchronized, in which case the values are not signed and the list has a single key).
     """
 
     src: str
@@ -162,11 +161,6 @@ class KeyList:
     def index(self) -> int:
         """N: the index of the last entry (the AUTO value's sequence number)."""
         return len(self.keys) - 1
-
-    @property
-    def auto_value(self) -> AutoValue:
-        """The autokey values announced for this list: (final key ID, N)."""
-        return AutoValue(self.final, self.index)
 
     @property
     def remaining(self) -> int:

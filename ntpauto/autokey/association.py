@@ -26,7 +26,7 @@ stored ones, then for everything but CERT: a signature must be present, of exact
 verifying key's size, and valid; PROV lights on the first signature verified while VRFY is
 lit).  Protocol errors raise :class:`ProtocolError` (the engine resets the association, or
 removes a preemptible one); any other failure discards only that field and is reported as
-an :class:`~ntpauto.autokey.errors.Event`.
+an :class:`~ntpauto.events.Event`.
 
 Deliberate differences from the reference (all stricter, none visible to a reference peer):
 
@@ -55,7 +55,6 @@ from twisted.logger import Logger
 
 from ntpauto.auth.autokey import AutokeyResult, RandomSource
 from ntpauto.autokey.cookie import combine_cookie, random_cookie
-from ntpauto.autokey.errors import AutokeyError, Event, FieldError
 from ntpauto.autokey.fields import (
     ASSOC,
     AUTO,
@@ -78,6 +77,7 @@ from ntpauto.autokey.status import (
     word_nid,
 )
 from ntpauto.autokey.values import AutoValue, LeapValue, decode_assoc_name, decrypt_cookie
+from ntpauto.events import AutokeyError, Event, FieldError
 from ntpauto.pki.cache import check_trail_link
 from ntpauto.pki.certificates import CertificateError, CertInfo, check_cert_response
 from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_certificate

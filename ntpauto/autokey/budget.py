@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ntpauto.autokey.errors import AutokeyError, Event
+from ntpauto.events import AutokeyError, Event
 
 __all__ = [
     "DEFAULT_BURST",

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from attrs import field, frozen
 
-from ntpauto.autokey.errors import Event, FieldError
+from ntpauto.events import Event, FieldError
 from ntpauto.wire.packet import Packet
 
 __all__ = [

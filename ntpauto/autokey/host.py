@@ -73,7 +73,7 @@ from ntpauto.pki.certificates import (
     parse_certificate,
     verify_self_signed,
 )
-from ntpauto.pki.keyfiles import KeyFileError
+from ntpauto.pki.keyfiles import KeyFileError, KeygenContext
 from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_certificate
 from ntpauto.wire.timestamps import ntp_seconds, ntp_seconds_to_unix
 
@@ -406,7 +406,7 @@ class HostCredentials:
         (REFERENCE-NOTES 3.3, 5.4).  ``value`` is a :class:`~ntpauto.auth.autokey.KeyList`
         (its ``timestamp`` is used) or an AutoValue with an explicit ``timestamp``."""
         if isinstance(value, KeyList):
-            auto, stamp = value.auto_value, value.timestamp
+            auto, stamp = AutoValue(value.final, value.index), value.timestamp
         else:
             auto, stamp = value, timestamp
         if stamp is None:
@@ -593,7 +593,6 @@ def _generate_identity(folder: Path, identity: str, host: str, group: str, stamp
     returns the GQ public key for the certificate (None for IFF)."""
     import io
 
-    from ntpauto.cli.keygen import KeygenContext
     from ntpauto.identity import gq, iff
 
     context = KeygenContext(keysdir=folder, host=host, group=group, filestamp=stamp,

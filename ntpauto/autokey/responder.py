@@ -75,7 +75,6 @@ from twisted.logger import Logger
 
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget, check_cookie_key
 from ntpauto.autokey.cookie import ServerSeed
-from ntpauto.autokey.errors import AutokeyError, Event
 from ntpauto.autokey.fields import (
     ASSOC,
     AUTO,
@@ -87,6 +86,7 @@ from ntpauto.autokey.fields import (
 )
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.values import MAX_HOSTNAME, decode_public_key, encrypt_cookie
+from ntpauto.events import AutokeyError, Event
 from ntpauto.pki.certificates import CertificateError, parse_certificate, sign_request
 from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE
 

@@ -26,10 +26,10 @@ from ntpauto.auth.autokey import (
 from ntpauto.auth.digest import HASHES
 from ntpauto.autokey.amplification import empty_reply
 from ntpauto.autokey.association import AutokeyAssociation
-from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
+from ntpauto.events import FieldError
 from ntpauto.wire.packet import CRYPTO_NAK, MODE_BROADCAST, MODE_CLIENT, Packet
 
 ADDRESS_PAIRS_CAP = 4096

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from ntpauto.autokey.errors import Event
+from ntpauto.events import Event
 from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE, MODE_SERVER
 
 

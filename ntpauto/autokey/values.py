@@ -3,7 +3,7 @@ identity-scheme structure: ASSOC host name, AUTO values, LEAP values, COOK reque
 key) and COOK response (encrypted cookie).
 
 RFC 5906 sections 10.2-10.6 (message formats) and REFERENCE-NOTES sections 4.2, 4.3, 5.1,
-5.4 and 5.5.  Decoders raise :class:`~ntpauto.autokey.errors.FieldError` with the event the
+5.4 and 5.5.  Decoders raise :class:`~ntpauto.events.FieldError` with the event the
 reference reports.
 
 reference: ntpd/ntp_crypto.c crypto_xmit() / crypto_recv() (ASSOC, AUTO, LEAP, COOK cases),
@@ -20,7 +20,7 @@ from attrs import frozen
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ntpauto.autokey.errors import Event, FieldError
+from ntpauto.events import Event, FieldError
 
 MAX_HOSTNAME = 512
 """reference: MAXHOSTNAME, the longest ASSOC name accepted (and CERT name served)."""

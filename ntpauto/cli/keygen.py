@@ -44,14 +44,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ntpauto.pki import keyfiles
 from ntpauto.pki.certificates import CertificateError, build_self_signed, parse_certificate
-from ntpauto.pki.keyfiles import KeyFileError
+from ntpauto.pki.keyfiles import KeyFileError, KeygenContext
 from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_oid
 from ntpauto.wire.timestamps import ntp_seconds
 
@@ -80,20 +79,6 @@ _MD5_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
 
 class KeygenError(Exception):
     """A keygen run failed; ``str()`` is the one-line message for the user."""
-
-
-@attrs.frozen
-class KeygenContext:
-    """What an identity generator (-I/-G/-V) gets: where and for whom to write."""
-
-    keysdir: Path
-    host: str
-    group: str
-    filestamp: int
-    password: bytes = attrs.field(repr=False)
-    modulus: int | None
-    now: float
-    stderr: TextIO = attrs.field(repr=False)
 
 
 IDENTITY_GENERATORS: dict[str, Callable[[KeygenContext, Any], Path]] = {}

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from ntpauto.ntp.filter import ClockFilter
+from ntpauto.wire.packet import (
+    MODE_ACTIVE,
+    MODE_BROADCAST,
+    MODE_CLIENT,
+    MODE_PASSIVE,
+    MODE_SERVER,
+)
 
 
 class Flash(enum.IntFlag):
@@ -31,6 +40,13 @@ class Flash(enum.IntFlag):
 
 HMODE_BCLIENT = 6
 """Internal host mode of a broadcast-client association (ntpd's MODE_BCLIENT)."""
+MODE_NAMES = {
+    MODE_ACTIVE: "active", MODE_PASSIVE: "passive", MODE_CLIENT: "client",
+    MODE_SERVER: "server", MODE_BROADCAST: "broadcast", HMODE_BCLIENT: "bclient",
+}
+"""Association modes by name, for logs and status."""
+MAX_STRATUM = 16
+"""Stratum 16: unsynchronised."""
 
 BCOUNT = 8
 """Packets in a burst (RFC 5905 A.1.1)."""
@@ -117,3 +133,32 @@ class Association:
         self.offset = self.delay = self.jitter = 0.0
         self.dispersion = 16.0
         self.epoch = 0.0
+
+
+def refid_for(address: str) -> bytes:
+    """The refid a downstream host shows for this upstream: IPv4 octets, or the first four
+    octets of the MD5 of an IPv6 address (RFC 5905 section 7.3)."""
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        return ip.packed
+    return hashlib.md5(ip.packed).digest()[:4]
+
+
+def refid_text(refid: bytes, stratum: int) -> str:
+    """A refid for display: ASCII for stratum 0/1 and kiss codes, dotted quad otherwise."""
+    if stratum <= 1 or stratum >= MAX_STRATUM:
+        return refid.rstrip(b"\x00").decode("ascii", "replace")
+    return ".".join(str(b) for b in refid)
+
+
+def refid_or_empty(address: str) -> bytes:
+    """:func:`refid_for` of ``address``, or b"" for one that is not an IP address."""
+    try:
+        return refid_for(address)
+    except ValueError:
+        return b""
+
+
+def is_wildcard(address: str) -> bool:
+    """The address of a socket bound to every interface (no address of its own)."""
+    return address in ("0.0.0.0", "::")

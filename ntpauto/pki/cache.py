@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from ntpauto.autokey.errors import Event
+from ntpauto.events import Event
 from ntpauto.pki.certificates import CertificateError, CertInfo, verify_issued_by
 
 __all__ = [

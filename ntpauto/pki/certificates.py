@@ -12,7 +12,7 @@ Times: ``not_before``/``not_after`` are timezone-aware UTC datetimes; ``*_ntp`` 
 NTP seconds (32-bit, as filestamps are), converted era-aware by
 :mod:`ntpauto.wire.timestamps`.
 
-Errors carry the reference's event codes (:class:`ntpauto.autokey.errors.Event`): ``CRT``
+Errors carry the reference's event codes (:class:`ntpauto.events.Event`): ``CRT``
 (bad or missing certificate) for anything cert_parse() refuses, ``PER`` for expired
 certificates, ``VFY`` for signatures that do not verify, ``TSP`` for a SIGN request while
 unsynchronized, ``PUB`` for a missing or unusable public key.
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.x509.oid import NameOID
 
-from ntpauto.autokey.errors import AutokeyError, Event
+from ntpauto.events import AutokeyError, Event
 from ntpauto.pki import legacy_x509
 from ntpauto.pki.profiles import SIGNATURE_ALGORITHMS, UnsupportedProfile, profile_for_oid
 from ntpauto.wire.timestamps import ntp_seconds, ntp_to_unix

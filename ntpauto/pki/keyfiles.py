@@ -35,7 +35,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 from cryptography import x509
@@ -50,6 +50,7 @@ __all__ = [
     "IdentityParams",
     "KeyFile",
     "KeyFileError",
+    "KeygenContext",
     "dsa_traditional_pem",
     "file_header",
     "find_client_params",
@@ -495,3 +496,17 @@ def find_client_params(keysdir: str | os.PathLike[str], group: str) -> IdentityP
         gq_params=_present(folder / f"ntpkey_gqpar_{group}"),
         mv_params=_present(folder / f"ntpkey_mvpar_{group}"),
     )
+
+
+@attrs.frozen
+class KeygenContext:
+    """What an identity generator (-I/-G/-V) gets: where and for whom to write."""
+
+    keysdir: Path
+    host: str
+    group: str
+    filestamp: int
+    password: bytes = attrs.field(repr=False)
+    modulus: int | None
+    now: float
+    stderr: TextIO = attrs.field(repr=False)

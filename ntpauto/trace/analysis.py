@@ -28,9 +28,9 @@ from attrs import define
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ntpauto.autokey import fields as F
-from ntpauto.autokey.errors import AutokeyError
 from ntpauto.autokey.status import flag_names, word_nid
 from ntpauto.autokey.values import AutoValue, LeapValue, decode_assoc_name, decode_public_key
+from ntpauto.events import AutokeyError
 from ntpauto.pki.certificates import (
     CertInfo,
     parse_certificate,

@@ -32,8 +32,8 @@ from ntpauto.auth.autokey import (
 )
 from ntpauto.auth.digest import DIGEST_SIZES
 from ntpauto.autokey.cookie import server_cookie
-from ntpauto.autokey.errors import AutokeyError
 from ntpauto.autokey.values import AutoValue, decrypt_cookie, modulus_octets
+from ntpauto.events import AutokeyError
 from ntpauto.trace.report import Check, PacketReport, Status
 from ntpauto.wire.packet import (
     MODE_ACTIVE,

@@ -208,3 +208,10 @@ def build(header: Header, fields: tuple[bytes, ...] | list[bytes] = ()) -> bytes
             continue
         out += field
     return out
+
+
+class Datagram(NamedTuple):
+    """A datagram for the transport to send."""
+
+    data: bytes
+    address: tuple[str, int]

@@ -37,7 +37,6 @@ from pathlib import Path
 
 from ntpauto.auth.keys import KeyStore, parse_keys
 from ntpauto.autokey.association import AutokeyAssociation, ProtocolError
-from ntpauto.autokey.errors import FieldError
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, decode, decode_all
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.session import AutokeyNode
@@ -50,6 +49,7 @@ from ntpauto.autokey.values import (
 )
 from ntpauto.config import ConfigError, parse_config
 from ntpauto.engine import Engine
+from ntpauto.events import FieldError
 from ntpauto.identity import gq, iff, mv
 from ntpauto.identity.common import decode_der_integers
 from ntpauto.ntp.clocks import SimulatedClock

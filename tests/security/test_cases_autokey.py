@@ -375,8 +375,8 @@ def test_case_24_older_filestamp(vectors):
     """24. Filestamp older than the stored one → XEVNT_FSP.  AUTO values (the stamps an
     association stores): a later response with an older filestamp is refused; and an
     identity response whose filestamp does not match (existing test)."""
-    from ntpauto.autokey.errors import Event
     from ntpauto.autokey.values import AutoValue
+    from ntpauto.events import Event
 
     d = Dance(vectors)
     d.until(Flag.CERT)
@@ -599,7 +599,7 @@ def test_case_35_certificate_dates(associated):
     stamp = int(datetime.datetime(2019, 12, 31, tzinfo=utc).timestamp()) + 2_208_988_800
     # "In the past" needs a clock: brenda is unsynchronised here (crypto time 0), so the
     # expiry is judged by a synchronised association (crypto time given): PER.
-    from ntpauto.autokey.errors import Event
+    from ntpauto.events import Event
 
     d = Dance(rig.vectors)
     d.b_now = NTP_EPOCH
