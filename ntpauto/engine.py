@@ -46,7 +46,7 @@ from ntpauto.autokey.offload import (
     answer,
     offloadable_schemes,
 )
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.counters import Counters

@@ -28,7 +28,7 @@ from typing import Any
 from twisted.internet import task
 
 from ntpauto.auth.keys import KeyStore, parse_keys
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.config import Config, parse_config
 from ntpauto.engine import Datagram, Engine
 from ntpauto.ntp.clocks import SimulatedClock

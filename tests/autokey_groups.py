@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ntpauto.autokey.host import HostCredentials, generate_host, load_host
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.identity import gq, iff, mv
 from ntpauto.pki import keyfiles
 from ntpauto.pki.certificates import build_self_signed

@@ -15,7 +15,7 @@ from ntpauto.auth.autokey import mac, server_reply_key, session_key, verify_mac
 from ntpauto.autokey.amplification import WINDOW, ExchangeTable
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, GQ, LEAP, Field, decode
 from ntpauto.autokey.host import HostCredentials, load_host
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.status import Flag
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine

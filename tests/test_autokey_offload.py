@@ -33,7 +33,7 @@ from ntpauto.autokey.offload import (
     offloadable_schemes,
 )
 from ntpauto.autokey.responder import Responder
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.status import Flag
 from ntpauto.autokey.worker import serve
 from ntpauto.config import parse_config

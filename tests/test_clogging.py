@@ -16,7 +16,7 @@ from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget
 from ntpauto.autokey.fields import ASSOC, CERT, COOK, GQ, LEAP, Field
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.responder import Responder
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.values import encode_public_key
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine

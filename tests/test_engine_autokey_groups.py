@@ -21,7 +21,7 @@ from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, Field, decode
 from ntpauto.autokey.host import load_host
 from ntpauto.autokey.responder import Responder
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.status import Flag, word_nid
 from ntpauto.autokey.values import encrypt_cookie
 from ntpauto.ntp.peer import Association, Flash

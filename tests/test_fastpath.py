@@ -9,7 +9,7 @@ import pytest
 from ntpauto.auth.autokey import mac, session_key
 from ntpauto.auth.keys import KeyStore, parse_keys
 from ntpauto.autokey.host import load_host
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine
 from ntpauto.ntp.clocks import SimulatedClock

@@ -223,7 +223,7 @@ def test_error_responses_by_type(vectors):
     is an error response of its type."""
     engine = Engine(parse_config("localclock stratum 1\n"),
                     SimulatedClock(lambda: T0, epoch=EPOCH))
-    from ntpauto.autokey.session import AutokeyNode
+    from ntpauto.autokey.serving import AutokeyNode
 
     engine.autokey = AutokeyNode(_host(vectors, "alice", "alicepw"))
     responder = engine.autokey.responder

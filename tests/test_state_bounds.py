@@ -18,7 +18,7 @@ from ntpauto.autokey.amplification import ExchangeTable
 from ntpauto.autokey.cookie import server_cookie
 from ntpauto.autokey.fields import ASSOC, Field
 from ntpauto.autokey.host import HostCredentials, load_host
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.config import parse_config
 from ntpauto.engine import MAX_EPHEMERAL, Engine
 from ntpauto.ntp.clocks import SimulatedClock

@@ -39,7 +39,7 @@ from ntpauto.auth.keys import KeyStore, parse_keys
 from ntpauto.autokey.association import AutokeyAssociation, ProtocolError
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, decode, decode_all
 from ntpauto.autokey.responder import Responder
-from ntpauto.autokey.session import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.values import (
     AutoValue,
     LeapValue,

@@ -136,7 +136,7 @@ def reply_fields(out) -> list[bytes]:
 
 def synchronised_alice(vectors, scenario: str):
     """alice's engine (``scenario``'s keys) alone, synchronised to her local clock."""
-    from ntpauto.autokey.session import AutokeyNode
+    from ntpauto.autokey.serving import AutokeyNode
 
     host = vector_host(vectors, scenario, "alice")
     # Answers bigger than the request are the amplification limit's business (its own
@@ -502,7 +502,7 @@ def test_case_32_cert_request_unknown_or_unsynchronised(alice, vectors):
                                                  value=name))
         assert delta == {"served": 1}
         assert reply_fields(out) == [WORD.pack(0x82020008) + WORD.pack(7)]
-    from ntpauto.autokey.session import AutokeyNode
+    from ntpauto.autokey.serving import AutokeyNode
 
     unsynced = server_engine("restrict default\n", local=ALICE,
                              autokey=AutokeyNode(vector_host(vectors, "tc-rsa-md5", "alice")))
