@@ -9,8 +9,8 @@ Nothing here touches a socket or a reactor (DESIGN.md principle 1).  Two clocks 
 its own, a component the engine owns:
 
 ==========================  ==================================================================
-:mod:`ntpauto.server`       the stateless server's replies (:mod:`ntpauto.fastpath` its hot
-                            path)
+:mod:`ntpauto.server`       the stateless server: one reply path, its first stage bytes to
+                            bytes (:attr:`Engine.answer_fast`)
 :mod:`ntpauto.receive`      an association's packet: mobilisation, the on-wire tests, samples
 :mod:`ntpauto.autokey.glue` the Autokey side of associations: fields, autokey test, resets
 :mod:`ntpauto.system`       selection, cluster, combine and the clock update
@@ -153,9 +153,10 @@ class Engine:
         self.system = SystemProcess(self)
         self.poller = PollProcess(self)
         self._sys = SystemVariables()  # the setter (which invalidates the fast path's cache)
-        self.answer_fast = self.server.fast.answer
-        """``answer_fast(data, source, rx, now, local)``: the reply to a common client
-        request (see :mod:`ntpauto.fastpath`), or None when :meth:`receive` must be called
+        self.answer_fast = self.server.answer
+        """``answer_fast(data, source, rx, now, local)``: the server's first stage
+        (:meth:`Server.answer <ntpauto.server.Server.answer>`): the reply to a client
+        request, ``b""`` when it gets none, or None when :meth:`receive_full` must be called
         instead.  Never changes timers, so a transport need not re-arm after it."""
 
     def enable_offload(self, offload: IdentityOffload | None = None) -> dict[int, Any]:
@@ -183,7 +184,7 @@ class Engine:
     @sys.setter
     def sys(self, value: SystemVariables) -> None:
         self._sys = value
-        self.server.fast.invalidate()
+        self.server.invalidate()
 
     def crypto_now(self) -> int:
         """NTP seconds for Autokey stamps, 0 while unsynchronised (REFERENCE-NOTES)."""
@@ -300,7 +301,7 @@ class Engine:
         """Process one datagram received at NTP time ``rx`` (taken on arrival)."""
         reply = self.answer_fast(data, source, rx, now, local)
         if reply is not None:
-            return [Datagram(reply, source)]
+            return [Datagram(reply, source)] if reply else []
         return self.receive_full(data, source, rx, now, local)
 
     def receive_full(self, data: bytes, source: tuple[str, int], rx: int, now: float,

@@ -195,7 +195,7 @@ class NTPDatagramProtocol(DatagramProtocol):
             except Exception:
                 self._count("internal_error")
                 self.log.failure("Failed to process a datagram from {source}", source=addr)
-            if reply is not None:
+            if reply:  # b"": answered by dropping it
                 try:
                     send(reply, addr)  # the kernel's address: Twisted's validation skipped
                 except OSError as exc:

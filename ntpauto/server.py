@@ -1,17 +1,39 @@
-"""The stateless server of an NTP node: replies to client requests and stateless passive
-replies (RFC 5905 A.5.3 fast_xmit), plain, under a symmetric key or an Autokey session key.
+"""The stateless server of an NTP node: one reply path for client requests (mode 3, and mode
+0 from NTPv1) and stateless passive replies (RFC 5905 A.5.3 fast_xmit), plain, under a
+symmetric key or an Autokey session key.
 
-Restrict flags (``noserve``, ``notrust``, ``limited``/``kod``) apply first.  Autokey requests
-with extension fields get the response to their first field (REFERENCE-NOTES 3.5, 8.2); those
-costing private-key work pass the per-source rate limit, the private-key budget and, from a
-source that has not completed a normal exchange, the amplification limit
-(:mod:`ntpauto.autokey.amplification`); identity requests may be answered by the identity
-worker (:mod:`ntpauto.autokey.offload`).  The common requests take the hot path
-(:mod:`ntpauto.fastpath`), which writes the same bytes.
+A public server spends nearly all its time on three kinds of client request: plain 48-octet
+requests, requests under a symmetric key (68 or 72 octets: key ID and an MD5/CMAC or SHA1
+digest) and, on an Autokey server, requests under a session key without extension fields
+(the same sizes; key ID > 65535, MAC under the server cookie).  :meth:`Server.answer` is the
+path's first stage: it answers those straight from the octets, with no packet objects,
+restrict flags (``ignore``, ``noserve``, ``limited`` with its RATE kiss) included, and
+passes everything else on (returns None) to :meth:`Engine.receive_full`, which parses the
+packet and comes back to :meth:`Server.serve` (``notrust``, crypto-NAKs of other shapes,
+mode 0, stateless passive replies) or :meth:`Server.serve_autokey` (extension fields).
+Both stages write their replies with the same pieces: :meth:`Server.header` (and its kiss),
+:meth:`KeyStore.verified <ntpauto.auth.keys.KeyStore.verified>` for symmetric keys and
+:meth:`AutokeyNode.serve_plain <ntpauto.autokey.serving.AutokeyNode.serve_plain>` for
+session keys.
+
+Rate limiting follows ntpd: a limited source gets at most one RATE kiss per ``discard
+average`` interval (:class:`~ntpauto.ntp.restrict.RateLimiter`), the others are dropped and
+counted (``kod_withheld``).  Autokey requests with extension fields get the response to
+their first field (REFERENCE-NOTES 3.5, 8.2); those costing private-key work pass the
+per-source rate limit, the private-key budget and, from a source that has not completed a
+normal exchange, the amplification limit (:mod:`ntpauto.autokey.amplification`); identity
+requests may be answered by the identity worker (:mod:`ntpauto.autokey.offload`).
+
+The reply header is cached (:meth:`Server.invalidate` when the system variables change): its
+system-variable octets are packed once and kept while the root dispersion, which grows by
+PHI with the time since the last clock update, stays at the same 1/65536 s on the wire
+(about a second); each reply packs only the copied fields and the two timestamps into it.
 """
 
 from __future__ import annotations
 
+import math
+import struct
 from typing import TYPE_CHECKING
 
 from ntpauto.autokey.amplification import ExchangeTable, cut_reply
@@ -21,22 +43,24 @@ from ntpauto.autokey.fields import Field
 from ntpauto.autokey.fields import decode as decode_field
 from ntpauto.autokey.offload import IdentityJob
 from ntpauto.events import AutokeyError, FieldError
-from ntpauto.fastpath import FastServer
+from ntpauto.ntp.constants import PHI
 from ntpauto.ntp.peer import is_wildcard
+from ntpauto.ntp.restrict import KOD
 from ntpauto.wire.packet import (
     CRYPTO_NAK,
     KISS_RATE,
     LEAP_UNSYNC,
+    MODE_CLIENT,
     MODE_SERVER,
     Datagram,
-    Header,
     Packet,
 )
+from ntpauto.wire.timestamps import to_short, unix_to_ntp
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
 
-__all__ = ["AUTH_AUTOKEY", "AUTH_ERROR", "AUTH_NAK", "AUTH_NONE", "AUTH_OK", "Server"]
+__all__ = ["AUTH_AUTOKEY", "AUTH_ERROR", "AUTH_NAK", "AUTH_NONE", "AUTH_OK", "REPLY", "Server"]
 
 AUTH_NONE = 0
 AUTH_OK = 1
@@ -44,6 +68,19 @@ AUTH_ERROR = 2
 AUTH_NAK = 3
 AUTH_AUTOKEY = 4
 """An Autokey key ID (> 65535): verified later with the session key of its context."""
+
+REPLY = struct.Struct("!BBB21s8sQQ")
+"""A reply header: first octet, stratum, the request's poll octet, the system variables from
+precision to the reference timestamp (:data:`SYSTEM_OCTETS`), the request's transmit
+timestamp copied raw as origin, receive and transmit timestamps."""
+SYSTEM_OCTETS = struct.Struct("!bII4sQ")
+"""Precision, root delay, root dispersion, reference ID and reference timestamp."""
+_MAX_SHORT = 0xFFFFFFFF
+_UNSYNC_BITS = LEAP_UNSYNC << 6
+
+_CLIENT_SIZES = frozenset({48, 68, 72})
+_SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
+"""The restrict flags that bear on answering a client request (the others do not)."""
 
 
 class Server:
@@ -53,7 +90,15 @@ class Server:
         self.engine = engine
         self.exchanges = ExchangeTable()
         """Sources that completed a normal exchange (the amplification limit)."""
-        self.fast = FastServer(engine, self.server_address)
+        self._counters = engine.counters
+        self._flags_for = engine.restrict.flags_for
+        self._verified = engine.keys.verified
+        self._now = engine.clock.now
+        self._servers: dict[tuple[str, int] | None, str] = {}
+        self._base: tuple | None = None
+        self._kiss_octets = SYSTEM_OCTETS.pack(engine.precision, 0, 0, KISS_RATE, 0)
+        autokey = engine.autokey
+        self._serve_autokey = autokey.serve_plain if autokey is not None else None
 
     def server_address(self, local: tuple[str, int] | None) -> str:
         """The address a client's request reached us on (our side of its session keys)."""
@@ -61,17 +106,146 @@ class Server:
             return local[0]
         return self.engine.local_address or "0.0.0.0"
 
-    def reply_header(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,
-                     mode: int) -> bytes:
-        """A server (or stateless passive) reply header (see FastServer.header)."""
-        return self.fast.header(version_bits, poll, origin, rx, now, mode)
+    # -- the reply header ----------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Forget the cached reply header (the system variables changed)."""
+        self._base = None
+
+    def header(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,
+               mode: int = MODE_SERVER) -> bytes:
+        """A server (or stateless passive) reply header: the request's version, poll and
+        transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3)."""
+        base = self._base
+        if base is None or not base[3] <= now < base[4]:
+            base = self._new_base(now)
+        return REPLY.pack(base[0] | version_bits | mode, base[1], poll, base[2], origin, rx,
+                          unix_to_ntp(self._now()))
+
+    def _new_base(self, now: float) -> tuple[int, int, bytes, float, float]:
+        """The header's fixed part at ``now``: leap bits, stratum, the packed system octets,
+        and the interval of engine time over which they hold (from ``now`` until the root
+        dispersion on the wire next grows by one unit)."""
+        engine = self.engine
+        sys = engine.sys
+        until = math.inf
+        disp = sys.root_dispersion
+        synced = sys.leap != LEAP_UNSYNC
+        if synced and now > sys.epoch:
+            disp += PHI * (now - sys.epoch)
+        units = min(int(disp * 65536.0 + 0.5), _MAX_SHORT)
+        if synced and units < _MAX_SHORT:
+            # When disp + PHI * (t - epoch) reaches the next rounding boundary; never at or
+            # before now, so that a boundary lost to float rounding cannot stall the cache.
+            grows_at = sys.epoch + ((units + 0.5) / 65536.0 - sys.root_dispersion) / PHI
+            until = max(grows_at, math.nextafter(now, math.inf))
+        octets = SYSTEM_OCTETS.pack(engine.precision, to_short(sys.root_delay), units,
+                                    sys.refid, sys.reftime)
+        base = self._base = (sys.leap << 6, engine.system.wire_stratum(), octets, now, until)
+        return base
+
+    def kiss(self, version_bits: int, poll: int, origin: bytes, rx: int, mode: int) -> bytes:
+        """A RATE kiss-o'-death (RFC 5905 section 7.4): leap 3, stratum 0, refid RATE, zero
+        root values and reference time, the request's transmit timestamp as origin and the
+        receive time as both receive and transmit timestamps, so that it gives no time."""
+        return REPLY.pack(_UNSYNC_BITS | version_bits | mode, 0, poll, self._kiss_octets,
+                          origin, rx, rx)
+
+    # -- the first stage: bytes to bytes ---------------------------------------------------
+
+    def answer(self, data: bytes, source: tuple[str, int], rx: int, now: float,
+               local: tuple[str, int] | None) -> bytes | None:
+        """The reply to a client request from ``source`` received at ``rx`` (NTP time;
+        ``now`` is the engine's time) on the socket bound to ``local``: its octets, ``b""``
+        when it gets none (restricted, rate-limited), or None when it needs the full path
+        (:meth:`Engine.receive_full`).  Never changes timers."""
+        size = len(data)
+        if size not in _CLIENT_SIZES:
+            return None
+        first = data[0]
+        host = source[0]
+        if first & 7 != MODE_CLIENT or not 0x08 <= first & 0x38 <= 0x20 or not source[1]:
+            return None
+        flags = self._flags_for(host)
+        if flags and not flags.isdisjoint(_SERVING_FLAGS):
+            if "notrust" in flags:  # decided on the authentication outcome: the full path
+                return None
+            refused = self._restricted(flags, data, source, rx, now)
+            if refused is not None:
+                return refused
+        counters = self._counters
+        if size == 48:
+            counters["received"] += 1
+            counters["served"] += 1
+            return self.header(first & 0x38, data[2], data[40:48], rx, now)
+        keyid = data[48:52]
+        if keyid[0] or keyid[1]:  # above 65535: an Autokey session key
+            if self._serve_autokey is None:
+                return None
+            counters["received"] += 1
+            reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
+            # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine.crypto_now).
+            crypto_now = rx >> 32 if self._base[0] != _UNSYNC_BITS else 0  # type: ignore[index]
+            server = self._servers.get(local) or self._server_for(local)
+            out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)
+            counters[outcome] += 1
+            return out
+        counters["received"] += 1
+        counters["served"] += 1
+        reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
+        mac_of = self._verified(keyid, data[:48], data[52:])
+        if mac_of is None:
+            counters["badauth"] += 1
+            return reply + CRYPTO_NAK
+        return reply + keyid + mac_of(reply)
+
+    def _restricted(self, flags: frozenset[str], data: bytes, source: tuple[str, int],
+                    rx: int, now: float) -> bytes | None:
+        """:meth:`answer` for a source whose restrict flags bear on serving (``notrust``
+        aside): ``b""`` when it gets no reply, the RATE kiss, or None: answer it."""
+        counters = self._counters
+        if "ignore" in flags or "noserve" in flags:
+            counters["received"] += 1
+            counters["restricted"] += 1
+            return b""
+        if "limited" not in flags or len(data) > 48 and (data[48] or data[49]):
+            return None  # session-key requests are rate-limited when they carry fields
+        verdict = self.engine.limiter.check(source[0], now)
+        if not verdict:
+            return None
+        counters["received"] += 1
+        return self._limited(verdict, flags, data[0] & 0x38, data[2], data[40:48], rx,
+                             MODE_SERVER)
+
+    def _limited(self, verdict: int, flags: frozenset[str], version_bits: int, poll: int,
+                 origin: bytes, rx: int, mode: int) -> bytes:
+        """A request over the rate limit (``verdict`` from RateLimiter.check): the RATE kiss
+        when ``kod`` is set and none went to the source within the interval, else ``b""``."""
+        counters = self._counters
+        counters["limited"] += 1
+        if "kod" not in flags:
+            return b""
+        if verdict != KOD:
+            counters["kod_withheld"] += 1
+            return b""
+        counters["kodsent"] += 1
+        return self.kiss(version_bits, poll, origin, rx, mode)
+
+    def _server_for(self, local: tuple[str, int] | None) -> str:
+        """Our side of a client's session keys for requests arriving on ``local`` (one entry
+        per bound socket)."""
+        server = self._servers[local] = self.server_address(local)
+        return server
+
+    # -- the rest of the path: parsed packets ------------------------------------------------
 
     def serve(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
               flags: frozenset[str], auth: int, keyid: int | None,
               reply_mode: int) -> list[Datagram]:
-        """The stateless server reply (RFC 5905 A.5.3 fast_xmit)."""
-        engine = self.engine
-        counters = engine.counters
+        """The stateless reply (RFC 5905 A.5.3 fast_xmit) to a parsed client request (or,
+        with ``reply_mode`` passive, a symmetric active packet that may not mobilise) whose
+        MAC the engine classified as ``auth``: what :meth:`answer` leaves to the full path."""
+        counters = self._counters
         if "noserve" in flags:
             counters["restricted"] += 1
             return []
@@ -82,18 +256,17 @@ class Server:
             counters["badauth"] += 1
             return []
         request = pkt.header
-        if "limited" in flags and engine.limiter.check(source[0], now):
-            counters["limited"] += 1
-            if "kod" not in flags:
-                return []
-            counters["kodsent"] += 1
-            kod = Header(LEAP_UNSYNC, request.version, reply_mode, 0, request.poll,
-                         engine.precision, 0, 0, KISS_RATE, 0, request.transmit, rx, rx)
-            return [Datagram(kod.encode(), source)]
-        data = self.reply_header(request.version << 3, request.poll & 0xFF,
-                                 request.transmit.to_bytes(8, "big"), rx, now, reply_mode)
-        if auth == AUTH_OK:
-            data += engine.keys.sign(keyid, data)
+        version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
+        if "limited" in flags:
+            verdict = self.engine.limiter.check(source[0], now)
+            if verdict:
+                kiss = self._limited(verdict, flags, version_bits, poll, origin, rx,
+                                     reply_mode)
+                return [Datagram(kiss, source)] if kiss else []
+        data = self.header(version_bits, poll, origin, rx, now, reply_mode)
+        if auth == AUTH_OK:  # a trusted key: the engine verified the request with it
+            mac_of = self.engine.keys.trusted_mac(keyid)  # type: ignore[arg-type]
+            data += keyid.to_bytes(4, "big") + mac_of(data)  # type: ignore[misc,union-attr]
         elif auth == AUTH_ERROR:
             counters["badauth"] += 1
             data += CRYPTO_NAK
@@ -108,7 +281,7 @@ class Server:
         pass ``limited`` (the per-source rate, dropped when over) and, from a source that has
         not completed a normal exchange, the amplification limit (docs/autokey.md)."""
         engine = self.engine
-        counters = engine.counters
+        counters = self._counters
         if "noserve" in flags:
             counters["restricted"] += 1
             return []
@@ -116,8 +289,8 @@ class Server:
             counters["autokey_limited"] += 1
             return []
         request = pkt.header
-        reply = self.reply_header(request.version << 3, request.poll & 0xFF,
-                                  request.transmit.to_bytes(8, "big"), rx, now, MODE_SERVER)
+        reply = self.header(request.version << 3, request.poll & 0xFF, pkt.data[40:48], rx,
+                            now)
         if engine.autokey is None:
             counters["badauth"] += 1
             return [Datagram(reply + CRYPTO_NAK, source)]
@@ -166,11 +339,13 @@ class Server:
         and it is larger than the request; its transmit timestamp remembered (the echo
         that proves the source next time)."""
         if limit and request is not None and len(data) > request_size:
-            self.engine.counters["autokey_amplification"] += 1
+            self._counters["autokey_amplification"] += 1
             data = cut_reply(reply, request, keyid, source[0], server,
                              self.engine.autokey.digest)
         self.exchanges.sent(source[0], data[40:48])
         return [Datagram(data, source)]
+
+    # -- identity requests answered by the worker --------------------------------------------
 
     def _offload_identity(self, pkt: Packet, request: Field, reply: bytes,
                           source: tuple[str, int], server: str, rx: int, now: float,
@@ -195,8 +370,7 @@ class Server:
         job = engine.offload.submit(
             now, request=request, source=source, server=server, keyid=pkt.keyid or 0,
             version_bits=header.version << 3, poll=header.poll & 0xFF,
-            origin=header.transmit.to_bytes(8, "big"), rx=rx, request_size=len(pkt.data),
-            limit=limit)
+            origin=pkt.data[40:48], rx=rx, request_size=len(pkt.data), limit=limit)
         return None, "autokey_offloaded" if job is not None else "autokey_offload_busy"
 
     def finish_identity(self, job: IdentityJob, status: int, seconds: float,
@@ -204,13 +378,12 @@ class Server:
         """The reply to the client's offloaded identity request ``job`` once the worker
         answered: the signed response under a fresh transmit timestamp."""
         engine = self.engine
-        counters = engine.counters
+        counters = self._counters
         node = engine.autokey
         crypto_now = engine.crypto_now()
         response = node.responder.end_identity(job.request, status, payload, seconds,
                                                crypto_now)
-        reply = self.reply_header(job.version_bits, job.poll, job.origin, job.rx, now,
-                                  MODE_SERVER)
+        reply = self.header(job.version_bits, job.poll, job.origin, job.rx, now, MODE_SERVER)
         data = node.finish(reply, response, job.source[0], job.server, job.keyid, crypto_now)
         counters["served"] += 1
         if response is not None and response.error:

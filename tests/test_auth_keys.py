@@ -321,15 +321,22 @@ def test_packet_with_extension_field() -> None:
     assert store.verify(parsed.keyid, parsed.authenticated_part, parsed.digest)
 
 
-def test_trusted_macs_verify_and_sign_as_the_store_does():
-    """trusted_macs (what the server's hot path uses) holds exactly the trusted keys, each
-    with a MAC function giving the digest sign() gives, its size and the key ID word."""
+def test_verified_gives_the_trusted_key_that_signs_as_the_store_does():
+    """verified() (the server's one symmetric-key check) takes the MAC's key ID word and
+    returns the MAC function of a trusted key whose digest matches, the one sign() uses;
+    untrusted keys, wrong digests and wrong lengths give None."""
     store = KeyStore(parse_keys("3 SHA1 0123456789abcdef0123456789abcdef01234567\n"
                                 "4 MD5 untrusted\n5 MD5 alsotrusted\n"), trusted=[3, 5])
     request = bytes(range(48))
-    assert sorted(store.trusted_macs) == [3, 5]
     for keyid, size in ((3, 20), (5, 16)):
-        mac_of, digest_size, word = store.trusted_macs[keyid]
-        assert digest_size == size and word == keyid.to_bytes(4, "big")
+        word = keyid.to_bytes(4, "big")
+        digest = store.sign(keyid, request)[4:]
+        mac_of = store.verified(word, request, digest)
+        assert len(digest) == size and mac_of is store.trusted_mac(keyid)
         assert word + mac_of(request) == store.sign(keyid, request)
-        assert store.verify(keyid, request, mac_of(request))
+        assert store.verified(word, request, bytes(size)) is None
+        assert store.verified(word, request, digest[:-1]) is None
+    untrusted = store.sign(4, request)[4:]
+    assert store.verified((4).to_bytes(4, "big"), request, untrusted) is None
+    assert store.trusted_mac(4) is None and store.trusted_mac(70000) is None
+    assert not store.verify(4, request, untrusted) and not store.verify(0, request, untrusted)

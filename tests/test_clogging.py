@@ -328,9 +328,14 @@ def test_limited_applies_to_requests_with_fields(vectors):
     assert engine.counters["autokey_limited"] == 40 - answered
     [reply] = serve(engine, with_field(cert), CLIENT, now=T0 + 20)
     assert len(reply.data) > 400  # the certificate
-    # Plain requests from the flooding address: limited as ntpd does (KoD), not by us.
+    # Plain requests from the flooding address share its bucket, which the CERT flood keeps
+    # over the limit: limited as ntpd does, without a kiss (one per average interval, and
+    # the source had its chance while flooding).
     replies = [serve(engine, header(), flooder, now=T0 + 20 + i * 0.1) for i in range(3)]
-    assert all(parse(r[0].data).header.refid == b"RATE" for r in replies)
+    assert replies == [[], [], []]
+    assert engine.counters["limited"] == engine.counters["kod_withheld"] == 3
+    [kiss] = serve(engine, header(), CLIENT, now=T0 + 20.5)  # 0.5 s after its CERT
+    assert parse(kiss.data).header.refid == b"RATE"
 
 
 def test_unlimited_source_is_not_rate_limited(vectors):

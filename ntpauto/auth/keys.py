@@ -230,7 +230,7 @@ class KeyStore:
     """The loaded symmetric keys and the ``trustedkey`` set: signs outgoing packets and
     verifies incoming MACs. Only trusted keys verify (ntpd ``authistrusted``)."""
 
-    __slots__ = ("_keys", "_trusted", "_verifiable")
+    __slots__ = ("_keys", "_trusted", "_trusted_macs")
 
     def __init__(self, keys: Mapping[int, SymmetricKey] | None = None,
                  trusted: Iterable[int] = ()) -> None:
@@ -239,19 +239,30 @@ class KeyStore:
             if key.keyid != keyid:
                 raise ValueError(f"key store entry {keyid} holds key {key.keyid}")
         self._trusted: frozenset[int] = frozenset(trusted)
-        # Trusted keys with what verify() and answer() need, looked up once per packet:
-        # (the keyed MAC function, its digest size, the key ID word of a MAC).
-        self._verifiable: dict[int, tuple[Callable[[bytes], bytes], int, bytes]] = {
-            keyid: (keyed_mac(key.algorithm, key.secret), DIGEST_SIZES[key.algorithm],
-                    _KEYID_WORD.pack(keyid))
+        # Trusted keys by the key ID word of a MAC (the 4 octets on the wire), with their
+        # keyed MAC function and digest size: looked up once per packet by the server.
+        self._trusted_macs: dict[bytes, tuple[Callable[[bytes], bytes], int]] = {
+            _KEYID_WORD.pack(keyid): (keyed_mac(key.algorithm, key.secret),
+                                      DIGEST_SIZES[key.algorithm])
             for keyid, key in self._keys.items() if keyid in self._trusted}
 
-    @property
-    def trusted_macs(self) -> Mapping[int, tuple[Callable[[bytes], bytes], int, bytes]]:
-        """Per trusted key ID: its keyed MAC function, digest size and the MAC's key ID
-        word.  The server's hot path verifies and signs with these directly; compare
-        digests with :func:`~ntpauto.auth.digest.digests_equal` (constant time)."""
-        return self._verifiable
+    def verified(self, word: bytes, message: bytes, digest: bytes
+                 ) -> Callable[[bytes], bytes] | None:
+        """The MAC function of the trusted key whose ID is ``word`` (the 4 octets of a MAC)
+        when ``digest`` authenticates ``message`` under it (constant-time compare; a digest
+        of the wrong length never does), else None.  The one symmetric-key check: the server
+        signs its reply with the function returned (``word + mac_of(reply)``)."""
+        entry = self._trusted_macs.get(word)
+        if entry is None or len(digest) != entry[1] \
+                or not digests_equal(entry[0](message), digest):
+            return None
+        return entry[0]
+
+    def trusted_mac(self, keyid: int) -> Callable[[bytes], bytes] | None:
+        """The MAC function of trusted key ``keyid`` (None for any other key)."""
+        entry = self._trusted_macs.get(_KEYID_WORD.pack(keyid)) if 0 < keyid <= MAX_KEYID \
+            else None
+        return entry[0] if entry is not None else None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -281,16 +292,6 @@ class KeyStore:
 
     def verify(self, keyid: int, message: bytes, digest: bytes) -> bool:
         """Whether ``digest`` (the MAC without its key ID) authenticates ``message`` under a
-        known, trusted key; a digest of the wrong length for the key never does. The compare
-        is constant-time."""
-        return self._verified(keyid, message, digest) is not None
-
-    def _verified(self, keyid: int, message: bytes, digest: bytes
-                  ) -> tuple[Callable[[bytes], bytes], int, bytes] | None:
-        """The trusted key's (MAC function, size, key ID word) when ``digest`` verifies
-        (the server's hot path, ntpauto.fastpath, does the same with :attr:`trusted_macs`)."""
-        entry = self._verifiable.get(keyid)
-        if entry is None or len(digest) != entry[1] \
-                or not digests_equal(entry[0](message), digest):
-            return None
-        return entry
+        known, trusted key (:meth:`verified`)."""
+        return 0 < keyid <= MAX_KEYID \
+            and self.verified(_KEYID_WORD.pack(keyid), message, digest) is not None

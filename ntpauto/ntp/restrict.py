@@ -83,18 +83,33 @@ class RestrictList:
         return flags
 
 
+PASS = 0
+"""A :meth:`RateLimiter.check` verdict: within the rate."""
+LIMITED = 1
+"""Over the rate; a kiss was already allowed within the average interval: drop silently."""
+KOD = 2
+"""Over the rate, and the source may get a RATE kiss (with ``restrict ... kod``)."""
+
+
 class RateLimiter:
     """ntpd's ``discard average A minimum M`` rule: a leaky bucket per source, in a bounded
     MRU table.
 
-    Each packet adds ``2**average`` seconds to the source's bucket, which drains at one
-    second per second; a packet is limited when it follows the previous one by less than
-    ``minimum`` seconds or when the bucket would exceed eight packets' worth (so an
+    Each packet adds ``2**average`` seconds (the headway) to the source's bucket, which
+    drains at one second per second; a packet is limited when it follows the previous one by
+    less than ``minimum`` seconds or when the bucket would exceed eight packets' worth (so an
     ``iburst`` of eight packets two seconds apart passes, a steady flood does not).
+
+    KoDs are rate-limited as ntpd 4.2.8 does (ntp_monitor.c, ntp_monitor()): a limited packet
+    finding the bucket below its limit may be kissed and fills the bucket to the limit plus
+    one headway; limited packets finding it at or above the limit are dropped without a
+    kiss and leave it alone.  So a source gets at most one kiss per ``2**average`` seconds
+    however fast it sends, and must then keep quiet for two headways to be served again.
     """
 
     def __init__(self, average: int = 3, minimum: int = 1, capacity: int = 10000) -> None:
         self.head = float(2**average)
+        self.limit = 8 * self.head
         self.minimum = float(minimum)
         self.capacity = capacity
         self._table: OrderedDict[str, list[float]] = OrderedDict()
@@ -102,20 +117,25 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._table)
 
-    def check(self, host: str, now: float) -> bool:
-        """Record a packet from ``host``; True when it exceeds the allowed rate."""
+    def check(self, host: str, now: float) -> int:
+        """Record a packet from ``host``: :data:`PASS` (0) within the rate, else
+        :data:`KOD` (a kiss may be sent) or :data:`LIMITED` (one was, within the average
+        interval)."""
         entry = self._table.get(host)
         if entry is None:
             if len(self._table) >= self.capacity:
                 self._table.popitem(last=False)
             self._table[host] = [now, self.head]  # [last seen, bucket level]
-            return False
+            return PASS
         self._table.move_to_end(host)
         interval = now - entry[0]
         entry[0] = now
         level = max(0.0, entry[1] - interval)
-        if interval < self.minimum or level + self.head > 8 * self.head:
-            entry[1] = level
-            return True
-        entry[1] = level + self.head
-        return False
+        if interval >= self.minimum and level + self.head <= self.limit:
+            entry[1] = level + self.head
+            return PASS
+        if level < self.limit:
+            entry[1] = self.limit + self.head
+            return KOD
+        entry[1] = level
+        return LIMITED

@@ -35,6 +35,13 @@ HEADER_LEN = 48
 MAX_PACKET = 48 + 2048 + 24
 """reference: the receive buffer; anything longer is dropped whole."""
 MAX_EXTENSION_END = MAX_PACKET - 24
+MAX_FIELDS = 2
+"""Extension fields a packet may carry; a packet with more is dropped (counter
+``toomanyfields``) before the next is framed.  Autokey, the only extension-field protocol
+spoken here, never sends more: the reference builds at most the response to the peer's
+queued request and one request of its own (REFERENCE-NOTES 8.1, confirmed in every
+capture), and ntpauto's associations follow the same rule.  Without the cap a 2120-octet
+datagram could frame 500 four-octet fields."""
 CRYPTO_NAK_LEN = 4
 CRYPTO_NAK = b"\x00" * CRYPTO_NAK_LEN
 """The MAC of a reply to a request that failed authentication: key ID 0, no digest."""
@@ -189,6 +196,8 @@ def parse(data: bytes) -> Packet:
                 raise MalformedPacket("badlength", f"MAC of {rem} octets")
             keyid = _WORD.unpack_from(data, offset)[0]
             return Packet(header, tuple(fields), keyid, data[offset + 4:], offset, data)
+        if len(fields) == MAX_FIELDS:
+            raise MalformedPacket("toomanyfields", f"more than {MAX_FIELDS} extension fields")
         length = _WORD.unpack_from(data, offset)[0] & 0xFFFF
         if length % 4 or length < 4 or offset + length > size:
             raise MalformedPacket("badlength", f"extension field length {length} at {offset}")

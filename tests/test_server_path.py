@@ -1,5 +1,6 @@
-"""The server's hot path (ntpauto.fastpath): the same bytes and counters as the full path,
-and a refusal (None) for everything it does not own."""
+"""The server's one reply path (ntpauto.server): its first stage (``Server.answer``, bytes
+to bytes) writes the same bytes and keeps the same counters as the full path (parse, then
+``Server.serve``/``serve_autokey``), and passes on (None) everything it does not own."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def request(mode: int = 3, version: int = 4, transmit: int = 0xEEAE_0000_1234_56
 
 
 def both_paths(engine: Engine, data: bytes, source=CLIENT):
-    """(fast reply, full-path reply, counters each produced) for one datagram."""
+    """(first-stage reply, full-path replies, counters each produced) for one datagram."""
     rx = unix_to_ntp(engine.clock.now())
     before = engine.counters.copy()
     fast = engine.answer_fast(data, source, rx, T0, SERVER)
@@ -50,7 +51,9 @@ def both_paths(engine: Engine, data: bytes, source=CLIENT):
 
 def outcomes(counts):
     """The counters both paths keep (the full path also counts packets by mode)."""
-    return {k: v for k, v in counts.items() if k in ("received", "served", "badauth")}
+    return {k: v for k, v in counts.items()
+            if k in ("received", "served", "badauth", "restricted", "limited", "kodsent",
+                     "kod_withheld")}
 
 
 def keyed(keyid: int, data: bytes) -> bytes:
@@ -66,7 +69,9 @@ def keyed(keyid: int, data: bytes) -> bytes:
     keyed(3, request()),            # untrusted key: crypto-NAK
     keyed(1, request())[:-1] + bytes([keyed(1, request())[-1] ^ 1]),  # bad digest: NAK
     request() + (7).to_bytes(4, "big") + b"\1" * 16,  # unknown key: crypto-NAK
-], ids=["plain", "v3", "v1", "md5", "sha1", "untrusted", "bad-digest", "unknown-key"])
+    request() + b"\0" * 20,                            # key ID 0: crypto-NAK
+], ids=["plain", "v3", "v1", "md5", "sha1", "untrusted", "bad-digest", "unknown-key",
+        "keyid-0"])
 def test_same_reply_and_counters_as_the_full_path(data):
     engine = engine_for()
     fast, full, fast_counts, full_counts = both_paths(engine, data)
@@ -80,21 +85,47 @@ def test_same_reply_and_counters_as_the_full_path(data):
     (request(mode=0, version=1), CLIENT, "localclock stratum 1\n"),       # v1 mode 0
     (request(version=0), CLIENT, "localclock stratum 1\n"),
     (request(version=5), CLIENT, "localclock stratum 1\n"),
-    (request() + b"\0" * 20, CLIENT, "localclock stratum 1\n"),           # key ID 0
     (request() + b"\0" * 2, CLIENT, "localclock stratum 1\n"),            # odd size
+    (request() + b"\0" * 4, CLIENT, "localclock stratum 1\n"),            # key ID alone
     (request(), ("192.0.2.10", 0), "localclock stratum 1\n"),             # source port 0
-    (request(), CLIENT, "localclock stratum 1\nrestrict default limited kod\n"),
-    (request(), CLIENT, "localclock stratum 1\nrestrict 192.0.2.10 noserve\n"),
+    (request(), CLIENT, "localclock stratum 1\nrestrict default notrust\n"),
     (request() + (70000).to_bytes(4, "big") + b"\1" * 16, CLIENT,          # Autokey key,
      "localclock stratum 1\n"),                                           # no crypto
 ])
 def test_everything_else_takes_the_full_path(data, source, text):
-    """The fast path answers nothing it does not own and counts nothing it refuses."""
+    """The first stage answers nothing it does not own and counts nothing it passes on."""
     engine = engine_for(text)
     rx = unix_to_ntp(engine.clock.now())
     before = engine.counters.copy()
     assert engine.answer_fast(data, source, rx, T0, SERVER) is None
     assert engine.counters == before
+
+
+@pytest.mark.parametrize("text,data", [
+    ("restrict default nomodify nopeer noquery notrap\n", request()),
+    ("restrict default nomodify nopeer noquery notrap\n", keyed(1, request())),
+    ("restrict default noserve\n", request()),
+    ("restrict default ignore\n", keyed(1, request())),
+    ("restrict default limited\n", request()),
+    ("restrict default limited kod\n", request()),
+    ("restrict default limited kod\n", keyed(2, request())),
+], ids=["harmless", "harmless-md5", "noserve", "ignore", "limited", "kod", "kod-sha1"])
+def test_restrict_flags_in_the_first_stage(text, data):
+    """Restrict flags are applied by the first stage as the full path applies them: flags
+    that do not bear on serving change nothing, ignore/noserve drop, limited drops or sends
+    one RATE kiss (two engines, as each path counts the packets in its rate limiter)."""
+    fast_engine = engine_for("localclock stratum 1\n" + text)
+    full_engine = engine_for("localclock stratum 1\n" + text)
+    rx = unix_to_ntp(fast_engine.clock.now())
+    for i in range(4):  # 0.1 s apart: over the minimum interval from the second on
+        before = fast_engine.counters.copy()
+        fast = fast_engine.answer_fast(data, CLIENT, rx, T0 + 0.1 * i, SERVER)
+        fast_counts = outcomes(fast_engine.counters - before)
+        before = full_engine.counters.copy()
+        full = full_engine._receive_slow(data, CLIENT, rx, T0 + 0.1 * i, SERVER)
+        assert fast is not None
+        assert ([fast] if fast else []) == [d.data for d in full]
+        assert fast_counts == outcomes(full_engine.counters - before)
 
 
 def test_reply_header_follows_the_system_variables():
@@ -133,9 +164,9 @@ def test_cached_header_root_dispersion_is_exact_at_every_time():
         expected = sys.root_dispersion + 15e-6 * max(0.0, now - sys.epoch)
         assert wire.root_dispersion == int(expected * 65536 + 0.5), now
     packs = []
-    fast = engine.server.fast
-    original = fast._new_base
-    fast._new_base = lambda now: packs.append(now) or original(now)
+    server = engine.server
+    original = server._new_base
+    server._new_base = lambda now: packs.append(now) or original(now)
     for i in range(1000):  # 10 s of replies, 100 a second
         engine.answer_fast(request(), CLIENT, rx, sys.epoch + 1e6 + 0.01 * i, SERVER)
     assert len(packs) <= 11
