@@ -59,7 +59,9 @@ CLIENT_OUTCOMES: Mapping[str, str] = {"served": "served", "kodsent": "kod_sent"}
 DROP_REASONS: Mapping[str, str] = {
     "badlength": "malformed: length, version, extension-field or MAC framing, source port 0",
     "restricted": "refused by restrict ignore, noserve or notrust",
-    "limited": "over the rate limit of restrict limited (with kod, answered by a RATE kiss)",
+    "limited": "over the rate limit of restrict limited (with kod, answered by a RATE kiss "
+               "at most once per discard average interval)",
+    "toomanyfields": "more than 2 extension fields (wire.packet.MAX_FIELDS)",
     "badauth": "authentication failed (dropped, or a request answered with a crypto-NAK)",
     "noassoc": "a server or passive reply matching no association",
     "declined": "may not mobilise an association (nopeer, enable auth, table full) or "
@@ -89,6 +91,8 @@ EVENTS: Mapping[str, str] = {
     "panic": "offsets over the panic threshold (clock not set)",
     "demobilised": "associations demobilised",
     "autokey_resets": "Autokey associations restarted (refresh, crypto-NAK, error, step)",
+    "kod_withheld": "rate-limited requests left without the RATE kiss: the source had one "
+                    "within the discard average interval",
     "autokey_error_response": "client Autokey requests answered with an error response",
     "autokey_budget": "client Autokey requests left unanswered: the private-key budget was "
                       "spent",

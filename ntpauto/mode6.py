@@ -484,7 +484,7 @@ def _signature_name(host: Any) -> str:
 
 
 SS_COUNTERS = {
-    "ss_received": ("received",), "ss_badformat": ("badlength",),
+    "ss_received": ("received",), "ss_badformat": ("badlength", "toomanyfields"),
     "ss_badauth": ("badauth",), "ss_declined": ("declined",),
     "ss_restricted": ("restricted",), "ss_limited": ("limited",),
     "ss_kodsent": ("kodsent",), "ss_processed": ("served", "samples"),

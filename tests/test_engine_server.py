@@ -203,3 +203,66 @@ def test_restrict_default_covers_ipv6_and_ipv6_masks():
                         "restrict 2001:db8:: mask ffff:ffff::\n")
     assert serve(engine, request(), source=("2001:db9::1", 123)) == []
     assert len(serve(engine, request(), source=("2001:db8:1::1", 123))) == 1
+
+
+def kisses(replies) -> list:
+    return [parse(r[0].data).header for r in replies if r]
+
+
+@pytest.mark.parametrize("data", [request(), request(mode=0, version=1)],
+                         ids=["first-stage", "full-path"])
+def test_flood_of_limited_packets_gets_one_kod_per_interval(data):
+    """A source sending 20 packets a second for a minute gets one RATE kiss per `discard
+    average` interval (8 s), as ntpd (ntp_monitor.c): the first limited packet and then one
+    each time its bucket drained below the limit; the others are dropped, counted."""
+    engine = engine_for("localclock stratum 1\nrestrict default limited kod\n")
+    rx = unix_to_ntp(engine.clock.now())
+    times = [T0 + 0.05 * i for i in range(1200)]
+    replies = [engine.receive(data, CLIENT, rx, t) for t in times]
+    sent = [t for t, r in zip(times, replies, strict=True) if r]
+    assert len(replies[0]) == 1 and parse(replies[0][0].data).header.stratum == 1
+    kissed = sent[1:]
+    assert all(h.refid == b"RATE" for h in kisses(replies[1:]))
+    assert 7 <= len(kissed) <= 8  # 60 s / 8 s
+    assert all(b - a >= 8.0 for a, b in zip(kissed, kissed[1:], strict=False))
+    counters = engine.counters
+    assert counters["limited"] == 1199 and counters["kodsent"] == len(kissed)
+    assert counters["kod_withheld"] == 1199 - len(kissed)
+
+
+def test_kissed_client_that_backs_off_is_served_again():
+    """After a kiss the bucket is over the limit by one headway: a client that slows down
+    to twice the average interval is served again at its next request."""
+    engine = engine_for("localclock stratum 1\nrestrict default limited kod\n")
+    rx = unix_to_ntp(engine.clock.now())
+    serve_at = [engine.receive(request(), CLIENT, rx, T0 + t) for t in (0, 0.1, 16.1, 32.1)]
+    assert [len(r) for r in serve_at] == [1, 1, 1, 1]
+    assert [parse(r[0].data).header.stratum for r in serve_at] == [1, 0, 1, 1]
+
+
+def test_kod_limit_is_per_source():
+    """Another source's flood does not use up this source's kiss."""
+    engine = engine_for("localclock stratum 1\nrestrict default limited kod\n")
+    rx = unix_to_ntp(engine.clock.now())
+    other = ("192.0.2.99", 123)
+    for i in range(100):
+        engine.receive(request(), other, rx, T0 + 0.01 * i)
+    first = engine.receive(request(), CLIENT, rx, T0 + 1)
+    [kiss] = engine.receive(request(), CLIENT, rx, T0 + 1.01)
+    assert len(first) == 1 and parse(kiss.data).header.refid == b"RATE"
+
+
+def test_three_extension_fields_dropped_and_counted():
+    """A client request with three extension fields is dropped before any field is looked
+    at and counted under toomanyfields (metrics: a drop reason)."""
+    from ntpauto.metrics import collect
+
+    engine = engine_for("localclock stratum 1\n")
+    field = (0x02020000 | 28).to_bytes(4, "big") + bytes(24)
+    for count, answered in ((1, 1), (2, 1), (3, 0), (7, 0)):
+        data = request() + field * count + (70000).to_bytes(4, "big") + bytes(16)
+        assert len(serve(engine, data)) == answered
+    assert engine.counters["toomanyfields"] == 2
+    [sample] = [s for s in collect(engine) if s.name == "ntpauto_packets_dropped_total"
+                and s.labels == (("reason", "toomanyfields"),)]
+    assert sample.value == 2

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ntpauto.wire.packet import (
+    MAX_FIELDS,
     MAX_PACKET,
     Header,
     MalformedPacket,
@@ -107,6 +108,27 @@ def test_fields_without_mac():
     """Fields may run to the end of the packet with no MAC."""
     pkt = parse(header().encode() + ext(28))
     assert len(pkt.fields) == 1 and pkt.keyid is None
+
+
+@pytest.mark.parametrize("mac", [b"", (70000).to_bytes(4, "big") + bytes(16)])
+def test_field_cap(mac):
+    """Two fields (what Autokey sends at most) parse; a third is never framed: the packet is
+    dropped with reason toomanyfields, even when the third would be malformed."""
+    assert MAX_FIELDS == 2
+    two = parse(header().encode() + ext(8) + ext(28) + mac)
+    assert [len(f.data) for f in two.fields] == [8, 28]
+    for third in (ext(28), ext(28, declared=0), ext(28, declared=0xFFFF)):
+        with pytest.raises(MalformedPacket) as info:
+            parse(header().encode() + ext(8) + ext(28) + third + mac)
+        assert info.value.reason == "toomanyfields"
+
+
+def test_field_cap_bounds_a_packet_of_tiny_fields():
+    """A 2120-octet datagram of 4-octet fields (513 of them) costs two fields' framing."""
+    data = header().encode() + ext(4) * ((MAX_PACKET - 48 - 20) // 4) + bytes(20)
+    with pytest.raises(MalformedPacket) as info:
+        parse(data)
+    assert info.value.reason == "toomanyfields"
 
 
 @pytest.mark.parametrize("tail, why", [
