@@ -28,7 +28,9 @@ What :class:`HostCredentials` holds:
 Signature update (:meth:`HostCredentials.signature_update`, reference crypto_update()): at
 the first synchronisation, after a certificate is installed and after LEAP values are
 accepted, every value above is re-signed with Timestamp = that moment; nothing is signed
-while unsynchronised (``now`` = 0).  The TAI status bit is set by the first update.
+while unsynchronised (``now`` = 0).  The TAI status bit is set by the first update.  An
+update a peer's value causes (:meth:`HostCredentials.refresh`) is private-key work a packet
+asked for, so it passes the private-key budget like a COOK or SIGN response.
 
 Loading (:func:`load_host`) follows REFERENCE-NOTES 7.4: H = ``crypto host`` or the host
 name, G = ``crypto ident`` or H, password = ``crypto pw`` or H; ``ntpkey_host_H`` (must be
@@ -59,6 +61,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from twisted.logger import Logger
 
 from ntpauto.auth.autokey import AUTOKEY_DIGESTS, KeyList, RandomSource
+from ntpauto.autokey.budget import PrivateKeyBudget
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, Field, signed_octets
 from ntpauto.autokey.status import IDENTITY_SCHEME_MASK, Flag, host_word
 from ntpauto.autokey.values import AutoValue, LeapValue, encode_assoc_name, encode_public_key
@@ -94,6 +97,9 @@ DEFAULT_GENERATED_SCHEME = "RSA-SHA256"
 sha256WithRSAEncryption, NID 668)."""
 
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
+_PEER_VALUES = "signature update"
+"""The budget's source name for updates a peer's values cause (one source among many: the
+reserve for fresh sources admits it only a few times a window)."""
 log = Logger()
 
 
@@ -152,6 +158,8 @@ class HostCredentials:
                 and not isinstance(self.sign_key, dsa.DSAPrivateKey):
             raise ValueError(f"the certificate's scheme {self.profile.name} does not match "
                              "the sign key type")
+        self.signature_size = self.profile.max_signature_size(self.sign_key)
+        """Octets of our signatures (RSA: the modulus; DSA: the largest DER)."""
         self.name = certificate.subject
         self.hostname = hostname if hostname is not None else certificate.host
         self.digest = digest
@@ -176,6 +184,9 @@ class HostCredentials:
         self._certs: dict[tuple[bytes, int], _Signed] = {}
         self._leap: LeapValue = LeapValue(0, 0, 0)
         self._leap_signed: _Signed | None = None
+        self.budget: PrivateKeyBudget | None = None
+        """The private-key budget that re-signing for a peer's values draws on (the
+        responder's, set by :class:`~ntpauto.autokey.responder.Responder`); None: none."""
 
     def __repr__(self) -> str:
         return (f"<HostCredentials {self.name!r} status={self.status:#x} "
@@ -305,6 +316,25 @@ class HostCredentials:
         self._tai = True
         return True
 
+    def refresh(self, now: int) -> bool:
+        """:meth:`signature_update` because a peer gave us a value (a new certificate,
+        leap values): admitted by the private-key budget, as any private-key work a packet
+        causes (one update re-signs every cached certificate: up to 66 signatures).  A
+        refused update waits for the next one; meanwhile a new certificate is signed when
+        first served (under the budget too) and new leap values wait.  Returns True when
+        the update was made."""
+        budget = self.budget
+        if budget is None or not now:
+            return self.signature_update(now)
+        if not budget.allow(_PEER_VALUES):
+            return False
+        with budget.measure():
+            return self.signature_update(now)
+
+    def has_signature(self, entry: CacheEntry) -> bool:
+        """True when ``entry``'s CERT response is signed already (signing it is no work)."""
+        return (entry.cert.der, entry.filestamp) in self._certs
+
     def _sign_certificate(self, entry: CacheEntry) -> _Signed:
         key = (entry.cert.der, entry.filestamp)
         signed = self._certs.get(key)
@@ -385,8 +415,8 @@ class HostCredentials:
         taken = _newer(value, self._leap) and _newer(value, self._peer_leap)
         if taken:
             self._peer_leap = value
-        if not self.signature_update(now) and taken:
-            self._leap = value
+        if not self.refresh(now) and taken and self._leap_signed is None:
+            self._leap = value  # nothing signed yet: no signature to keep in step
         return taken
 
     def install_certificate(self, cert: CertInfo, filestamp: int, now: int, *,
@@ -396,7 +426,7 @@ class HostCredentials:
         before = self.cache.find(cert.subject, cert.issuer)
         entry = self.cache.install(cert, filestamp, own=own)
         if entry is not before:
-            self.signature_update(now)
+            self.refresh(now)
         return entry
 
     def autokey_field(self, value: AutoValue | KeyList, timestamp: int | None = None,

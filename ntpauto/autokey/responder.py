@@ -38,10 +38,21 @@ other     error response (E bit), including NULL
 
 Error responses are the 8-octet short form with R and E set (e.g. ``0xC2030008``).
 
+Size (REFERENCE-NOTES 1.1): a response must fit a packet, at most :data:`MAX_RESPONSE_LEN`
+(2048) octets between the 48-octet header and a MAC of at most 24, so that no reply is ever
+longer than 2120 octets.  A response that would not fit gets the error response
+(``Event.LEN``), decided before the work where its size is known beforehand: a COOK
+response to a requester key over about 14000 bits (the value is as long as the modulus),
+CERT of a huge cached certificate, SIGN of a certificate whose key and extensions alone
+would not fit, an identity scheme's (a plugin's) overlong answer before it is signed; any
+other response is checked once built.
+
 Clogging (RFC 5906 section 12.2): with a ``budget``
 (:class:`~ntpauto.autokey.budget.PrivateKeyBudget`), COOK, SIGN and identity requests are
 admitted only while private-key CPU remains, and their time (and CERT's: a certificate's
-signature is made once per signature update, then cached) is charged to it.  A refused
+signature is made once per signature update, then cached) is charged to it; a CERT request
+for a certificate not signed yet (installed while an update was refused or unsynchronised)
+is admitted like them.  A refused
 request gets no response at all (:meth:`Responder.respond` returns None, ``last_error`` is
 the :class:`~ntpauto.autokey.budget.BudgetExceeded`): an error response would make the
 requester, ours or the reference, restart its whole dance (security CASES 43), while no
@@ -71,6 +82,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
+from cryptography.hazmat.primitives import serialization
 from twisted.logger import Logger
 
 from ntpauto.autokey.budget import BudgetExceeded, PrivateKeyBudget, check_cookie_key
@@ -82,18 +94,23 @@ from ntpauto.autokey.fields import (
     COOK,
     LEAP,
     SIGN,
+    VALUE_LEN,
     Field,
+    pad4,
 )
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.values import MAX_HOSTNAME, decode_public_key, encrypt_cookie
 from ntpauto.events import AutokeyError, Event
 from ntpauto.pki.certificates import CertificateError, parse_certificate, sign_request
-from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE
+from ntpauto.wire.packet import HEADER_LEN, MAX_EXTENSION_END, MODE_ACTIVE, MODE_PASSIVE
 
-__all__ = ["MAX_VALUE_LEN", "Responder", "error_response"]
+__all__ = ["MAX_RESPONSE_LEN", "MAX_VALUE_LEN", "Responder", "error_response"]
 
 MAX_VALUE_LEN = 65511
 """reference: the largest value (or signature) length accepted (COOK requests need less)."""
+MAX_RESPONSE_LEN = MAX_EXTENSION_END - HEADER_LEN
+"""The largest response field a packet carries: the reference appends no field ending past
+octet 2096 (REFERENCE-NOTES 1.1), which leaves room for a MAC of 24 octets in 2120."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
 _SIGNING = frozenset({COOK, SIGN})
@@ -134,7 +151,10 @@ class Responder:
         self.members_only = members_only
         self.budget = budget
         """The private-key budget COOK, SIGN and identity requests pass (None: unlimited);
-        refused requests get no response (BudgetExceeded in ``last_error``)."""
+        refused requests get no response (BudgetExceeded in ``last_error``).  The host's
+        signature updates for peers' values draw on it too (HostCredentials.refresh)."""
+        if budget is not None:
+            host.budget = budget
         self.last_error: AutokeyError | None = None
         self._seed_time = 0
         self.requests: Counter[tuple[int, bool]] = Counter()
@@ -195,6 +215,9 @@ class Responder:
         self.last_error = None
         try:
             response = answer()
+            if response is not None and response.length > MAX_RESPONSE_LEN:
+                raise AutokeyError(Event.LEN, f"{request.name} response of {response.length} "
+                                              "octets does not fit a packet")
         except BudgetExceeded as exc:
             self.last_error = exc
             self.requests[request.code, True] += 1
@@ -229,7 +252,7 @@ class Responder:
             associd = own_associd if mode in _SYMMETRIC else request.associd
             return self.host.assoc_field(associd, response=True)
         if code == CERT:
-            return self._cert(request, now)
+            return self._cert(request, now, client)
         if code == COOK:
             return self._cook(request, mode, now, client, server, hcookie)
         if code == AUTO:
@@ -246,7 +269,15 @@ class Responder:
             return self._identity(request, scheme, now)
         raise AutokeyError(Event.ERR, f"no response to a {request.name} request")
 
-    def _cert(self, request: Field, now: int) -> Field:
+    def _fit(self, request: Field, value_len: int, signed: bool) -> None:
+        """Refuse (``Event.LEN``) the response to ``request`` when a value of ``value_len``
+        octets, with our signature if ``signed``, would not fit a packet."""
+        length = VALUE_LEN + pad4(value_len) + (pad4(self.host.signature_size) if signed else 0)
+        if length > MAX_RESPONSE_LEN:
+            raise AutokeyError(Event.LEN, f"{request.name} response of {length} octets would "
+                                          "not fit a packet")
+
+    def _cert(self, request: Field, now: int, client: str | None) -> Field:
         if not 1 <= len(request.value) <= MAX_HOSTNAME:
             raise AutokeyError(Event.LEN, f"CERT request name of {len(request.value)} octets")
         nothing = Field.short_form(CERT, request.associd, response=True)
@@ -257,6 +288,9 @@ class Responder:
         entry = self.host.cache.lookup(name)
         if entry is None or not now or not self.host.update:
             return nothing
+        self._fit(request, len(entry.cert.der), signed=True)
+        if self.budget is not None and not self.host.has_signature(entry):
+            self.budget.admit(request.name, client)  # its first CERT response signs it
         return self.host.certificate_field(entry, request.associd)
 
     def _cook(self, request: Field, mode: int, now: int, client: str | None,
@@ -265,6 +299,7 @@ class Responder:
             raise AutokeyError(Event.LEN, f"COOK request value of {len(request.value)} octets")
         key = decode_public_key(request.value)
         check_cookie_key(key)
+        self._fit(request, (key.key_size + 7) // 8, signed=bool(now))  # before encrypting
         if mode in _SYMMETRIC:
             if hcookie is None:
                 raise AutokeyError(Event.CKY, "no symmetric cookie for this association")
@@ -294,6 +329,8 @@ class Responder:
             raise AutokeyError(Event.LEN, f"SIGN request value of {len(request.value)} octets")
         info = parse_certificate(request.value)
         self._check_member(info.subject)
+        self._fit(request, _signed_certificate_floor(info, self.host.signature_size),
+                  signed=True)
         allow = self.allow_trust_root
         if allow is None:
             allow = mode in _SYMMETRIC
@@ -306,6 +343,7 @@ class Responder:
         except (TypeError, ValueError) as exc:
             raise AutokeyError(Event.CRT, f"cannot sign {info.subject}: {exc}") from None
         self.key_operations["certificate_signature"] += 1
+        self._fit(request, len(der), signed=True)
         f = Field(code=SIGN, response=True, associd=request.associd, timestamp=now,
                   filestamp=request.filestamp, value=der)
         return self._signed(f)
@@ -341,6 +379,7 @@ class Responder:
         if not 0 < len(value) <= MAX_VALUE_LEN:
             raise AutokeyError(Event.ID, f"{request.name}: the identity scheme answered "
                                          f"{len(value)} octets")
+        self._fit(request, len(value), signed=bool(now))
         self.key_operations["identity_response"] += 1
         f = Field(code=request.code, response=True, associd=request.associd, timestamp=now,
                   filestamp=int(scheme.server_filestamp or 0), value=value)
@@ -388,6 +427,15 @@ class Responder:
         budget.charge(seconds)
         with budget.measure():
             return self._identity_field(request, scheme, payload, now)
+
+
+def _signed_certificate_floor(info: Any, signature_size: int) -> int:
+    """Octets the certificate we would sign for ``info`` takes at least: its public key and
+    extensions are copied (:func:`~ntpauto.pki.certificates.sign_request`) and it carries
+    our signature."""
+    key = info.public_key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    return len(key) + sum(len(e.value) for e in info.extensions) + signature_size
 
 
 def _check_challenge(request: Field) -> None:
