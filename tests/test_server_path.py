@@ -268,3 +268,70 @@ def test_autokey_unsynchronised_server_keeps_its_last_cookie(vectors):
     for now in (5_000_001, 0, 5_000_002, 0):
         reply, outcome = node.serve_plain(data, header, CLIENT[0], SERVER[0], now)
         assert outcome == "served" and not reply.endswith(CRYPTO_NAK)
+
+
+# --- the same bytes as before the one reply path ---------------------------------------
+
+
+def golden_engine(vectors) -> Engine:
+    """An Autokey server whose server seed is drawn from a seeded generator."""
+    import random
+
+    from ntpauto.autokey.cookie import ServerSeed
+    from ntpauto.autokey.responder import Responder
+
+    host = load_host(vectors / "keys" / "tc-rsa-md5" / "alice", host="alice",
+                     password="alicepw")
+    engine = engine_for(autokey=AutokeyNode(host, Responder(host, ServerSeed(
+        rng=random.Random(7)))))
+    host.signature_update(engine.crypto_now())
+    return engine
+
+
+def golden_request(engine: Engine, name: str) -> bytes:
+    from ntpauto.autokey.fields import ASSOC, LEAP, NULL, Field
+
+    def with_field(f: Field) -> bytes:
+        data = request() + f.encode()
+        return data + mac(session_key(CLIENT[0], SERVER[0], 0x1234_5678, 0), 0x1234_5678,
+                          data)
+
+    return {
+        "plain": lambda: request(), "v1": lambda: request(mode=0, version=1),
+        "md5": lambda: keyed(1, request()), "sha1": lambda: keyed(2, request()),
+        "bad-md5": lambda: keyed(1, request())[:-1] + b"\0",
+        "autokey": lambda: autokey_request(engine),
+        "autokey-nak": lambda: autokey_request(engine, cookie=1),
+        "leap": lambda: with_field(Field.short_form(LEAP, 3)),
+        "assoc": lambda: with_field(Field(code=ASSOC, associd=3, value=b"bob@alice")),
+        "null": lambda: with_field(Field.short_form(NULL, 3)),
+    }[name]()
+
+
+GOLDEN_HEADER = ("0106ec00000000000001484c4f434ceeaf0e0800000000eeae000012345678eeaf0e0800"
+                 "000000eeaf0e0800000000")
+GOLDEN = {
+    "plain": "24" + GOLDEN_HEADER,
+    "v1": "0c" + GOLDEN_HEADER,
+    "md5": "24" + GOLDEN_HEADER + "00000001b2efbefde0f4979c18e92b2927e0f81d",
+    "sha1": "24" + GOLDEN_HEADER + "00000002778caa535ae4491fb05d4ac266a78d26c1836c14",
+    "bad-md5": "24" + GOLDEN_HEADER + "00000000",
+    "autokey": "24" + GOLDEN_HEADER + "12345678a4093a9721163a983276c61497600400",
+    "autokey-nak": "24" + GOLDEN_HEADER + "00000000",
+    "leap": "24" + GOLDEN_HEADER
+    + "820500080000000312345678c375b23bf2eb51a4b65c42ea812511a7",
+    "assoc": "24" + GOLDEN_HEADER + "8201002400000003eeaf0e08000800030000000b616c69636540"
+    "616c696365000000000012345678633999360770aa050c536ea7f45934bb",
+    "null": "24" + GOLDEN_HEADER
+    + "c200000800000003123456789f5aa6eec6d4c92eb9c204f9a5648caa",
+}
+"""Replies of the server at commit 30abfc9 (before the one reply path) to
+:func:`golden_request`, as hex."""
+
+
+@pytest.mark.parametrize("name", list(GOLDEN))
+def test_replies_byte_identical_to_before(vectors, name):
+    engine = golden_engine(vectors)
+    data = golden_request(engine, name)
+    [reply] = engine.receive(data, CLIENT, unix_to_ntp(engine.clock.now()), T0, SERVER)
+    assert reply.data.hex() == GOLDEN[name]
