@@ -50,8 +50,8 @@ RX_MODES: Mapping[str, str] = {
     "rx_private": "private", "rx_mode0": "reserved", "rx_empty": "none",
 }
 """Engine counter of the full receive path -> ``mode`` label (the wire mode, first octet & 7;
-``none`` for an empty datagram).  Client requests the fast path answers are the rest of
-``received``."""
+``none`` for an empty datagram).  Client requests the server's first stage answers are the
+rest of ``received``."""
 
 CLIENT_OUTCOMES: Mapping[str, str] = {"served": "served", "kodsent": "kod_sent"}
 """Engine counter -> ``outcome`` of client-mode requests (besides ``received``)."""

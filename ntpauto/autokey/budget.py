@@ -69,7 +69,9 @@ DEFAULT_SOURCES = 4096
 """Sources whose grant times are kept (the least recently granted is forgotten)."""
 MAX_COOKIE_KEY_BITS = 16384
 """Largest requester RSA modulus a COOK response is encrypted to (OpenSSL's own limit; the
-reference's keys are 512 to 2048 bits).  Costs ~1.4 ms with e = 65537."""
+reference's keys are 512 to 2048 bits).  Costs ~1.4 ms with e = 65537.  The responder
+refuses smaller ones too, before encrypting, when the response would not fit a packet
+(about 15700 bits with a 512-bit host key)."""
 MAX_COOKIE_EXPONENT_BITS = 32
 """Largest requester public exponent: OpenSSL accepts an exponent as large as the modulus
 up to 3072 bits, which makes one OAEP encryption as slow as a private-key operation (6 ms
