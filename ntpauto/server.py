@@ -90,6 +90,8 @@ class Server:
         self.engine = engine
         self.exchanges = ExchangeTable()
         """Sources that completed a normal exchange (the amplification limit)."""
+        self._recent = self.exchanges.recent
+        self._recent_cap = self.exchanges.capacity
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
         self._verified = engine.keys.verified
@@ -189,6 +191,10 @@ class Server:
             server = self._servers.get(local) or self._server_for(local)
             out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)
             counters[outcome] += 1
+            recent = self._recent  # the echo that proves the source to the full path
+            if len(recent) >= self._recent_cap:
+                recent.clear()
+            recent[host] = reply[40:48]
             return out
         counters["received"] += 1
         counters["served"] += 1

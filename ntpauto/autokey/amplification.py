@@ -25,6 +25,9 @@ The table of what we sent is capped, like the restrict MRU: sources that have ec
 least once (``_known``) and sources that never have (``_fresh``, where a spoofed flood lands)
 are separate least-recently-used tables, so a flood of one-shot sources evicts only other
 one-shot sources.  An evicted source costs its client one empty response, never the dance.
+The server's first stage, which answers requests without fields bytes to bytes, writes the
+transmit timestamp of its reply into :attr:`ExchangeTable.recent` (one dict store, cleared
+when full) instead, so that a field request following time requests is answered in full.
 
 Sans-I/O: addresses and octets in, octets out.
 """
@@ -54,6 +57,10 @@ class ExchangeTable:
         self.capacity = capacity
         self._known: OrderedDict[str, bytes] = OrderedDict()
         self._fresh: OrderedDict[str, bytes] = OrderedDict()
+        self.recent: dict[str, bytes] = {}
+        """Per source, the transmit timestamp of the last reply the server's first stage
+        sent it: written there directly; cleared by the writer when it holds ``capacity``
+        sources."""
 
     def __len__(self) -> int:
         return len(self._known) + len(self._fresh)
@@ -71,6 +78,14 @@ class ExchangeTable:
         timestamp of a recent reply to ``host``: the source completed a normal exchange."""
         if origin == bytes(_STAMP):
             return False
+        if self.recent.get(host) == origin:
+            stamps = self._fresh.pop(host, None)
+            if stamps is None:
+                stamps = self._known.pop(host, b"")
+            if len(self._known) >= self.capacity:
+                self._known.popitem(last=False)
+            self._known[host] = stamps
+            return True
         for table in (self._known, self._fresh):
             stamps = table.get(host)
             if stamps is None:
