@@ -36,7 +36,7 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
-from ntpauto.autokey.amplification import ExchangeTable, cut_reply
+from ntpauto.autokey.amplification import RECENT_CAPACITY, ExchangeTable, cut_reply
 from ntpauto.autokey.association import group_gate
 from ntpauto.autokey.budget import BudgetExceeded
 from ntpauto.autokey.fields import Field
@@ -91,7 +91,6 @@ class Server:
         self.exchanges = ExchangeTable()
         """Sources that completed a normal exchange (the amplification limit)."""
         self._recent = self.exchanges.recent
-        self._recent_cap = self.exchanges.capacity
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
         self._verified = engine.keys.verified
@@ -192,9 +191,9 @@ class Server:
             out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)
             counters[outcome] += 1
             recent = self._recent  # the echo that proves the source to the full path
-            if len(recent) >= self._recent_cap:
+            if len(recent) >= RECENT_CAPACITY:
                 recent.clear()
-            recent[host] = reply[40:48]
+            recent[host] = reply
             return out
         counters["received"] += 1
         counters["served"] += 1

@@ -69,7 +69,7 @@ def test_echo_of_the_first_stages_last_reply_proves_the_source():
     """``recent`` (written by the server's first stage) proves a source too, which then
     counts as known (a flood of fresh sources does not evict it)."""
     table = ExchangeTable(capacity=4)
-    table.recent["a"] = stamp(1)
+    table.recent["a"] = bytes(40) + stamp(1)  # a reply header
     assert not table.echoed("a", stamp(2)) and not table.echoed("b", stamp(1))
     assert table.echoed("a", stamp(1))
     table.sent("a", stamp(3))

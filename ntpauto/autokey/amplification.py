@@ -25,9 +25,10 @@ The table of what we sent is capped, like the restrict MRU: sources that have ec
 least once (``_known``) and sources that never have (``_fresh``, where a spoofed flood lands)
 are separate least-recently-used tables, so a flood of one-shot sources evicts only other
 one-shot sources.  An evicted source costs its client one empty response, never the dance.
-The server's first stage, which answers requests without fields bytes to bytes, writes the
-transmit timestamp of its reply into :attr:`ExchangeTable.recent` (one dict store, cleared
-when full) instead, so that a field request following time requests is answered in full.
+The server's first stage, which answers requests without fields bytes to bytes, stores the
+header of its reply in :attr:`ExchangeTable.recent` instead (one dict store, cleared when
+it holds :data:`RECENT_CAPACITY` sources), so that a field request following time requests
+is answered in full.
 
 Sans-I/O: addresses and octets in, octets out.
 """
@@ -39,10 +40,13 @@ from collections import OrderedDict
 from ntpauto.auth.autokey import mac, server_reply_key
 from ntpauto.autokey.fields import ASSOC, Field
 
-__all__ = ["DEFAULT_CAPACITY", "WINDOW", "ExchangeTable", "cut_reply", "empty_reply"]
+__all__ = ["DEFAULT_CAPACITY", "RECENT_CAPACITY", "WINDOW", "ExchangeTable", "cut_reply",
+           "empty_reply"]
 
 DEFAULT_CAPACITY = 8192
 """Sources per table (two tables: known and fresh)."""
+RECENT_CAPACITY = 8192
+"""Sources in :attr:`ExchangeTable.recent`; its writer clears it when full."""
 WINDOW = 4
 """Transmit timestamps remembered per source (a lost reply or two still leaves a match)."""
 _STAMP = 8
@@ -58,9 +62,9 @@ class ExchangeTable:
         self._known: OrderedDict[str, bytes] = OrderedDict()
         self._fresh: OrderedDict[str, bytes] = OrderedDict()
         self.recent: dict[str, bytes] = {}
-        """Per source, the transmit timestamp of the last reply the server's first stage
-        sent it: written there directly; cleared by the writer when it holds ``capacity``
-        sources."""
+        """Per source, the header of the last reply the server's first stage sent it (its
+        transmit timestamp is what the source echoes): written there directly, cleared by
+        the writer when it holds :data:`RECENT_CAPACITY` sources."""
 
     def __len__(self) -> int:
         return len(self._known) + len(self._fresh)
@@ -78,7 +82,8 @@ class ExchangeTable:
         timestamp of a recent reply to ``host``: the source completed a normal exchange."""
         if origin == bytes(_STAMP):
             return False
-        if self.recent.get(host) == origin:
+        last = self.recent.get(host)
+        if last is not None and last[40:48] == origin:
             stamps = self._fresh.pop(host, None)
             if stamps is None:
                 stamps = self._known.pop(host, b"")
