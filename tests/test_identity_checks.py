@@ -37,6 +37,14 @@ def der_signed(*values: int) -> bytes:
     return bytes([0x30, len(body)]) + body
 
 
+def honest_exchange(client, server) -> tuple[bytes, int, tuple[int, ...]]:
+    """(challenge, r, the INTEGERs of the server's honest response), which verifies."""
+    challenge = client.make_challenge()
+    integers = decode_der_integers(server.respond(challenge), client.response_integers)
+    assert client.verify_response(challenge, der(*integers))
+    return challenge, int.from_bytes(challenge, "big"), integers
+
+
 # --- IFF -----------------------------------------------------------------------------------
 
 
@@ -52,10 +60,8 @@ def iff_exchange(iff_params):
     client = iff.IFFScheme(client=iff_params.client_parameters(),
                            rng=random.Random(1).getrandbits)
     server = iff.IFFScheme(server=iff_params, rng=random.Random(2).getrandbits)
-    challenge = client.make_challenge()
-    y, digest = decode_der_integers(server.respond(challenge), 2)
-    assert client.verify_response(challenge, der(y, digest))
-    return client, challenge, int.from_bytes(challenge, "big"), y, digest
+    challenge, r, (y, digest) = honest_exchange(client, server)
+    return client, challenge, r, y, digest
 
 
 def iff_z(params, r: int, y: int) -> int:
@@ -135,10 +141,8 @@ def gq_exchange(gq_factors):
     client = gq.GQScheme(client=params.client_parameters(), peer_key=params.v,
                          rng=random.Random(3).getrandbits)
     server = gq.GQScheme(server=params, rng=random.Random(4).getrandbits)
-    challenge = client.make_challenge()
-    y, digest = decode_der_integers(server.respond(challenge), 2)
-    assert client.verify_response(challenge, der(y, digest))
-    return client, challenge, int.from_bytes(challenge, "big"), y, digest
+    challenge, r, (y, digest) = honest_exchange(client, server)
+    return client, challenge, r, y, digest
 
 
 def gq_z(params, r: int, y: int, v: int | None = None) -> int:
@@ -254,10 +258,7 @@ def mv_exchange(mv_system):
     """(client scheme, challenge, r, honest (y, A, B))."""
     client = mv.MVScheme(client=mv_system.client(1), rng=random.Random(5).getrandbits)
     server = mv.MVScheme(server=mv_system.server, rng=random.Random(6).getrandbits)
-    challenge = client.make_challenge()
-    honest = decode_der_integers(server.respond(challenge), 3)
-    assert client.verify_response(challenge, der(*honest))
-    return client, challenge, int.from_bytes(challenge, "big"), honest
+    return client, *honest_exchange(client, server)
 
 
 def mv_y_for(system, r: int, big_a: int, big_b: int) -> int:
@@ -283,21 +284,16 @@ def test_mv_a_b_outside_subgroup_refused(mv_system, mv_exchange, which, position
     assert client.verify_response(challenge, der(y, big_a, big_b)) is False
 
 
-@pytest.mark.parametrize("which", ["0", "p", "A+p"])
-def test_mv_a_out_of_range_refused(mv_system, mv_exchange, which):
-    """A = 0 or p (never a unit) and A + p (the honest residue, a second encoding)."""
-    client, challenge, r, (y, honest_a, big_b) = mv_exchange
-    big_a = {"0": 0, "p": mv_system.p, "A+p": honest_a + mv_system.p}[which]
-    assert client.verify_response(challenge, der(y, big_a, big_b)) is False
-    assert client.verify_response(challenge, der(y, big_b, big_a)) is False
-
-
-@pytest.mark.parametrize("which", ["0", "p", "y+p"])
-def test_mv_y_out_of_range_refused(mv_system, mv_exchange, which):
-    """0 < y < p: y + p is the honest response encoded again."""
-    client, challenge, _, (y, big_a, big_b) = mv_exchange
-    bad = {"0": 0, "p": mv_system.p, "y+p": y + mv_system.p}[which]
-    assert client.verify_response(challenge, der(bad, big_a, big_b)) is False
+@pytest.mark.parametrize("which", ["0", "p", "+p"])
+@pytest.mark.parametrize("position", ["y", "A", "B"])
+def test_mv_value_out_of_range_refused(mv_system, mv_exchange, which, position):
+    """y, A and B must be in 0 < . < p: 0 and p (never a unit), and the honest value + p
+    (a second encoding of the honest response)."""
+    client, challenge, _, honest = mv_exchange
+    index = "yAB".index(position)
+    values = list(honest)
+    values[index] = {"0": 0, "p": mv_system.p, "+p": honest[index] + mv_system.p}[which]
+    assert client.verify_response(challenge, der(*values)) is False
 
 
 def test_mv_server_refuses_zero_and_short_challenges(mv_system):
@@ -316,11 +312,12 @@ _PROPERTY = settings(max_examples=150, deadline=None,
 
 
 @_PROPERTY
-@given(y=st.integers(min_value=0, max_value=1 << 600),
+@pytest.mark.parametrize("exchange", ["iff_exchange", "gq_exchange"])
+@given(y=st.integers(min_value=0, max_value=1 << 1100),
        digest=st.integers(min_value=0, max_value=1 << 130))
-def test_iff_random_values_never_verify(iff_exchange, y, digest):
-    """Random (y, h) do not verify."""
-    client, challenge, _, honest_y, honest_digest = iff_exchange
+def test_random_values_never_verify(request, exchange, y, digest):
+    """Random (y, h) do not verify (IFF, GQ)."""
+    client, challenge, _, honest_y, honest_digest = request.getfixturevalue(exchange)
     if (y, digest) != (honest_y, honest_digest):
         assert client.verify_response(challenge, der(y, digest)) is False
 
@@ -331,16 +328,6 @@ def test_iff_other_encodings_never_verify(iff_params, iff_exchange, t):
     """y + t*q has the honest g^y but never verifies."""
     client, challenge, _, y, digest = iff_exchange
     assert client.verify_response(challenge, der(y + t * iff_params.q, digest)) is False
-
-
-@_PROPERTY
-@given(y=st.integers(min_value=0, max_value=1 << 1100),
-       digest=st.integers(min_value=0, max_value=1 << 130))
-def test_gq_random_values_never_verify(gq_exchange, y, digest):
-    """Random (y, h) do not verify."""
-    client, challenge, _, honest_y, honest_digest = gq_exchange
-    if (y, digest) != (honest_y, honest_digest):
-        assert client.verify_response(challenge, der(y, digest)) is False
 
 
 @_PROPERTY
