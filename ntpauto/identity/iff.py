@@ -6,11 +6,21 @@ group key b as the DSA private value, the client key v = g^(q-b) mod p as the pu
 
 Exchange (challenge r of V octets, L = octets of q):
 
-* server (Bob): k = random of 8*V bits with the lowest bit set, *not* reduced mod q;
-  y = (b*r mod q + k) mod q; x = g^k mod p; response = DER SEQUENCE { INTEGER y,
-  INTEGER h(x) } (h = MD5 of the minimal octets, :func:`~ntpauto.identity.common.bignum_digest`);
+* server (Bob): k = random; y = (b*r mod q + k) mod q; x = g^k mod p; response = DER
+  SEQUENCE { INTEGER y, INTEGER h(x) } (h = MD5 of the minimal octets,
+  :func:`~ntpauto.identity.common.bignum_digest`);
 * client (Alice): z = v^r * g^y mod p; accepted iff h(z) equals the second INTEGER
   (v^r g^y = g^(-br + br + k) = g^k).
+
+Checks (ours; the reference has none): the server answers only an L-octet challenge with
+0 < r < q; the client accepts only 0 < y < q and 0 <= h < 2^128, before any power.  The
+reference's k is 8*V random bits with the lowest bit set, *not* reduced mod q: V comes from
+the requester, so a 1-octet challenge leaves 128 possible k and one response gives b away
+(b = (y - k)/r); and even at V = L, k mod q is odd whenever k < q (at least half the
+time), a nonce bias of the kind that lattice attacks on Schnorr-type schemes use.  Ours is
+uniform in 0 < k < q (:func:`~ntpauto.identity.common.random_below`), drawn again in the
+rare case y = 0; any k makes a valid response (g^k depends only on k mod q), so the
+reference's clients verify ours as before.
 
 Files (REFERENCE-NOTES 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
 ``ntpkey_iffkey_<host>``; encrypted) and the client parameters ``ntpkey_iffpar_<group>.<fs>``
@@ -43,13 +53,16 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from ntpauto.identity.common import (
+    DIGEST_BOUND,
     ChallengeResponseScheme,
     KeysdirSchemeFactory,
     RandBits,
     bignum_digest,
+    check_range,
     dsa_fields,
     is_probable_prime,
     octet_length,
+    random_below,
     random_prime,
     random_top_bits,
     read_identity_file,
@@ -281,23 +294,28 @@ class IFFScheme(ChallengeResponseScheme):
     def _client_modulus(self) -> int:
         return self.client.q
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
         key = self.server
-        k = self.rng(8 * length) | 1
-        y = (key.b * r % key.q + k) % key.q
         (g_table,) = self._tables()
-        return y, bignum_digest(g_table.power(k))
+        while True:
+            k = random_below(key.q, self.rng)
+            y = (key.b * r % key.q + k) % key.q
+            if y:  # every client refuses y = 0 (it proves nothing: z = v^r)
+                return y, bignum_digest(g_table.power(k))
 
     def _tables(self) -> tuple[FixedBase, ...]:
         key = self.server
         return (fixed_base(key.g, key.p, 8 * octet_length(key.q)),)
 
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        y, digest = integers
+        check_range("IFF y", y, 1, self.client.q)
+        check_range("IFF h(x)", digest, 0, DIGEST_BOUND)
+
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, digest = integers
         params = self.client
-        # g has order q, so reducing the exponent changes nothing but bounds the cost of an
-        # oversized y (the reference uses y as sent).
-        z = pow(params.v, r, params.p) * pow(params.g, y % params.q, params.p) % params.p
+        z = pow(params.v, r, params.p) * pow(params.g, y, params.p) % params.p
         return bignum_digest(z) == digest
 
 

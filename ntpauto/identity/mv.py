@@ -22,10 +22,12 @@ Exchange (challenge r of L = octets of p, reduced mod p):
   SEQUENCE { INTEGER y, INTEGER A, INTEGER B } (an OpenSSL DSAparams encoding);
 * client j: z = A^xhat * B^xbar * y mod p; accepted iff z == r (exact equality, no hash).
 
-One addition of ours to the client check: the reference accepts the response
-{y = r, A = 1, B = 1}, which anybody can send.  We require 0 < y < p and A, B quadratic
-residues mod p other than 1 (honest A and B are powers of g, whose order is q; p - 1 = 2q),
-so such responses are refused; honest responses are unaffected.
+Checks (ours; the reference has none).  The reference's client accepts the response
+{y = r, A = 1, B = 1}, which anybody can send.  We require 0 < y < p and A, B in the
+subgroup of order q other than 1, i.e. quadratic residues (honest A and B are powers of g,
+whose order is q; p - 1 = 2q), checked before any power, so such responses (and A or B of
+0, 1, p - 1 or >= p) are refused; honest responses are unaffected.  The server answers only
+an L-octet challenge with 0 < r < p.
 
 Key generation (:func:`generate_mv`, ntp-keygen -V n; REFERENCE-NOTES 6.3 steps 1-11):
 n distinct primes s_j of floor(M/n) bits with p = 2q + 1 prime, q = prod s_j; g of order q
@@ -95,6 +97,8 @@ from ntpauto.identity.common import (
     ChallengeResponseScheme,
     KeysdirSchemeFactory,
     RandBits,
+    check_range,
+    check_subgroup,
     dsa_fields,
     is_probable_prime,
     jacobi,
@@ -569,7 +573,7 @@ class MVScheme(ChallengeResponseScheme):
     def _client_modulus(self) -> int:
         return self.client.p
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
         key = self.server
         q_bits = key.q.bit_length()
         while True:
@@ -585,14 +589,17 @@ class MVScheme(ChallengeResponseScheme):
         bits = key.q.bit_length()
         return tuple(fixed_base(base, key.p, bits) for base in (key.e, key.gbar, key.ghat))
 
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        y, big_a, big_b = integers
+        p = self.client.p
+        check_range("MV y", y, 1, p)
+        check_subgroup("MV A", big_a, p, (p - 1) // 2)
+        check_subgroup("MV B", big_b, p, (p - 1) // 2)
+
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, big_a, big_b = integers
         key = self.client
         p = key.p
-        if not (0 < y < p and 1 < big_a < p - 1 and 1 < big_b < p - 1):
-            return False
-        if jacobi(big_a, p) != 1 or jacobi(big_b, p) != 1:
-            return False
         z = pow(big_a, key.xhat, p) * pow(big_b, key.xbar, p) * y % p
         return z == r
 
