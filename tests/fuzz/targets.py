@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ntpauto.auth.keys import KeyStore, parse_keys
-from ntpauto.autokey.association import AutokeyAssociation, ProtocolError
+from ntpauto.autokey.association import AutokeyAssociation
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, decode, decode_all
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.serving import AutokeyNode
@@ -233,10 +233,11 @@ class _AutokeyHarness:
             self.responder.respond(f, packet_mode=pkt.header.mode, now=NTP_NOW,
                                    own_associd=7, client="127.0.0.3", server="127.0.0.1")
         for state in self.states:
-            try:
-                state.receive(fields, packet_mode=pkt.header.mode, now=NTP_NOW)
-            except ProtocolError:
-                state.reset()
+            for proven in (False, True):
+                verdicts = state.receive(fields, packet_mode=pkt.header.mode, now=NTP_NOW,
+                                         proven=proven)
+                if any(v.protocol_error for v in verdicts):
+                    state.reset()
             state.next_fields(NTP_NOW, synchronized=True)
 
 

@@ -45,7 +45,7 @@ def test_fuzz_autokey_fields_and_values(data):
 @given(strategies.packets())
 def test_fuzz_autokey_state_machines(data):
     """Responder and association state machines: only FieldError/MalformedPacket escape
-    (protocol errors are the association's own ProtocolError, handled by the harness)."""
+    (protocol errors are failed verdicts the harness answers with a reset)."""
     check("autokey", data)
 
 
