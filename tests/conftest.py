@@ -1,5 +1,4 @@
-"""Shared fixtures: where the reference's vectors and specs live (``../shared`` beside the
-checkout, in CI too)."""
+"""Shared fixtures: where the reference's vectors live (``tests/vectors``, see its README)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-VECTORS = SHARED / "vectors"
+VECTORS = REPO / "tests" / "vectors"
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +15,4 @@ def vectors() -> Path:
     """The reference vectors directory; missing vectors are a test failure, not a skip."""
     assert VECTORS.is_dir(), f"reference vectors not found at {VECTORS}"
     return VECTORS
+

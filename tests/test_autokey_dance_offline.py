@@ -1,6 +1,6 @@
 """Whole Autokey dances without a network: an AutokeyAssociation against a Responder (or
 against the reference's captured responses) and two symmetric AutokeyAssociations, passing
-Field objects directly.  Times are those of the captures (``../shared/vectors/pcap``)."""
+Field objects directly.  Times are those of the captures (``tests/vectors/pcap``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Autokey dances between engines on the simulated network, with the reference's keys.
 
-The key files are ntp-keygen's (``../shared/vectors/keys``); the simulated clocks start after
+The key files are ntp-keygen's (``tests/vectors/keys``); the simulated clocks start after
 their certificates' notBefore.
 """
 
