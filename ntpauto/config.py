@@ -6,7 +6,7 @@ deliberately does not implement are ignored with a warning (``Config.warnings``)
 existing ntpd configuration loads; anything else that is wrong raises :class:`ConfigError`
 naming the file and line.  See ``docs/configuration.md`` for the directive reference.
 
-reference: ntpd 4.2.8 confopt.md, authopt.md (``/work/shared/spec/ntpd-4.2.8-docs``).
+reference: the ntpd 4.2.8 documentation, confopt.html and authopt.html.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class IClock(Interface):
 class ISignatureProfile(Interface):
     """A digest/signature profile: how Autokey values and certificates are signed.
 
-    reference: REFERENCE-NOTES section 5.9; the NID goes in the high half of the status word.
+    reference: interop.md section 5.9; the NID goes in the high half of the status word.
     """
 
     name = Attribute("Profile name as ntp-keygen spells it, e.g. 'RSA-MD5'.")
@@ -62,7 +62,7 @@ class IIdentityScheme(Interface):
     ``respond``.  TC and PC carry no challenge (``message_code`` 0): ``make_challenge`` and
     ``respond`` raise ValueError and ``verify_response`` is False.
 
-    Filestamps (reference: REFERENCE-NOTES 5.8): a request carries ``client_filestamp``, a
+    Filestamps (reference: interop.md 5.8): a request carries ``client_filestamp``, a
     response ``server_filestamp``; the requester checks the response's with
     ``accepts_filestamp``.
 

@@ -1,5 +1,5 @@
 """Tests for ntpauto.autokey.association: the per-association Autokey state machine, its
-request rules and every receive check (REFERENCE-NOTES 5, 8 and 10)."""
+request rules and every receive check (interop.md 5, 8 and 10)."""
 
 from __future__ import annotations
 
@@ -734,7 +734,7 @@ def test_cert_for_our_own_name_is_refused(vectors: Path) -> None:
 
 def test_tc_without_ident_ignores_peer_scheme_bits(vectors: Path) -> None:
     """Without an ident group the association is TC even against a GQ server: VRFY lights
-    with CERT (REFERENCE-NOTES 5.3)."""
+    with CERT (interop.md 5.3)."""
     d = Dance(vectors, "gq")
     d.until(Flag.CERT)
     assert d.assoc.status & Flag.VRFY and d.assoc.status & Flag.GQ

@@ -1,6 +1,6 @@
 """Whole Autokey dances without a network: an AutokeyAssociation against a Responder (or
 against the reference's captured responses) and two symmetric AutokeyAssociations, passing
-Field objects directly.  Times are those of the captures (``../shared/vectors/pcap``)."""
+Field objects directly.  Times are those of the captures (``tests/vectors/pcap``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ntpauto.wire.packet import (
 )
 
 LEAP_VALUES = LeapValue(37, 3692217600, 3694377600)
-"""What every captured LEAP response carries (REFERENCE-NOTES 5.5)."""
+"""What every captured LEAP response carries (interop.md 5.5)."""
 NTP_UNIX = 2208988800
 IDENT_SCENARIOS = ("iff", "iff-trad", "gq", "mv", "mv-trad", "bcast-gq")
 COMPLETE_SCENARIOS = ("tc-rsa-md5", "tc-rsa-sha1", "tc-dsa-sha1", "pc", "iff-trad", "gq",
@@ -244,7 +244,7 @@ def test_server_dance_is_byte_identical_to_the_reference(vectors: Path, scenario
 @pytest.mark.parametrize(("scenario", "flags"), [("iff", 0x81123), ("mv", 0x81183)])
 def test_pkcs8_identity_files_never_verify(vectors: Path, scenario: str, flags: int) -> None:
     """With ntp-keygen's PKCS#8 IFF/MV files the identity never verifies, for us as for the
-    reference (REFERENCE-NOTES 6.4): the client repeats its request and ends with the
+    reference (interop.md 6.4): the client repeats its request and ends with the
     flags ntpq showed."""
     result = run_server_dance(vectors, scenario)
     assoc = result["assoc"]
@@ -325,7 +325,7 @@ def test_replay_against_reference_server(vectors: Path, scenario: str) -> None:
 
 def test_replay_reference_cookie(vectors: Path) -> None:
     """The reference server's captured COOK response decrypts to its seed-0 cookie
-    (REFERENCE-NOTES 4.1)."""
+    (interop.md 4.1)."""
     assoc, _ = replay_client(vectors, "tc-rsa-md5")
     assert assoc.cookie == 0x2C4E0DC5
 

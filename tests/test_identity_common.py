@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.common: digest of a bignum, challenges, the strict DER codec,
-primality and the Jacobi symbol (REFERENCE-NOTES 6)."""
+primality and the Jacobi symbol (interop.md 6)."""
 
 from __future__ import annotations
 

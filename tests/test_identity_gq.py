@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.gq: the GQ (Guillou-Quisquater) exchange, v from the
-certificate, generation and files (REFERENCE-NOTES 6.2, 6.4, 7.1)."""
+certificate, generation and files (interop.md 6.2, 6.4, 7.1)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.iff: the IFF (Schnorr) exchange, parameter generation and
-files (REFERENCE-NOTES 6.1, 6.4, 7.1)."""
+files (interop.md 6.1, 6.4, 7.1)."""
 
 from __future__ import annotations
 

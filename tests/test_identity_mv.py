@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.mv: the MV (Mu-Varadharajan) exchange, the trusted
-authority's generation and revocation, and files (REFERENCE-NOTES 6.3, 6.4, 7.1)."""
+authority's generation and revocation, and files (interop.md 6.3, 6.4, 7.1)."""
 
 from __future__ import annotations
 

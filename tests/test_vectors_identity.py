@@ -1,5 +1,5 @@
 """The reference's identity files and captured identity exchanges, checked offline
-(vectors keys/ and pcap/<scenario>/; RESULTS.md; REFERENCE-NOTES 5.8, 6, 6.4)."""
+(vectors keys/ and pcap/<scenario>/; RESULTS.md; interop.md 5.8, 6, 6.4)."""
 
 from __future__ import annotations
 

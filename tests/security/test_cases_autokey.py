@@ -577,7 +577,7 @@ def test_case_33_invalid_certificates(associated):
 
 def test_case_35_certificate_dates(associated):
     """35. CERT response with `notBefore > notAfter`, `notBefore` before the message
-    filestamp (the reference's rule, REFERENCE-NOTES 5.3: CASES words it the other way), or
+    filestamp (the reference's rule, interop.md 5.3: CASES words it the other way), or
     `notAfter` in the past → reject (CRT, PER for the expired one)."""
     from ntpauto.pki.legacy_x509 import resign_der
 
