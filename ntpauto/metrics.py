@@ -108,7 +108,7 @@ AUTOKEY_CHECKS: Mapping[str, str] = {
 """Engine counter of an Autokey value from a peer that failed a check -> ``event`` label
 (the reference's XEVNT names)."""
 
-OTHER_COUNTERS = frozenset({"received", "sent", "samples", *RX_MODES})
+OTHER_COUNTERS = frozenset({"received", "sent", "samples", "kernel_drops", *RX_MODES})
 
 REQUEST_TYPES: Mapping[int, str] = {
     ASSOC: "assoc", CERT: "cert", COOK: "cookie", AUTO: "auto", LEAP: "leap", SIGN: "sign",
@@ -188,6 +188,9 @@ def _packets(counters: Mapping[str, int], out: list[Sample]) -> None:
         out.append(Sample(PREFIX + "packets_dropped_total",
                           "Packets not used (no reply, no time sample), by reason.",
                           "counter", (("reason", reason),), counters.get(reason, 0)))
+    out.append(Sample(PREFIX + "kernel_drops_total",
+                      "Datagrams the kernel dropped at our sockets (receive buffer full).",
+                      "counter", (), counters.get("kernel_drops", 0)))
     out.append(Sample(PREFIX + "samples_total", "Time samples entered into clock filters.",
                       "counter", (), counters.get("samples", 0)))
     known = DROP_REASONS.keys() | EVENTS.keys() | CLIENT_OUTCOMES.keys() | OTHER_COUNTERS \
