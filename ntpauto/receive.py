@@ -112,7 +112,7 @@ class AssociationReceiver:
                              now: float, flags: frozenset[str], keyid: int | None,
                              local: tuple[str, int] | None) -> list[Datagram]:
         """Mobilise a passive Autokey association for a symmetric active peer's first packet
-        (REFERENCE-NOTES 8.3), and only once everything in it has been checked: its MAC
+        (interop.md 8.3), and only once everything in it has been checked: its MAC
         under the session key (cookie 0: it proves nothing by itself), every field decoded
         and a request, the first an ASSOC request of our group whose status word we accept.
         Only then is room made within :data:`MAX_EPHEMERAL`."""
@@ -196,7 +196,7 @@ class AssociationReceiver:
                              local: tuple[str, int] | None) -> list[Datagram]:
         """An Autokey broadcast from a new server mobilises a broadcast client only when its
         (last) field is an ASSOC response of our group whose status word we accept and its
-        MAC verifies (REFERENCE-NOTES 8.4; RFC 5906 section 11.4.2 asks no more of it); the
+        MAC verifies (interop.md 8.4; RFC 5906 section 11.4.2 asks no more of it); the
         client then runs the client dance unicast before it listens.  Room is made within
         :data:`MAX_EPHEMERAL` only after those checks."""
         engine = self.engine

@@ -1,6 +1,7 @@
 """The repository stands on its own: a fresh ``git clone`` of the committed tree, with nothing
-beside it (no ``../shared``), passes a real selection of the fast tests, among them every
-test module that reads the reference vectors' packets, captures and key files."""
+beside it (no reference vectors outside the repository), passes a real selection of the fast
+tests, among them every test module that reads the reference vectors' packets, captures and
+key files."""
 
 from __future__ import annotations
 

@@ -401,7 +401,7 @@ def test_an_offloaded_identity_reply_leaves_from_the_address_asked(group):
     engine = build_engine(config, clock)
     engine.start(0.0)
     engine.sys = attrs.evolve(engine.sys, leap=0, stratum=1, refid=b"LOCL")
-    engine.autokey.host.signature_update(engine._crypto_now())
+    engine.autokey.host.signature_update(engine.crypto_now())
     engine.enable_offload()
     jobs: list = []
 

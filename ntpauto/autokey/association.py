@@ -1,7 +1,7 @@
 """The per-association Autokey state machine (the "dance"), sans-I/O.
 
 RFC 5906 sections 6 (identity schemes), 8 (the protocol), 10 (message processing) and 11.5
-(state machine), and REFERENCE-NOTES sections 5 (messages), 8.1-8.5 (what each side sends,
+(state machine), and interop.md sections 5 (messages), 8.1-8.5 (what each side sends,
 in which order; errors and resets) and 10 (receive checks).
 
 State.  The association **status word** drives everything: it starts at 0, takes the peer's
@@ -16,11 +16,11 @@ modes, one request queued from the peer.
 
 Transmit (:meth:`AutokeyAssociation.next_fields`): at most the response to the queued peer
 request, first, then at most one request chosen from the status word by the rules of
-REFERENCE-NOTES 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
+interop.md 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
 Requests simply repeat every poll until their bit lights.
 
 Receive (:meth:`AutokeyAssociation.receive`): every response goes through the checks of
-REFERENCE-NOTES 5.9 in the reference's order (E bit, length, association ID, value and
+interop.md 5.9 in the reference's order (E bit, length, association ID, value and
 signature bounds, Timestamp != 0, Timestamp >= Filestamp, AUTO stamps not older than the
 stored ones, then for everything but CERT: a signature must be present, of exactly the
 verifying key's size, and valid; PROV lights on the first signature verified while VRFY is
@@ -152,7 +152,7 @@ def _scheme_mask() -> int:
 
 
 def group_gate(own_name: str, f: Field, ident: str | None) -> bool:
-    """The packet-level ASSOC group gate (REFERENCE-NOTES 5.1): True when the packet may be
+    """The packet-level ASSOC group gate (interop.md 5.1): True when the packet may be
     processed.
 
     Only ASSOC requests and responses are gated, and only when our own name is
@@ -179,7 +179,7 @@ class AutokeyAssociation:
     symmetric); ``responder``: answers the peer's queued requests in symmetric modes;
     ``ident``: the group of the association's identity scheme: the ``ident`` option of its
     server/peer line, or the global ``ident`` for an ephemeral (passive, broadcast client)
-    association; ``None`` means TC (VRFY lights with CERT, REFERENCE-NOTES 5.3);
+    association; ``None`` means TC (VRFY lights with CERT, interop.md 5.3);
     ``broadcast``: a broadcast client association (mobilised by a
     broadcast ASSOC response); ``rng`` draws ``hcookie`` (default: the host's).
     """
@@ -228,7 +228,7 @@ class AutokeyAssociation:
         self.auto_timestamp = 0
         self.auto_filestamp = 0
         self.pkeyid = 0
-        """Key ID of the last packet accepted by the autokey test (REFERENCE-NOTES 3.4)."""
+        """Key ID of the last packet accepted by the autokey test (interop.md 3.4)."""
         self.seq = 0
         """Remaining index N of the received autokey values (ntpq ``initsequence``)."""
         self.peer_associd = 0
@@ -389,7 +389,7 @@ class AutokeyAssociation:
         own_associd: int | None = None,
         autokey_value: Field | None = None,
     ) -> list[Field]:
-        """The extension fields of our next packet to the peer (REFERENCE-NOTES 8.1-8.3).
+        """The extension fields of our next packet to the peer (interop.md 8.1-8.3).
 
         ``now``: crypto time (0 when unsynchronised); ``synchronized``: our clock is
         synchronised; ``peer_leap``: the peer's leap indicator (symmetric COOK rule);
@@ -654,7 +654,7 @@ class AutokeyAssociation:
 
     def _form(self, f: Field) -> Verdict | None:
         """The checks of a signed response that need no key, in the reference's order
-        (REFERENCE-NOTES 5.9): length, association ID, value and signature bounds, Timestamp
+        (interop.md 5.9): length, association ID, value and signature bounds, Timestamp
         != 0, Timestamp >= Filestamp.  None when they pass."""
         if f.short:
             return _fail(Check.FIELD, f"short {f.name} response", Event.LEN)
@@ -711,7 +711,7 @@ class AutokeyAssociation:
 
     def _verify(self, f: Field, kind: tuple[Any, ...], floor: int = 0) -> Verdict:
         """A signed response: its form, freshness (stamps not under ``floor``, the Timestamp
-        newer than the last of its kind), then the signature (REFERENCE-NOTES 5.9, stricter
+        newer than the last of its kind), then the signature (interop.md 5.9, stricter
         on freshness).  PROV lights on the first signature verified while VRFY is lit."""
         verdict = self._form(f)
         if verdict is None:

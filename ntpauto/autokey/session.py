@@ -1,5 +1,5 @@
 """Autokey on the wire for one association: its key list, session-key MACs and the autokey
-test (REFERENCE-NOTES 3, 8).
+test (interop.md 3, 8).
 
 The dance itself (which request to send, what a response proves) is
 :class:`~ntpauto.autokey.association.AutokeyAssociation`; the answers are the
@@ -57,7 +57,7 @@ class AutokeySession:
 
     def _cookie(self, broadcast_packet: bool = False) -> int:
         """The cookie for packets without extension fields: 0 for broadcasts, the server's
-        cookie for a broadcast client's unicast volley (REFERENCE-NOTES 3.2, 11)."""
+        cookie for a broadcast client's unicast volley (interop.md 3.2, 11)."""
         if self.broadcast_server or broadcast_packet:
             return 0
         return self.state.cookie
@@ -99,7 +99,7 @@ class AutokeySession:
     # ------------------------------------------------------------------ receive
 
     def mac_verdict(self, pkt: Packet, *, src: str, dst: str) -> Verdict:
-        """The packet's MAC under its Autokey session key (REFERENCE-NOTES 3.2): failed when
+        """The packet's MAC under its Autokey session key (interop.md 3.2): failed when
         it does not verify; verified when the key holds our secret cookie; not applicable
         when the key is cookie 0 (a packet with extension fields, a broadcast, or before
         COOK), which anyone who knows the addresses can compute."""
@@ -132,7 +132,7 @@ class AutokeySession:
 
     def key_verdict(self, pkt: Packet, mac: Verdict, *, src: str, dst: str,
                     client: bool) -> Verdict:
-        """The autokey test (RFC 5906 section 7, REFERENCE-NOTES 3.4) for a packet whose
+        """The autokey test (RFC 5906 section 7, interop.md 3.4) for a packet whose
         MAC verified (``mac``): does its key ID prove the sender?
 
         Client mode: the reply's key ID is that of the request just sent and its MAC holds

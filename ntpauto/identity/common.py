@@ -2,7 +2,7 @@
 DER SEQUENCE of INTEGERs of the responses, primality testing, file helpers and the common
 scheme/factory machinery.
 
-reference: REFERENCE-NOTES 6 (common part):
+reference: interop.md 6 (common part):
 
 * h(X) ("digest-of-bignum") = MD5 of the minimal big-endian octets of X (0 is the empty
   string), the 16-octet digest read as an unsigned big-endian integer -- always MD5,
@@ -152,7 +152,7 @@ DIGEST_BOUND = 1 << 128
 
 
 def bignum_digest(value: int) -> int:
-    """h(X): MD5 of ``bignum_bytes(X)`` as an unsigned big-endian integer (REFERENCE-NOTES 6;
+    """h(X): MD5 of ``bignum_bytes(X)`` as an unsigned big-endian integer (interop.md 6;
     always MD5)."""
     return int.from_bytes(hashlib.md5(bignum_bytes(value)).digest(), "big")
 
@@ -181,7 +181,7 @@ def random_below(modulus: int, rng: RandBits | None = None) -> int:
 
 def challenge_value(modulus: int, rng: RandBits | None = None) -> int:
     """r = (8*L random bits, least significant bit forced to 1) mod ``modulus``, L = octets of
-    the modulus (REFERENCE-NOTES 6); drawn again in the (rare) case r = 0, which servers
+    the modulus (interop.md 6); drawn again in the (rare) case r = 0, which servers
     refuse."""
     if modulus < 2:
         raise ValueError("challenge modulus must be at least 2")
@@ -464,7 +464,7 @@ def read_identity_file(path: str | os.PathLike[str], password: str | bytes | Non
 
 def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
     """(p, q, g, private x, public y) of a DSA "cuckoo" key as loaded (for PKCS#8 files the
-    public value is g^x mod p, recomputed on load: REFERENCE-NOTES 6.4)."""
+    public value is g^x mod p, recomputed on load: interop.md 6.4)."""
     try:
         numbers = key.private_numbers()
         params = numbers.public_numbers.parameter_numbers
@@ -474,7 +474,7 @@ def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, i
 
 
 def rsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
-    """(n, e, d, p, q) of an RSA "cuckoo" key (GQ, REFERENCE-NOTES 6.2)."""
+    """(n, e, d, p, q) of an RSA "cuckoo" key (GQ, interop.md 6.2)."""
     try:
         numbers = key.private_numbers()
         return numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, \
@@ -611,7 +611,7 @@ class ChallengeResponseScheme:
     def from_keysdir(cls, keysdir: str | os.PathLike[str], group: str,
                      password: str | bytes | None = None, rng: RandBits | None = None) -> Any:
         """The scheme from ``ntpkey_<server_kind>_<group>`` and ``ntpkey_<client_kind>_<group>``
-        in ``keysdir``, whichever exist (REFERENCE-NOTES 7.4); KeyFileError when neither
+        in ``keysdir``, whichever exist (interop.md 7.4); KeyFileError when neither
         does."""
         server_path = link_path(keysdir, cls.server_kind, group)
         client_path = link_path(keysdir, cls.client_kind, group)
@@ -653,7 +653,7 @@ class ChallengeResponseScheme:
             self._tables()
 
     def make_challenge(self) -> bytes:
-        """A fresh L-octet challenge (REFERENCE-NOTES 6); MissingKeyError without the client
+        """A fresh L-octet challenge (interop.md 6); MissingKeyError without the client
         parameters."""
         if self.client is None:
             raise MissingKeyError(f"{self.name.upper()} client parameters are not loaded")
@@ -701,7 +701,7 @@ class ChallengeResponseScheme:
 
 
 def link_path(keysdir: str | os.PathLike[str], kind: str, group: str) -> Path:
-    """``KEYSDIR/ntpkey_<kind>_<group>``, the name ntpd opens (REFERENCE-NOTES 7.4)."""
+    """``KEYSDIR/ntpkey_<kind>_<group>``, the name ntpd opens (interop.md 7.4)."""
     return Path(keysdir) / f"ntpkey_{kind}_{group}"
 
 

@@ -1,7 +1,7 @@
-"""GQ, the Guillou-Quisquater identity scheme (RFC 5906 appendix E; message code 8, status
+"""GQ, the Guillou-Quisquater identity scheme (RFC 5906 appendix F; message code 8, status
 bit 0x40).
 
-reference: REFERENCE-NOTES 6.2 (exchange, key generation, file layout), 6.4 (certificate
+reference: interop.md 6.2 (exchange, key generation, file layout), 6.4 (certificate
 extension), 7.1 (files).  Values live in an RSA "cuckoo" structure: n = an RSA modulus,
 **e field = group key b**, **p field = server private key u**, **q field = public key
 v = (u^-1)^b mod n**, d = dmp1 = dmq1 = iqmp = 1.  The client parameter file has the same
@@ -133,7 +133,7 @@ def _modulus(bits: int, rng: RandBits) -> int:
 
 
 def generate_gq(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> GQParameters:
-    """New GQ values (ntp-keygen -G; REFERENCE-NOTES 6.2): n an RSA modulus of ``bits``
+    """New GQ values (ntp-keygen -G; interop.md 6.2): n an RSA modulus of ``bits``
     bits, b and u random of |n| bits mod n (u invertible), v = (u^-1)^b mod n, then one
     protocol round as a self-test.  ``rng`` draws b and u (and the primes below 1024 bits)."""
     if not MIN_BITS <= bits <= MAX_BITS:

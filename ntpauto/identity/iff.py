@@ -1,6 +1,6 @@
-"""IFF, the Schnorr identity scheme (RFC 5906 appendix D; message code 7, status bit 0x20).
+"""IFF, the Schnorr identity scheme (RFC 5906 appendix E; message code 7, status bit 0x20).
 
-reference: REFERENCE-NOTES 6.1 (exchange and key generation), 6.4 (storage caveat), 7.1
+reference: interop.md 6.1 (exchange and key generation), 6.4 (storage caveat), 7.1
 (files).  Parameters live in a DSA "cuckoo" structure: p, q, g as DSA domain parameters, the
 group key b as the DSA private value, the client key v = g^(q-b) mod p as the public value.
 
@@ -22,7 +22,7 @@ uniform in 0 < k < q (:func:`~ntpauto.identity.common.random_below`), drawn agai
 rare case y = 0; any k makes a valid response (g^k depends only on k mod q), so the
 reference's clients verify ours as before.
 
-Files (REFERENCE-NOTES 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
+Files (interop.md 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
 ``ntpkey_iffkey_<host>``; encrypted) and the client parameters ``ntpkey_iffpar_<group>.<fs>``
 (unencrypted, private value 1).  The reference writes both as PKCS#8, which has no field for
 the DSA public value: on load it becomes g^x mod p, so the reference's client loads v = g from
@@ -124,7 +124,7 @@ class IFFParameters:
 @attrs.frozen
 class IFFClientParameters:
     """The clients' IFF values p, q, g, v.  ``public_value_recomputed`` is True when v came
-    from a PKCS#8 file, where it is g^x mod p rather than the true v (REFERENCE-NOTES 6.4)."""
+    from a PKCS#8 file, where it is g^x mod p rather than the true v (interop.md 6.4)."""
 
     p: int
     q: int
@@ -159,7 +159,7 @@ def dsa_domain_parameters(bits: int, rng: RandBits | None = None) -> tuple[int, 
 
 
 def generate_iff(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> IFFParameters:
-    """New IFF parameters (ntp-keygen -I; REFERENCE-NOTES 6.1): DSA parameters of ``bits``
+    """New IFF parameters (ntp-keygen -I; interop.md 6.1): DSA parameters of ``bits``
     bits (raised to 512 below that, as the reference's OpenSSL does), b = random of |q| bits
     mod q, v = g^(q-b) mod p, then one protocol round as a self-test.  ``rng`` draws b (and p,
     q, g for the sizes ``cryptography`` does not make)."""
@@ -192,7 +192,7 @@ def server_key_pem(params: IFFParameters, password: str | bytes | None = None) -
 
 def client_parameters_pem(params: IFFParameters | IFFClientParameters) -> bytes:
     """The client parameters as unencrypted traditional PEM {p, q, g, pub = v, priv = 1}: the
-    layout that keeps v (REFERENCE-NOTES 6.4, vectors iff-trad)."""
+    layout that keeps v (interop.md 6.4, vectors iff-trad)."""
     return keyfiles.dsa_traditional_pem(params.p, params.q, params.g, params.v, 1)
 
 
@@ -240,7 +240,7 @@ def load_client_parameters(path: str | os.PathLike[str]
                            ) -> tuple[IFFClientParameters, int | None]:
     """(parameters, filestamp) of an IFF client parameter file (unencrypted).  v is the
     file's public value: the true one in traditional PEM, g^x mod p (= g in the reference's
-    exports) in PKCS#8, as in the reference (REFERENCE-NOTES 6.4)."""
+    exports) in PKCS#8, as in the reference (interop.md 6.4)."""
     key_file = read_identity_file(path, None, ("iffpar",))
     p, q, g, _, v = dsa_fields(key_file.private_key, key_file.path)
     if q < 2 or p <= q or not 1 < g < p or not 0 < v < p or pow(g, q, p) != 1:
