@@ -72,11 +72,15 @@ DROP_REASONS: Mapping[str, str] = {
     "baddist": "peer root distance or reference time out of bounds (TEST7)",
     "cryptonak": "crypto-NAK answering our packet (the Autokey association restarts)",
     "autokey_badfield": "malformed Autokey extension field",
-    "autokey_protocol_error": "Autokey protocol violation (the association restarts)",
+    "autokey_protocol_error": "Autokey protocol violation (the association restarts when the "
+                              "packet answers ours)",
     "autokey_sequence": "Autokey key ID sequence check failed (TEST8)",
     "autokey_nosample": "authentic Autokey reply with extension fields: no time sample",
     "bcast_not_assoc": "Autokey broadcast from a new server without an ASSOC response",
     "bcast_uncalibrated": "broadcast before the delay was calibrated",
+    "bcast_early": "authentic broadcast sooner than the broadcast poll interval allows",
+    "autokey_not_assoc": "symmetric Autokey packet without an association that is not an "
+                         "ASSOC request (answered with a crypto-NAK)",
     "autokey_limited": "Autokey request with fields over the rate limit of restrict limited",
     "autokey_offload_busy": "identity request while the worker's job table was full",
 }
@@ -89,6 +93,9 @@ EVENTS: Mapping[str, str] = {
     "panic": "offsets over the panic threshold (clock not set)",
     "demobilised": "associations demobilised",
     "autokey_resets": "Autokey associations restarted (refresh, crypto-NAK, error, step)",
+    "autokey_reset_limited": "restarts refused: one was made less than a poll interval ago",
+    "autokey_refetch": "autokey values asked for again (the peer's key list changed)",
+    "resync": "symmetric exchanges started over from origin 0 after three silent polls",
     "autokey_error_response": "client Autokey requests answered with an error response",
     "autokey_budget": "client Autokey requests left unanswered: the private-key budget was "
                       "spent",
