@@ -19,25 +19,32 @@ request, first, then at most one request chosen from the status word by the rule
 interop.md 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
 Requests simply repeat every poll until their bit lights.
 
-Receive (:meth:`AutokeyAssociation.receive`): every response goes through the checks of
-interop.md 5.9 in the reference's order (E bit, length, association ID, value and
-signature bounds, Timestamp != 0, Timestamp >= Filestamp, AUTO stamps not older than the
-stored ones, then for everything but CERT: a signature must be present, of exactly the
-verifying key's size, and valid; PROV lights on the first signature verified while VRFY is
-lit).  Protocol errors raise :class:`ProtocolError` (the engine resets the association, or
-removes a preemptible one); any other failure discards only that field and is reported as
-an :class:`~ntpauto.events.Event`.
+Receive (:meth:`AutokeyAssociation.receive`): each field gets a
+:class:`~ntpauto.verdict.Verdict` from the code that checked it, and changes the state only
+when that verdict is positive.  Signed responses go through the checks of interop.md 5.9 in
+the reference's order (E bit, length, association ID, value and signature bounds,
+Timestamp != 0, Timestamp >= Filestamp), then freshness (newer than the last accepted value
+of its kind, kept across resets) before the signature (present, no longer than the key
+allows, valid; PROV lights on the first signature verified while VRFY is lit).  Unsigned
+ASSOC and CERT responses count only in a packet that answers our last transmit (``proven``).
+A protocol error is a failed verdict with ``Event.ERR``; processing stops at the first failed
+field, and the caller decides whether the dance restarts.
 
-Deliberate differences from the reference (all stricter, none visible to a reference peer):
+Deliberate differences from the reference (all stricter, none visible to an honest
+reference peer; docs/interop.md lists them):
 
 * a CERT response must be for the name we asked for (the current issuer), never for our
   own name (it would replace our certificate in the cache), and the trail is at most
-  :data:`MAX_TRAIL` certificates long;
+  :data:`MAX_TRAIL` certificates long; its certificates enter our cache (and are signed
+  there) only once it ends at a trusted one;
 * a failing trail link (VFY/PER) leaves the trail where it was (the reference has already
   moved its issuer on);
-* a COOK response is taken only while one of our COOK requests is unanswered and not with a
-  Timestamp older than the last accepted one (a replayed COOK response gives ``Event.CKY``);
-* a SIGN response must hold our own subject and public key, signed with the peer's key.
+* a COOK response is taken only while one of our COOK requests is unanswered;
+* a symmetric peer's COOK request must carry its valid signature over the key we encrypt
+  our cookie to;
+* a SIGN response must hold our own subject and public key, signed with the peer's key;
+* any valid signature length is accepted (the reference insists on the maximum, which
+  refuses most DSA signatures).
 
 Times: ``now`` is the crypto time in NTP seconds (0 when unsynchronised);
 :meth:`refresh_due`/:meth:`reset` take a monotonic time in seconds (the reference's
