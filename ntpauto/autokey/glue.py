@@ -187,8 +187,8 @@ class AutokeyGlue:
         if state.refresh_due(int(now)):
             self.reset(assoc, now, "refresh")
             return
-        if assoc.hmode == MODE_CLIENT:
-            return
+        if assoc.hmode == MODE_CLIENT or assoc.volley:
+            return  # client mode (and a broadcast client's volley) has no key-ID chain
         session.keyed_polls += 1
         if session.keyed_polls > REFETCH_POLLS and state.refetch_auto():
             session.keyed_polls = 0

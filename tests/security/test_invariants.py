@@ -379,3 +379,35 @@ def test_parse_of_every_field_in_a_capture_round_trips(vectors):
         assert decode(f.encode()) == f
     assert parse(forged(Header(0, 4, 5, 1, 4, -20, 0, 0, b"LOCL", 0, 0, 0, 1), [], ALICE,
                         BCAST, 0x70000000)).keyid == 0x70000000
+
+
+def test_broadcast_client_fetches_lost_autokey_values_itself(vectors):
+    """The broadcast announcing alice's new key list is lost: the broadcasts that follow
+    fail the autokey test (a forger's would too, so failing changes nothing); after three
+    polls with none passing, the client goes back to its client-mode volley by itself, asks
+    alice for the values and listens again."""
+    net, alice, client, assoc = broadcast_pair(vectors)
+    [server] = [a for a in alice.engine.associations.values() if a.hmode == MODE_BROADCAST]
+    server.autokey.keylist = None  # the next broadcast starts a new list, announced once
+    lost = []
+
+    def drop_announcement(data, source, destination):
+        if source[0] == ALICE and destination[0] == BCAST and not lost and any(
+                decode(f.data).code == AUTO for f in parse(data).fields):
+            lost.append(data)
+            return None
+        return data
+
+    net.add_interceptor(drop_announcement)
+    sequence = client.engine.counters["autokey_sequence"]
+    net.run(16 * 3 + 1)
+    assert lost and client.engine.counters["autokey_sequence"] > sequence
+    samples = client.engine.counters["samples"]
+    net.run(16 * 4)
+    assert client.engine.counters["autokey_refetch"] == 1
+    assert assoc.autokey.state.volley_complete and assoc.volley == 0
+    assert assoc.associd in client.engine.associations
+    assert client.engine.counters["samples"] > samples + 1
+    unicast = [d for d in net.capture if d.source[0] == BRENDA]
+    assert any(f.code == AUTO for d in unicast[-4:] for f in map(decode, (
+        x.data for x in parse(d.data).fields)))
