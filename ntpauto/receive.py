@@ -318,15 +318,25 @@ class AssociationReceiver:
             return []
         if on is OnWire.BROADCAST:
             return self._broadcast_sample(assoc, header, rx, now)
+        if not self._exchange(assoc, header, rx, now, on):
+            return []
+        return self._time(assoc, header, rx, now)
+
+    @staticmethod
+    def _exchange(assoc: Association, header: Header, rx: int, now: float,
+                  on: OnWire) -> bool:
+        """Advance the on-wire exchange with an accepted packet: remember its transmit and
+        receive times (``org``, ``rec``); a client's request is used up (a second copy of
+        the reply then fails TEST2).  False for a packet that starts the exchange (the peer
+        has not heard from us yet: its header, no sample)."""
         assoc.org, assoc.rec = header.transmit, rx
         assoc.exchanged_at = now
         if on is OnWire.START:
-            # The peer has not heard from us yet: remember its timestamps, no sample.
             update_peer_header(assoc, header)
-            return []
+            return False
         if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT):
-            assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
-        return self._time(assoc, header, rx, now)
+            assoc.xmt = 0
+        return True
 
     def _autokey_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int,
                         now: float, auth: int) -> list[Datagram]:
@@ -358,13 +368,8 @@ class AssociationReceiver:
             if not self._keyed(assoc, verdicts.key):
                 return []
             return self._broadcast_sample(assoc, header, rx, now)
-        assoc.org, assoc.rec = header.transmit, rx
-        assoc.exchanged_at = now
-        if on is OnWire.START:
-            update_peer_header(assoc, header)
+        if not self._exchange(assoc, header, rx, now, on):
             return []
-        if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT):
-            assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
         if pkt.fields:
             # A proven packet of the dance, every field taken: the peer is reachable
             # (RFC 5906 section 11.5) even where its key ID cannot be tested yet.
