@@ -25,7 +25,7 @@ from ntpauto.autokey.fields import Field, decode
 from ntpauto.autokey.serving import MIN_AUTOKEY_DIGEST, AutokeyNode
 from ntpauto.events import Event
 from ntpauto.verdict import Check, Verdict
-from ntpauto.wire.packet import MODE_BROADCAST, Packet
+from ntpauto.wire.packet import MAX_EXTENSION_END, MODE_BROADCAST, Packet
 
 __all__ = ["AutokeySession"]
 
@@ -90,9 +90,16 @@ class AutokeySession:
         else:
             fields = state.next_fields(now, synchronized=synced, peer_leap=peer_leap,
                                        own_associd=associd, autokey_value=self.auto_field)
-        data = header + b"".join(f.encode() for f in fields)
+        data, sent = header, []
+        for f in fields:
+            octets = f.encode()
+            if len(data) + len(octets) > MAX_EXTENSION_END:
+                continue  # as the reference: a field that would not fit is left out
+            data += octets
+            sent.append(f)
         self.sent_keyid = keyid
-        self.sent_codes = frozenset(f.code for f in fields if not f.response)
+        self.sent_codes = frozenset(f.code for f in sent if not f.response)
+        fields = sent
         key = self.keylist.mac_key(keyid, has_fields=bool(fields))
         return data + mac(key, keyid, data, self.digest)
 

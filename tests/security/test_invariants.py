@@ -411,3 +411,26 @@ def test_broadcast_client_fetches_lost_autokey_values_itself(vectors):
     unicast = [d for d in net.capture if d.source[0] == BRENDA]
     assert any(f.code == AUTO for d in unicast[-4:] for f in map(decode, (
         x.data for x in parse(d.data).fields)))
+
+
+def test_outgoing_fields_never_make_a_packet_over_the_limit(vectors):
+    """A symmetric packet carrying a queued response and a request, each about a kilobyte
+    and a half (certificates of a 4096-bit key), would exceed the reference's 2120-octet
+    buffer: the field that does not fit is left out, as the reference does."""
+    from ntpauto.autokey.serving import AutokeyNode
+    from ntpauto.autokey.session import AutokeySession
+    from ntpauto.wire.packet import MAX_PACKET
+
+    host = vector_host(vectors, "tc-rsa-md5", "alice")
+    host.signature_update(NOW)
+    state = AutokeyAssociation(host, associd=5, hmode=MODE_ACTIVE)
+    session = AutokeySession(AutokeyNode(host), state)
+    big = Field(code=CERT, response=True, associd=5, timestamp=NOW, value=b"c" * 1500,
+                signature=b"s" * 64)
+    state.next_fields = lambda *a, **k: [big, attrs.evolve(big, response=False)]
+    header = Header(0, 4, MODE_ACTIVE, 1, 4, -20, 0, 0, b"LOCL", 0, 0, 0, 1).encode()
+    data = session.outgoing(header, src=ALICE, dst=CAROL, now=NOW, synced=True, poll=4,
+                            peer_leap=0, associd=5)
+    assert len(data) <= MAX_PACKET
+    assert [decode(f.data).response for f in parse(data).fields] == [True]
+    assert session.sent_codes == frozenset()
