@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/autokey.py [seconds-per-case]``.  Each case i
 ``time.perf_counter`` loops in one process; the hashlib MD5 rows are the floor that the
 pure-Python layers above them are compared with, and the last row the MD5 ntpauto uses
 (CPython's built-in, faster than hashlib's OpenSSL one at these sizes).  RFC 5906
-sections 4-6, REFERENCE-NOTES 3-4.
+sections 4-6, interop.md 3-4.
 """
 
 from __future__ import annotations

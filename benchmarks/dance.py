@@ -2,7 +2,7 @@
 
 1. One full server dance per identity scheme in the simulated network (no sleeping): wall
    time and CPU until the client association has every flag, with the reference's key
-   files from ``../shared/vectors/keys`` (512-bit RSA, the reference's identity sizes).
+   files from ``tests/vectors/keys`` (512-bit RSA, the reference's identity sizes).
 2. Server replies per second for Autokey-authenticated requests without extension fields,
    next to a bare Twisted UDP echo server in the same run (``server_throughput.py``'s load
    generator; goal: at least 50 % of echo).
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-VECTORS = REPO.parent / "shared" / "vectors" / "keys"
+VECTORS = REPO / "tests" / "vectors" / "keys"
 SCENARIOS = [("tc", "tc-rsa-md5"), ("pc", "pc"), ("iff", "iff-trad"), ("gq", "gq"),
              ("mv", "mv-trad")]
 EPOCH = 1_795_460_000.0

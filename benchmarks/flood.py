@@ -17,7 +17,9 @@ key, generated into a temporary keys directory) on 127.0.0.1 at a high port, wit
   the amplification limit and meets ``limited`` and the private-key budget), the odd ones
   do not (spoofed sources).
 
-It prints legitimate requests sent and replies received, the p99 reply latency, the
+It prints legitimate requests sent and replies received, the datagrams the kernel dropped
+at the daemon's socket (its ``kernel_drops`` metric; ``--rcvbuf`` sets the daemon's receive
+buffer, 0 the system's default), the p99 reply latency, the
 Autokey client's status word and when each of its changes came (the dance's timeline: a
 step refused under the flood shows as a gap of one poll), the
 private-key operations the daemon did per second (signed COOK/SIGN/GQ responses seen),
@@ -25,7 +27,7 @@ bytes in/out per source class, the daemon's RSS before and after and the CPU of 
 and of its identity worker process.  Everything is bounded: packet counts by rate x time,
 the run by ``--seconds``, the daemon is stopped at the end.  Loopback only.
 
-Run: ``.venv/bin/python benchmarks/flood.py [--seconds 60] [--factor 10]``.
+Run: ``.venv/bin/python benchmarks/flood.py [--seconds 60] [--factor 10] [--rcvbuf BYTES]``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import argparse
 import math
 import os
 import random
+import re
 import selectors
 import shutil
 import signal
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -62,10 +66,18 @@ FLOODERS = 400
 POLL = (4.0, 5.0)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((SERVER, 0))
         return sock.getsockname()[1]
+
+
+def kernel_drops(stats_port: int) -> int:
+    """The daemon's ``ntpauto_kernel_drops_total`` (its /metrics endpoint)."""
+    url = f"http://{SERVER}:{stats_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return int(re.search(r"^ntpauto_kernel_drops_total (\d+)$", text, re.M).group(1))
 
 
 def rss_kib(pid: int) -> int:
@@ -126,9 +138,12 @@ def make_keys(root: Path) -> dict[str, object]:
     return {"server": server, "mallory": mallory}
 
 
-def start_daemon(root: Path, port: int) -> tuple[subprocess.Popen, Path]:
+def start_daemon(root: Path, port: int, stats_port: int,
+                 rcvbuf: int | None) -> tuple[subprocess.Popen, Path]:
     conf = root / "ntp.conf"
     conf.write_text(
+        (f"rcvbuf {rcvbuf}\n" if rcvbuf is not None else "")
+        + f"statsaddress {SERVER}:{stats_port}\n" +
         "localclock stratum 1\n"
         f"keysdir {root / 'server'}\n"
         "crypto host floodsrv pw srvpw\n"
@@ -224,22 +239,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flooders", type=int, default=FLOODERS,
                         help=f"flooding addresses, at most 1000 ({FLOODERS}): many keep each "
                              "under the per-source limit, so the global budget meets them")
+    parser.add_argument("--rcvbuf", type=int, default=None,
+                        help="the daemon's rcvbuf in bytes (default: its default; 0: the "
+                             "system's default)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if not 1 <= args.flooders <= 1000:
         parser.error("--flooders must be 1 to 1000")
     rng = random.Random(5)
     root = Path(tempfile.mkdtemp(prefix="ntpauto-flood-"))
-    port = free_port()
+    port, stats_port = free_port(), free_port(socket.SOCK_STREAM)
     print(f"keys and config in {root}; daemon on {SERVER}:{port}", flush=True)
     creds = make_keys(root)
-    process, log = start_daemon(root, port)
+    process, log = start_daemon(root, port, stats_port, args.rcvbuf)
     try:
         wait_ready(port)
         time.sleep(1.0)
         rss_before, cpu_before = rss_kib(process.pid), cpu_split(process.pid)
         results = run_load(args, port, root, creds, rng)
         rss_after, cpu_after = rss_kib(process.pid), cpu_split(process.pid)
+        time.sleep(1.1)  # the daemon reads its socket's drop count once a second at most
+        wait_ready(port)  # a read after that second
+        results["kernel_drops"] = kernel_drops(stats_port)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -406,6 +427,7 @@ def report(results: dict, args: argparse.Namespace, rss_before: int, rss_after: 
           f"in flight at the end {stats['legit_unanswered_at_end']})")
     print(f"reply latency ms                p50 {pct(0.5):.2f}  p99 {pct(0.99):.2f}  "
           f"max {pct(1.0):.2f}")
+    print(f"kernel drops at the daemon      {results['kernel_drops']}")
     print(f"flood packets sent              malformed {stats['flood_malformed']}, "
           f"expensive {stats['flood_expensive']}")
     print(f"flood responses                 full {stats['flood_full_responses']}, "

@@ -20,6 +20,10 @@ The NTP targets listen as the daemon does, on :class:`ntpauto.protocol.NTPPort`:
 port with a read loop of ours that answers the common requests without a call per layer
 (Twisted's ``doRead`` calls ``datagramReceived`` per datagram), worth about 0.5 us a reply.
 
+``--interface 0.0.0.0`` binds the NTP targets to the wildcard address (the load still goes
+to 127.0.0.1): each datagram's destination is then read with ``recvmsg`` and the reply sent
+from it with ``sendmsg`` (:mod:`ntpauto.udpsocket`), which this measures.
+
 Prints per target the median replies per second, the median ratio to the echo server with
 the range of the per-round ratios, and the server process's median CPU time per reply (from
 /proc: the part of the cost that is the server's own).  Goals: ``ntp`` at least 70 % of
@@ -27,6 +31,7 @@ echo, ``ntp-md5`` and ``ntp-autokey`` at least 65 % (issue 7; the reference ntpd
 about that here).  ``--check`` exits 1 when a goal is missed.
 
     .venv/bin/python benchmarks/server_throughput.py [--requests N] [--window W]
+        [--interface ADDRESS]
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ MD5_KEY = "1 MD5 benchmarksecret\n"
 # -- the servers (child processes) --------------------------------------------------------
 
 
-def serve(kind: str, keys_file: str | None) -> None:
-    """Run one server on 127.0.0.1 port 0; print ``PORT n`` once listening."""
+def serve(kind: str, keys_file: str | None, interface: str) -> None:
+    """Run one server on ``interface`` (the echo server: 127.0.0.1) port 0; print ``PORT n``
+    once listening."""
     from twisted.internet import reactor
     from twisted.internet.protocol import DatagramProtocol
 
@@ -72,10 +78,10 @@ def serve(kind: str, keys_file: str | None) -> None:
     else:
         import attrs
 
-        from ntpauto.config import default_config
+        from ntpauto.config import ListenConfig, default_config
         from ntpauto.service import NTPAutokeyService
 
-        config = default_config(port=0)
+        config = attrs.evolve(default_config(port=0), listen=(ListenConfig(interface),))
         if kind == "ntp-md5":
             config = attrs.evolve(config, keys_file=keys_file, trusted_keys=frozenset({1}))
         if kind == "ntp-autokey":
@@ -95,9 +101,9 @@ def serve(kind: str, keys_file: str | None) -> None:
     reactor.run()
 
 
-def start_server(kind: str, keys_file: str) -> tuple[subprocess.Popen, int]:
+def start_server(kind: str, keys_file: str, interface: str) -> tuple[subprocess.Popen, int]:
     """Start a server subprocess and read the port it bound."""
-    argv = [sys.executable, __file__, "--serve", kind]
+    argv = [sys.executable, __file__, "--serve", kind, "--interface", interface]
     if kind == "ntp-md5":
         argv += ["--keys", keys_file]
     env = dict(os.environ)
@@ -242,9 +248,9 @@ def cpu_seconds(pid: int) -> float | None:
 class Target:
     """One server subprocess, its port and the requests the load generator sends it."""
 
-    def __init__(self, kind: str, keys_file: str) -> None:
+    def __init__(self, kind: str, keys_file: str, interface: str) -> None:
         self.kind = kind
-        self.process, self.port = start_server(kind, keys_file)
+        self.process, self.port = start_server(kind, keys_file, interface)
         try:
             if kind == "ntp-autokey":
                 self.requests = autokey_requests(self.port, 4096)
@@ -282,7 +288,7 @@ def run_rounds(keys_file: str, args: argparse.Namespace) -> dict[str, dict]:
     targets: list[Target] = []
     try:
         for kind in TARGETS:
-            targets.append(Target(kind, keys_file))
+            targets.append(Target(kind, keys_file, args.interface))
         per_round = max(1, args.requests // args.rounds)
         rounds = []
         for i in range(args.rounds):
@@ -322,13 +328,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests outstanding (default 32)")
     parser.add_argument("--max-seconds", type=float, default=15.0,
                         help="time limit per target and round (default 15)")
+    parser.add_argument("--interface", default="127.0.0.1",
+                        help="address the NTP targets listen on (default 127.0.0.1; "
+                             "0.0.0.0: the wildcard)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--serve", choices=TARGETS, help=argparse.SUPPRESS)
     parser.add_argument("--keys", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.keys)
+        serve(args.serve, args.keys, args.interface)
         return 0
 
     with tempfile.TemporaryDirectory(prefix="ntpauto-bench-") as directory:

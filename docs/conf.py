@@ -20,8 +20,9 @@ exclude_patterns = [
     "examples/**/dropin.cache",
 ]
 
-# Headings up to ### get anchors, so [text](page.md#a-heading) links resolve.
-myst_heading_anchors = 3
+# Headings up to #### get anchors, so [text](page.md#a-heading) links resolve (interop.md's
+# numbered reference sections are ####).
+myst_heading_anchors = 4
 
 html_theme = "alabaster"
 html_title = "ntpauto"

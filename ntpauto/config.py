@@ -6,7 +6,7 @@ deliberately does not implement are ignored with a warning (``Config.warnings``)
 existing ntpd configuration loads; anything else that is wrong raises :class:`ConfigError`
 naming the file and line.  See ``docs/configuration.md`` for the directive reference.
 
-reference: ntpd 4.2.8 confopt.md, authopt.md (``/work/shared/spec/ntpd-4.2.8-docs``).
+reference: the ntpd 4.2.8 documentation, confopt.html and authopt.html.
 """
 
 from __future__ import annotations
@@ -35,12 +35,17 @@ __all__ = [
     "directive_names",
     "load_config",
     "parse_config",
+    "rcvbuf_problem",
 ]
 
 MIN_POLL = 3
 MAX_POLL = 17
 LOCAL_DRIVER = 1
 MAX_INCLUDE_DEPTH = 10
+DEFAULT_RCVBUF = 4 << 20
+"""Bytes of UDP receive buffer asked for per socket when the configuration names none."""
+MIN_RCVBUF = 4096
+MAX_RCVBUF = 1 << 30
 
 RESTRICT_FLAGS = frozenset({
     "ignore", "noquery", "nomodify", "nopeer", "noserve", "limited", "kod", "notrust",
@@ -189,7 +194,15 @@ class Config:
     """``amplification``: replies to unproven sources never exceed the request's size."""
     statsaddress: tuple[str, int] | None = None
     """``statsaddress``: (IP address, TCP port) of the Prometheus ``/metrics`` endpoint."""
+    rcvbuf: int | None = None
+    """``rcvbuf``: bytes of UDP receive buffer per socket; None: :data:`DEFAULT_RCVBUF`,
+    0: the system's default."""
     warnings: tuple[str, ...] = ()
+
+    @property
+    def receive_buffer(self) -> int:
+        """Bytes of UDP receive buffer to ask for per socket (0: leave the system's)."""
+        return DEFAULT_RCVBUF if self.rcvbuf is None else self.rcvbuf
 
     @property
     def discipline_enabled(self) -> bool:
@@ -231,6 +244,13 @@ def default_config(port: int = 12300) -> Config:
         listen=(ListenConfig(address="127.0.0.1"),),
         port=port,
     )
+
+
+def rcvbuf_problem(size: int) -> str | None:
+    """Why ``size`` bytes cannot be the ``rcvbuf`` (None: it can)."""
+    if size == 0 or MIN_RCVBUF <= size <= MAX_RCVBUF:
+        return None
+    return f"{size} is out of range: 0 (the system's default) or {MIN_RCVBUF}..{MAX_RCVBUF} bytes"
 
 
 def _is_pseudo_path(path: str) -> bool:
@@ -411,6 +431,7 @@ class _Builder:
             "amplification": self._amplification,
             "includefile": self._includefile,
             "statsaddress": self._statsaddress,
+            "rcvbuf": self._rcvbuf,
         }
 
     # -- driver ------------------------------------------------------------------------
@@ -745,6 +766,17 @@ class _Builder:
         number = _integer(where, "statsaddress port", port, 0, 65535)
         self.values["statsaddress"] = (str(ip), number)
 
+    def _rcvbuf(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``rcvbuf BYTES`` (ntpauto extension): the UDP receive buffer, 0 for the system's
+        default."""
+        text = self._single(where, directive, args)
+        if not _INTEGER.fullmatch(text):
+            raise where.error(f"rcvbuf must be a number of bytes, not {text!r}")
+        problem = rcvbuf_problem(int(text))
+        if problem is not None:
+            raise where.error(f"rcvbuf {problem}")
+        self.values["rcvbuf"] = int(text)
+
     def _autokeybudget(self, where: _Where, directive: str, args: list[str]) -> None:
         """``autokeybudget SHARE|unlimited [burst SECONDS]`` (ntpauto extension)."""
         if not args:
@@ -829,6 +861,7 @@ DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "amplification": frozenset(_AMPLIFICATION_CHOICES),
     "includefile": frozenset(),
     "statsaddress": frozenset(),
+    "rcvbuf": frozenset(),
 }
 """Every implemented directive and the keywords the parser accepts after it (options,
 flags, actions; not their values).  ``tests/test_docs.py`` checks that docs/configuration.md

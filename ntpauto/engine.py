@@ -187,7 +187,7 @@ class Engine:
         self.server.invalidate()
 
     def crypto_now(self) -> int:
-        """NTP seconds for Autokey stamps, 0 while unsynchronised (REFERENCE-NOTES)."""
+        """NTP seconds for Autokey stamps, 0 while unsynchronised (interop.md)."""
         if self._sys.leap == LEAP_UNSYNC:
             return 0
         return ntp_seconds(self.clock.now())
@@ -504,7 +504,7 @@ def _resolve_literal(address: str, port: int) -> str:
 
 def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
     """The host's Autokey credentials and responder from the ``crypto``/``keysdir``/
-    ``automax``/``revoke`` directives (REFERENCE-NOTES 7.4).  The keys directory defaults to
+    ``automax``/``revoke`` directives (interop.md 7.4).  The keys directory defaults to
     the configuration file's directory.  KeyFileError names the file that is wrong."""
     from ntpauto.autokey.cookie import ServerSeed
     from ntpauto.autokey.host import load_host

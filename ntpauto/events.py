@@ -1,6 +1,6 @@
 """Autokey event codes (the reference's XEVNT_* values) and the exceptions that carry them.
 
-RFC 5906 section 10 ("Error Detection") and REFERENCE-NOTES sections 8.5 and 10.
+RFC 5906 section 10 ("Error Detection") and interop.md sections 8.5 and 10.
 
 reference: include/ntp_crypto.h defines ``XEVNT_CMD(x) = CRPT_EVENT | x`` with CRPT_EVENT = 0x100
 and ntpd/ntp_control.c ``crypto_codes[]`` holds the text logged to cryptostats, e.g.

@@ -32,7 +32,7 @@ class IClock(Interface):
 class ISignatureProfile(Interface):
     """A digest/signature profile: how Autokey values and certificates are signed.
 
-    reference: REFERENCE-NOTES section 5.9; the NID goes in the high half of the status word.
+    reference: interop.md section 5.9; the NID goes in the high half of the status word.
     """
 
     name = Attribute("Profile name as ntp-keygen spells it, e.g. 'RSA-MD5'.")
@@ -62,9 +62,18 @@ class IIdentityScheme(Interface):
     ``respond``.  TC and PC carry no challenge (``message_code`` 0): ``make_challenge`` and
     ``respond`` raise ValueError and ``verify_response`` is False.
 
-    Filestamps (reference: REFERENCE-NOTES 5.8): a request carries ``client_filestamp``, a
+    Filestamps (reference: interop.md 5.8): a request carries ``client_filestamp``, a
     response ``server_filestamp``; the requester checks the response's with
     ``accepts_filestamp``.
+
+    Received values (both directions): every value received from the peer is checked for
+    its range and group *before* any arithmetic with it or with a key (e.g. GQ: 1 < y < n - 1
+    and gcd(y, n) = 1; IFF: 0 < y < q; MV: A and B in the order-q subgroup, not 1; the
+    challenge: exactly the expected length, 0 < r < modulus).  Degenerate values such as 0,
+    1, n - 1, the modulus, values at or above it, or multiples of a prime factor can make the
+    check pass for any challenge or leak a key.  ``ntpauto.identity.common`` has the
+    helpers: ``check_range``, ``check_unit``, ``check_subgroup`` raising
+    ``IdentityValueError`` (a ValueError).
     """
 
     name = Attribute("Scheme name: 'tc', 'pc', 'iff', 'gq', 'mv' or a plugin's.")
@@ -83,12 +92,16 @@ class IIdentityScheme(Interface):
         parameters."""
 
     def verify_response(challenge: bytes, response: bytes) -> bool:
-        """True when ``response`` proves knowledge of the group key for ``challenge``; False
-        for any malformed response (never raises for bad input)."""
+        """True when ``response`` proves knowledge of the group key for ``challenge``.
+        Every value decoded from the response is range and group checked before it is used;
+        a value failing its check, like any malformed response, gives False (never an
+        exception for bad input)."""
 
     def respond(challenge: bytes) -> bytes:
-        """Build the response value for a client's challenge; ValueError when malformed or
-        when the server key is not loaded."""
+        """Build the response value for a client's challenge.  The challenge is range checked
+        (length and value) before the server's secret touches it; ValueError when it fails
+        the check or is malformed, or when the server key is not loaded (the responder sends
+        an error response)."""
 
     def accepts_filestamp(filestamp: int) -> bool:
         """The requester's check of a response's Filestamp against ``client_filestamp``

@@ -13,7 +13,7 @@ the ``#$`` value, the ``#@`` value and both numbers of every data line, concaten
 whitespace; NIST drops leading zeros of a group, so each group is zero-filled to 8 digits.
 A file without a ``#h`` line is rejected: ntpauto only uses verified tables.
 
-The table feeds the Autokey LEAP values (REFERENCE-NOTES section 5.5).  Times are era-0 NTP
+The table feeds the Autokey LEAP values (interop.md section 5.5).  Times are era-0 NTP
 seconds (seconds since 1900-01-01 UTC), the unit the file itself uses.
 """
 
@@ -82,7 +82,7 @@ class LeapTable:
     def autokey_values(self, ntp_seconds: int) -> tuple[int, int, int]:
         """The Autokey LEAP response words ``(TAI offset, era start, expiration)``.
 
-        reference: REFERENCE-NOTES 5.5: expiration is the next transition + 7 days when one is
+        reference: interop.md 5.5: expiration is the next transition + 7 days when one is
         known, else the era start + 25 days; all zero when the TAI offset is <= 10.
         """
         offset = self.tai_offset(ntp_seconds)

@@ -74,11 +74,15 @@ DROP_REASONS: Mapping[str, str] = {
     "baddist": "peer root distance or reference time out of bounds (TEST7)",
     "cryptonak": "crypto-NAK answering our packet (the Autokey association restarts)",
     "autokey_badfield": "malformed Autokey extension field",
-    "autokey_protocol_error": "Autokey protocol violation (the association restarts)",
+    "autokey_protocol_error": "Autokey protocol violation (the association restarts when the "
+                              "packet answers ours)",
     "autokey_sequence": "Autokey key ID sequence check failed (TEST8)",
     "autokey_nosample": "authentic Autokey reply with extension fields: no time sample",
     "bcast_not_assoc": "Autokey broadcast from a new server without an ASSOC response",
     "bcast_uncalibrated": "broadcast before the delay was calibrated",
+    "bcast_early": "authentic broadcast sooner than the broadcast poll interval allows",
+    "autokey_not_assoc": "symmetric Autokey packet without an association that is not an "
+                         "ASSOC request (answered with a crypto-NAK)",
     "autokey_limited": "Autokey request with fields over the rate limit of restrict limited",
     "autokey_offload_busy": "identity request while the worker's job table was full",
 }
@@ -93,6 +97,9 @@ EVENTS: Mapping[str, str] = {
     "autokey_resets": "Autokey associations restarted (refresh, crypto-NAK, error, step)",
     "kod_withheld": "rate-limited requests left without the RATE kiss: the source had one "
                     "within the discard average interval",
+    "autokey_reset_limited": "restarts refused: one was made less than a poll interval ago",
+    "autokey_refetch": "autokey values asked for again (the peer's key list changed)",
+    "resync": "symmetric exchanges started over from origin 0 after three silent polls",
     "autokey_error_response": "client Autokey requests answered with an error response",
     "autokey_budget": "client Autokey requests left unanswered: the private-key budget was "
                       "spent",
@@ -112,7 +119,7 @@ AUTOKEY_CHECKS: Mapping[str, str] = {
 """Engine counter of an Autokey value from a peer that failed a check -> ``event`` label
 (the reference's XEVNT names)."""
 
-OTHER_COUNTERS = frozenset({"received", "sent", "samples", *RX_MODES})
+OTHER_COUNTERS = frozenset({"received", "sent", "samples", "kernel_drops", *RX_MODES})
 
 REQUEST_TYPES: Mapping[int, str] = {
     ASSOC: "assoc", CERT: "cert", COOK: "cookie", AUTO: "auto", LEAP: "leap", SIGN: "sign",
@@ -192,6 +199,9 @@ def _packets(counters: Mapping[str, int], out: list[Sample]) -> None:
         out.append(Sample(PREFIX + "packets_dropped_total",
                           "Packets not used (no reply, no time sample), by reason.",
                           "counter", (("reason", reason),), counters.get(reason, 0)))
+    out.append(Sample(PREFIX + "kernel_drops_total",
+                      "Datagrams the kernel dropped at our sockets (receive buffer full).",
+                      "counter", (), counters.get("kernel_drops", 0)))
     out.append(Sample(PREFIX + "samples_total", "Time samples entered into clock filters.",
                       "counter", (), counters.get("samples", 0)))
     known = DROP_REASONS.keys() | EVENTS.keys() | CLIENT_OUTCOMES.keys() | OTHER_COUNTERS \

@@ -13,7 +13,7 @@ RFC 9327 (and RFC 1305 appendix B) define the 12-octet control header::
 
 :func:`handle` takes one mode 6 (or mode 7) datagram and the engine (read only) and returns
 the response datagrams.  The variables, their order and value formats are ntpd 4.2.8's
-(``ntpd/ntp_control.c``), the Autokey ones as REFERENCE-NOTES section 9 says, so ``ntpq``
+(``ntpd/ntp_control.c``), the Autokey ones as interop.md section 9 says, so ``ntpq``
 (classic or NTPsec) reads them as it reads ntpd.  Nothing can be written: the write opcodes
 are refused with CERR_PERMISSION, as ntpd refuses unauthenticated writes.  Requests that are
 malformed (length, count, offset, flags, version), responses (R bit: no ping-pong), mode 7

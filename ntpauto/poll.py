@@ -18,8 +18,10 @@ from ntpauto.ntp.peer import (
     BCOUNT,
     BTIME,
     HMODE_BCLIENT,
+    RESYNC_POLLS,
     UNREACH,
     UNREACH_EPHEMERAL,
+    VOLLEY,
     Association,
 )
 from ntpauto.wire.packet import (
@@ -52,6 +54,8 @@ class PollProcess:
         engine = self.engine
         if assoc.is_refclock:
             return self._poll_refclock(assoc, now)
+        if assoc.autokey is not None and assoc.hmode != MODE_BROADCAST:
+            engine.glue.on_poll(assoc, now)
         if assoc.hmode == MODE_BROADCAST:
             assoc.nextdate = now + 2.0**assoc.hpoll
             if engine.sys.leap == LEAP_UNSYNC:
@@ -63,6 +67,11 @@ class PollProcess:
             assoc.burst -= 1
             assoc.nextdate = now + (BTIME if assoc.burst else poll_interval(assoc))
             return [self.transmit(assoc, now)]
+        if assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE) and assoc.org and (
+                assoc.exchanged_at is None
+                or now - assoc.exchanged_at > RESYNC_POLLS * poll_interval(assoc)):
+            assoc.org = assoc.rec = 0
+            engine.counters["resync"] += 1
         assoc.reach = (assoc.reach << 1) & 0xFF
         if assoc.has_sample and not assoc.reach & 0x07:
             # Three polls unanswered: the filter ages towards MAXDISP.
@@ -129,6 +138,11 @@ class PollProcess:
         return []
 
     def _poll_bclient(self, assoc: Association, now: float) -> list[Datagram]:
+        if assoc.autokey is not None and not assoc.autokey.state.volley_complete:
+            # Autokey values to fetch again (AutokeyGlue.on_poll): back to the client-mode
+            # volley until every flag is lit again (RFC 5906 section 12.1).
+            assoc.volley = VOLLEY
+            return self.poll(assoc, now)
         assoc.reach = (assoc.reach << 1) & 0xFF
         assoc.nextdate = now + 2.0**assoc.hpoll
         if assoc.reach == 0:

@@ -10,7 +10,11 @@
 * :class:`NTPPort` (what the service listens with on a POSIX reactor) reads its socket with
   :meth:`NTPDatagramProtocol.read_datagrams`, one loop per readiness event that does for
   each datagram what ``datagramReceived`` does and sends the busy server's common answers
-  without leaving the loop.
+  without leaving the loop.  On a wildcard bind, where the system says each datagram's
+  destination address (:mod:`ntpauto.udpsocket`), the loop reads with ``recvmsg``: the
+  engine gets that address as ``local`` and the replies to the datagram leave from it.
+  Once a second at most, the port adds what the kernel dropped at its socket to the
+  ``kernel_drops`` counter.
 * One ``callLater`` tracks :meth:`Engine.next_wakeup`; when it fires the protocol calls
   :meth:`Engine.fire_timers` with the reactor's time, sends the result and re-arms itself.
 * Errors writing to the socket (``EPERM`` from a firewall, ``ECONNREFUSED`` left over from an
@@ -25,6 +29,7 @@ each datagram they deliver.
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -35,6 +40,13 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from ntpauto.interfaces import IClock
+from ntpauto.udpsocket import (
+    Destinations,
+    is_wildcard,
+    kernel_drops,
+    privileged,
+    set_receive_buffer,
+)
 from ntpauto.wire.timestamps import unix_to_ntp
 
 
@@ -62,6 +74,13 @@ class _OneDatagram:
             raise BlockingIOError(errno.EAGAIN, "no datagram left")
         return datagram
 
+
+DROPS_INTERVAL = 1.0
+"""Seconds between two looks at the kernel's drop count (a getsockopt, about 0.5 us)."""
+
+MAX_JOB_REPLIES = 256
+"""Offloaded identity jobs whose reply address is remembered (the worker's job table holds
+64; the oldest entry goes first, a job that expired unanswered)."""
 
 STALE_WAKEUP_DELAY = 0.001
 """Seconds to wait before re-firing when the engine's next wakeup is not after the timers it
@@ -109,6 +128,9 @@ class NTPDatagramProtocol(DatagramProtocol):
         """The :class:`~ntpauto.identityworker.IdentityWorker` taking the engine's offloaded
         identity challenges (set by the service); None: they are answered in process."""
         self._send_errors_seen: set[str] = set()
+        self._job_replies: dict[int, tuple[Any, list[Any]]] = {}
+        """Offloaded identity job -> (its source, the ancillary data to answer it with):
+        the reply leaves from the address the request came to (a wildcard bind)."""
         if scheduler is not None:
             scheduler._siblings.append(self)
 
@@ -152,23 +174,35 @@ class NTPDatagramProtocol(DatagramProtocol):
         self.read_datagrams(_OneDatagram(datagram, addr).recvfrom, len(datagram), 1)
 
     def read_datagrams(self, recvfrom: Callable[[int], tuple[bytes, Any]], size: int,
-                       limit: int) -> None:
+                       limit: int, destinations: Destinations | None = None) -> None:
         """Receive with ``recvfrom(size)`` and handle each datagram as
         :meth:`datagramReceived` does, until nothing is left (the errors on which Twisted's
         UDP port ends a read) or ``limit`` octets were read.  :class:`NTPPort` reads its
         socket with this, one loop per readiness event, so that the busy server answers its
-        common requests without a Python call per layer.  Raises only what ``recvfrom``
-        raises otherwise, as Twisted's port does."""
+        common requests without a Python call per layer.  With ``destinations`` (a wildcard
+        bind) the loop reads with its ``recvmsg`` instead: each datagram's local address
+        and the ancillary data that answers from it (:meth:`Destinations.read`).  Raises
+        only what the socket raises otherwise, as Twisted's port does."""
         now_of = self.clock.now
         seconds = self._reactor.seconds
         fast = self._answer_fast
         local = self._local_address
         sock = self._socket
         send = sock.sendto if sock is not None else self._send_one
+        recvmsg = via = None  # via: the ancillary data that answers from the datagram's local
+        if destinations is not None:
+            recvmsg, ancsize = destinations.recvmsg, destinations.size
+            cached, parse = destinations.cached, destinations.read
+            plain = (local, None)
         read = 0
         while read < limit:
             try:
-                datagram, addr = recvfrom(size)
+                if recvmsg is None:
+                    datagram, addr = recvfrom(size)
+                else:
+                    datagram, ancdata, _, addr = recvmsg(size, ancsize)
+                    # The destination, known by its raw ancillary value after the first.
+                    local, via = ancdata and (cached(ancdata[0][2]) or parse(ancdata)) or plain
             except OSError as exc:
                 if exc.errno in _READ_DONE:
                     return
@@ -187,17 +221,20 @@ class NTPDatagramProtocol(DatagramProtocol):
                     out = self._receive(datagram, source, rx, now, local)
                     offload = getattr(self.engine, "offload", None)
                     if offload is not None and offload.outbox:
-                        out = out + self._dispatch(offload.take(), now)
+                        out = out + self._dispatch(offload.take(), now, via)
                     if len(out) == 1 and out[0].address is source:
                         reply = out[0].data  # answer the sender at the address it came from
                     elif out:
-                        self._send(out)
+                        self._send(out, source, via)
             except Exception:
                 self._count("internal_error")
                 self.log.failure("Failed to process a datagram from {source}", source=addr)
             if reply:  # b"": answered by dropping it
                 try:
-                    send(reply, addr)  # the kernel's address: Twisted's validation skipped
+                    if via is None:
+                        send(reply, addr)  # the kernel's address: Twisted's validation skipped
+                    else:
+                        sock.sendmsg((reply,), via, 0, addr)
                 except OSError as exc:
                     self._send_failed(exc, addr)
             if answered_fast:
@@ -207,22 +244,36 @@ class NTPDatagramProtocol(DatagramProtocol):
                 self._timer_generation = generation
                 self._reschedule()
 
+    def count_kernel_drops(self, count: int) -> None:
+        """``count`` more datagrams the kernel dropped at this port's socket (its receive
+        buffer was full): the engine's ``kernel_drops`` counter."""
+        self._count("kernel_drops", count)
+
     # -- identity responses computed by the worker (ntpauto.autokey.offload) -----------------
 
-    def _dispatch(self, jobs: list[Any], now: float) -> list[Any]:
+    def _dispatch(self, jobs: list[Any], now: float, via: list[Any] | None = None
+                  ) -> list[Any]:
         """Send each job to the worker; a job it cannot take is answered here, at once
-        (the reactor blocks for it, as without a worker).  The datagrams answered here."""
+        (the reactor blocks for it, as without a worker).  The datagrams answered here.
+        ``via``: the ancillary data that answers the request from its local address."""
         worker = self.worker
         out: list[Any] = []
         for job in jobs:
-            if worker is None or not worker.submit(job, self._identity_done):
-                out += self.engine.finish_identity(job.job_id,
-                                                   *self.engine.compute_identity(job), now)
+            if worker is not None and worker.submit(job, self._identity_done):
+                if via is not None:
+                    replies = self._job_replies
+                    if len(replies) >= MAX_JOB_REPLIES:
+                        del replies[next(iter(replies))]  # a job whose answer never came
+                    replies[job.job_id] = (job.source, via)
+                continue
+            out += self.engine.finish_identity(job.job_id,
+                                               *self.engine.compute_identity(job), now)
         return out
 
     def _identity_done(self, job_id: int, status: int, seconds: float,
                        payload: bytes) -> None:
         """The worker's result: the reply goes out from this port.  Never raises."""
+        source, via = self._job_replies.pop(job_id, (None, None))
         try:
             out = self.engine.finish_identity(job_id, status, seconds, payload,
                                               self._reactor.seconds())
@@ -231,7 +282,7 @@ class NTPDatagramProtocol(DatagramProtocol):
             self.log.failure("Failed to finish an identity response")
             return
         if out:
-            self._send(out)
+            self._send(out, source, via)
 
     def _send_one(self, data: bytes, addr: Any) -> None:
         """Send through the transport (a transport without a socket: tests, other reactors)."""
@@ -304,13 +355,19 @@ class NTPDatagramProtocol(DatagramProtocol):
                     break
             chosen._send((datagram,))
 
-    def _send(self, datagrams: Iterable[Any]) -> None:
+    def _send(self, datagrams: Iterable[Any], source: Any = None,
+              via: list[Any] | None = None) -> None:
+        """Write each datagram; those to ``source`` leave from the local address ``via``
+        names (its ancillary data), when given."""
         transport = self.transport
         if transport is None:
             return
         for datagram in datagrams:
             try:
-                transport.write(datagram.data, datagram.address)
+                if via is not None and datagram.address == source and self._socket is not None:
+                    self._socket.sendmsg((datagram.data,), via, 0, datagram.address)
+                else:
+                    transport.write(datagram.data, datagram.address)
             except Exception as exc:
                 self._send_failed(exc, datagram.address)
 
@@ -337,9 +394,9 @@ class NTPDatagramProtocol(DatagramProtocol):
             return
         self._route(out or ())
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, amount: int = 1) -> None:
         try:
-            self.engine.counters[name] += 1
+            self.engine.counters[name] += amount
         except Exception:
             pass
 
@@ -359,30 +416,74 @@ class NTPPort(udp.Port):
     """Twisted's UDP port, read by :meth:`NTPDatagramProtocol.read_datagrams` in one loop
     per readiness event (Twisted's own ``doRead`` makes a ``datagramReceived`` call per
     datagram): about 0.5 us less per reply on the busy server, measured by
-    ``benchmarks/server_throughput.py``.  A protocol whose ``datagramReceived`` was
-    replaced (a subclass, a wrapper) is read by Twisted's loop, so that it sees every
-    datagram."""
+    ``benchmarks/server_throughput.py``.  On a wildcard bind the loop reads each datagram's
+    destination (``destinations``).  Before a read, once a second at most, the port adds
+    the datagrams the kernel dropped since the last look to the protocol's
+    ``kernel_drops``.  A protocol whose ``datagramReceived`` was replaced (a subclass, a
+    wrapper) is read by Twisted's loop, so that it sees every datagram."""
 
     protocol: NTPDatagramProtocol
+    destinations: Destinations | None = None
+    _drops_seen = 0
+    _drops_due = -math.inf
+
+    def _bindSocket(self) -> None:  # noqa: N802 - Twisted's name
+        super()._bindSocket()
+        host, port = self.socket.getsockname()[:2]
+        if is_wildcard(host):
+            destinations = Destinations(port)
+            if destinations.enable(self.socket):
+                self.destinations = destinations
 
     def doRead(self) -> None:
         protocol = self.protocol
+        if self._drops_due <= self.reactor.seconds():
+            self.count_drops()
         if getattr(protocol.datagramReceived, "__func__", None) is not _DATAGRAM_RECEIVED:
             super().doRead()
             return
-        protocol.read_datagrams(self.socket.recvfrom, self.maxPacketSize, self.maxThroughput)
+        protocol.read_datagrams(self.socket.recvfrom, self.maxPacketSize, self.maxThroughput,
+                                self.destinations)
+
+    def count_drops(self) -> None:
+        """Add the datagrams the kernel dropped since the last look to ``kernel_drops``;
+        the next look a second from now (never again where the kernel does not say)."""
+        drops = kernel_drops(self.socket)
+        if drops is None:
+            self._drops_due = math.inf
+            return
+        self._drops_due = self.reactor.seconds() + DROPS_INTERVAL
+        if drops != self._drops_seen:
+            self.protocol.count_kernel_drops((drops - self._drops_seen) % (1 << 32))
+            self._drops_seen = drops
 
 
 _DATAGRAM_RECEIVED = NTPDatagramProtocol.datagramReceived
 
+log = Logger()
+
 
 def listen_udp(reactor: Any, port: int, protocol: NTPDatagramProtocol,
-               interface: str = "") -> Any:
+               interface: str = "", receive_buffer: int = 0, *,
+               quiet_cap: bool = False) -> Any:
     """``reactor.listenUDP(port, protocol, interface=interface)`` with an :class:`NTPPort`
     where the reactor is a POSIX one (its ``listenUDP`` builds a ``udp.Port`` the same
-    way); any other reactor listens with its own port."""
+    way); any other reactor listens with its own port.  A ``receive_buffer`` of so many
+    bytes is asked for (0: the system's default); when the kernel grants less, that is
+    logged as a warning (``quiet_cap``: at info level, for a default size)."""
     if not isinstance(reactor, PosixReactorBase):
-        return reactor.listenUDP(port, protocol, interface=interface)
-    listening = NTPPort(port, protocol, interface, reactor=reactor)
-    listening.startListening()
+        listening = reactor.listenUDP(port, protocol, interface=interface)
+    else:
+        listening = NTPPort(port, protocol, interface, reactor=reactor)
+        listening.startListening()
+    sock = getattr(listening, "socket", None)
+    if receive_buffer and sock is not None:
+        granted = set_receive_buffer(sock, receive_buffer, force=privileged())
+        if granted < receive_buffer:
+            host = listening.getHost()
+            (log.info if quiet_cap else log.warn)(
+                "UDP receive buffer of {host}:{port}: asked for {asked} bytes, the kernel "
+                "granted {granted} (it caps the size at net.core.rmem_max unless the daemon "
+                "starts as root)", host=host.host, port=host.port, asked=receive_buffer,
+                granted=granted)
     return listening

@@ -10,11 +10,13 @@ active packets with no association mobilise a passive one, and broadcasts a broa
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from ntpauto.autokey.association import ProtocolError, group_gate
+from ntpauto.autokey.association import group_gate
+from ntpauto.autokey.fields import ASSOC, CRYPTO_RESP, Field
 from ntpauto.autokey.fields import decode as decode_field
 from ntpauto.events import FieldError
 from ntpauto.ntp.constants import MAXDISP, PHI
@@ -28,6 +30,7 @@ from ntpauto.ntp.peer import (
     refid_or_empty,
 )
 from ntpauto.server import AUTH_AUTOKEY, AUTH_ERROR, AUTH_NAK, AUTH_OK
+from ntpauto.verdict import Verdict
 from ntpauto.wire.packet import (
     KISS_DENY,
     KISS_RATE,
@@ -47,10 +50,27 @@ from ntpauto.wire.timestamps import from_short, ts_diff
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
 
-__all__ = ["MAX_POLL", "MIN_POLL", "AssociationReceiver", "clamp_poll"]
+__all__ = ["BROADCAST_SPACING", "MAX_POLL", "MIN_POLL", "AssociationReceiver", "OnWire",
+           "clamp_poll"]
 
 MAX_POLL = 17
 MIN_POLL = 3
+BROADCAST_SPACING = 0.75
+"""A broadcast sample comes at least this fraction of the broadcast poll interval after the
+last one (a quarter of it is left for network jitter)."""
+_NEWER_ONLY = (MODE_BROADCAST, MODE_ACTIVE, MODE_PASSIVE)
+"""Modes whose transmit timestamps must increase (replays of older packets)."""
+
+
+class OnWire(enum.Enum):
+    """How a packet stands after the on-wire tests."""
+
+    PROVEN = "answers our last transmit"
+    """TEST2 passed: the sender saw our last packet (an off-path forger cannot)."""
+    START = "symmetric packet from a peer that has not heard from us"
+    """Origin 0: it starts the exchange; it proves nothing."""
+    BROADCAST = "broadcast newer than the last accepted"
+    """A broadcast: no origin to test; its key ID must prove it."""
 
 log = Logger()
 
@@ -91,11 +111,15 @@ class AssociationReceiver:
     def _new_autokey_passive(self, pkt: Packet, source: tuple[str, int], rx: int,
                              now: float, flags: frozenset[str], keyid: int | None,
                              local: tuple[str, int] | None) -> list[Datagram]:
-        """Mobilise a passive Autokey association, only for a packet whose MAC verifies under
-        its session key (the peer's ASSOC request, cookie 0: REFERENCE-NOTES 8.3)."""
+        """Mobilise a passive Autokey association for a symmetric active peer's first packet
+        (interop.md 8.3), and only once everything in it has been checked: its MAC
+        under the session key (cookie 0: it proves nothing by itself), every field decoded
+        and a request, the first an ASSOC request of our group whose status word we accept.
+        Only then is room made within :data:`MAX_EPHEMERAL`."""
         engine = self.engine
-        if "nopeer" in flags or not engine.room_for_ephemeral():
-            engine.counters["declined"] += 1
+        counters = engine.counters
+        if "nopeer" in flags:
+            counters["declined"] += 1
             return []
         poll = clamp_poll(pkt.header.poll)
         assoc = Association(
@@ -106,12 +130,31 @@ class AssociationReceiver:
             assoc.local_address = local[0]
             assoc.local_refid = refid_or_empty(local[0])
         assoc.autokey = engine.glue.session(assoc, ident=engine.config.ident)
-        if not assoc.autokey.authenticate(pkt, src=source[0],
-                                          dst=engine.glue.local_for(assoc)):
-            engine.counters["badauth"] += 1
+        mac = engine.glue.mac_verdict(assoc, pkt, MODE_ACTIVE)
+        if mac.failed:
+            counters["badauth"] += 1
+            return []
+        first = _first_field(pkt)
+        if first is None or first.code != ASSOC or first.response \
+                or any(_is_response(f.data) for f in pkt.fields):
+            # A peer in the middle of a dance we have no association for (we restarted, or
+            # dropped it): the stateless crypto-NAK tells it to start again, and it believes
+            # it only because it echoes its transmit (RFC 5906 section 11.5).
+            counters["autokey_not_assoc"] += 1
+            return engine.server.serve(pkt, source, rx, now, flags, AUTH_ERROR, keyid,
+                                       MODE_PASSIVE)
+        verdicts = engine.glue.check(assoc, pkt, MODE_ACTIVE, now, proven=False, mac=mac)
+        if verdicts.failure is not None:
+            return []
+        if not engine.room_for_ephemeral():
+            counters["declined"] += 1
             return []
         engine.mobilise(assoc)
-        return self.process(assoc, pkt, MODE_ACTIVE, rx, now, flags, AUTH_AUTOKEY, keyid)
+        if self._on_wire(assoc, pkt.header, MODE_ACTIVE, trusted=False) is OnWire.START:
+            assoc.org, assoc.rec = pkt.header.transmit, rx
+            assoc.exchanged_at = now
+            update_peer_header(assoc, pkt.header)
+        return []
 
     def new_bclient(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
                     flags: frozenset[str], auth: int, keyid: int | None,
@@ -152,12 +195,13 @@ class AssociationReceiver:
                              flags: frozenset[str],
                              local: tuple[str, int] | None) -> list[Datagram]:
         """An Autokey broadcast from a new server mobilises a broadcast client only when its
-        (last) field is an ASSOC response and its MAC verifies (REFERENCE-NOTES 8.4); the
-        client then runs the client dance unicast before it listens."""
+        (last) field is an ASSOC response of our group whose status word we accept and its
+        MAC verifies (interop.md 8.4; RFC 5906 section 11.4.2 asks no more of it); the
+        client then runs the client dance unicast before it listens.  Room is made within
+        :data:`MAX_EPHEMERAL` only after those checks."""
         engine = self.engine
         counters = engine.counters
-        if engine.config.broadcast_delay is not None or "nopeer" in flags \
-                or not engine.room_for_ephemeral():
+        if engine.config.broadcast_delay is not None or "nopeer" in flags:
             counters["declined"] += 1
             return []
         try:
@@ -165,7 +209,7 @@ class AssociationReceiver:
         except FieldError:
             counters["autokey_badfield"] += 1
             return []
-        if not fields or fields[-1].code != 1 or not fields[-1].response:
+        if not fields or fields[-1].code != ASSOC or not fields[-1].response:
             counters["bcast_not_assoc"] += 1
             return []
         poll = clamp_poll(pkt.header.poll)
@@ -175,22 +219,21 @@ class AssociationReceiver:
             ephemeral=True)
         assoc.broadcast_address = local[0] if local is not None else None
         assoc.autokey = engine.glue.session(assoc, ident=engine.config.ident, broadcast=True)
-        if not assoc.autokey.authenticate(pkt, src=source[0],
-                                          dst=assoc.broadcast_address or "0.0.0.0"):
+        if engine.glue.mac_verdict(assoc, pkt, MODE_BROADCAST).failed:
             counters["badauth"] += 1
             return []
         if not group_gate(engine.autokey.host.name, fields[-1], engine.config.ident):
             counters["declined"] += 1
             return []
-        try:
-            assoc.autokey.state.receive(fields[-1:], packet_mode=MODE_BROADCAST,
-                                        now=engine.crypto_now())
-        except ProtocolError:
-            counters["autokey_protocol_error"] += 1
+        verdict = assoc.autokey.state.mobilised_by(fields[-1])
+        if not verdict.verified:
+            counters[f"autokey_{verdict.event.name.lower()}"] += 1
+            return []
+        if not engine.room_for_ephemeral():
+            counters["declined"] += 1
             return []
         assoc.volley = VOLLEY
         assoc.nextdate = now
-        assoc.org = pkt.header.transmit
         engine.mobilise(assoc)
         engine.glue.log_status(assoc, 0)
         return engine.poller.poll(assoc, now)
@@ -199,90 +242,171 @@ class AssociationReceiver:
 
     def process(self, assoc: Association, pkt: Packet, mode: int, rx: int, now: float,
                 flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
-        """An association's packet: RFC 5905 receive() tests, then packet()."""
-        engine = self.engine
-        counters = engine.counters
-        hmode = assoc.hmode
-        if not (
-            (hmode == MODE_CLIENT and mode == MODE_SERVER)
-            or (hmode == MODE_ACTIVE and mode in (MODE_ACTIVE, MODE_PASSIVE))
-            or (hmode == MODE_PASSIVE and mode == MODE_ACTIVE)
-            or (hmode == HMODE_BCLIENT and (mode == MODE_BROADCAST
-                                             or (mode == MODE_SERVER and assoc.volley)))
-        ):
-            counters["badmode"] += 1
+        """An association's packet (RFC 5905 receive()): the mode check, a crypto-NAK, then
+        the Autokey path or the symmetric-key/plain path.  Every decision below rests on a
+        verdict: the MAC's, the on-wire tests' and, with Autokey, the fields' and the
+        autokey test's (docs/security.md)."""
+        if not _mode_fits(assoc, mode):
+            self.engine.counters["badmode"] += 1
             return []
-        header = pkt.header
         if auth == AUTH_NAK:
-            # A crypto-NAK counts only when it answers our latest packet (CVE-2016-1547).
-            if header.origin != assoc.xmt or assoc.xmt == 0:
-                counters["bogusorg"] += 1
-                return []
-            counters["cryptonak"] += 1
-            assoc.flash = Flash.TEST9
-            if assoc.autokey is not None:
-                engine.glue.reset(assoc, now, "crypto-NAK")
-            log.warn("crypto-NAK from {host} on association {associd}",
-                     host=assoc.address[0], associd=assoc.associd)
-            return []
+            return self._crypto_nak(assoc, pkt.header, now)
         if assoc.autokey is not None:
-            dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
-            if auth != AUTH_AUTOKEY or not assoc.autokey.authenticate(
-                    pkt, src=assoc.address[0], dst=dst or engine.glue.local_for(assoc)):
-                counters["badauth"] += 1
-                assoc.flash = Flash.TEST5
-                return []
-        elif auth in (AUTH_ERROR, AUTH_AUTOKEY) or (
-                assoc.keyid is not None and (auth != AUTH_OK or keyid != assoc.keyid)) \
-                or ("notrust" in flags and auth != AUTH_OK):
-            counters["badauth"] += 1
-            assoc.flash = Flash.TEST5
+            return self._autokey_packet(assoc, pkt, mode, rx, now, auth)
+        return self._keyed_packet(assoc, pkt, mode, rx, now, flags, auth, keyid)
+
+    def _crypto_nak(self, assoc: Association, header: Header, now: float) -> list[Datagram]:
+        """A crypto-NAK counts only when it answers our latest packet (CVE-2016-1547); an
+        Autokey association then restarts its dance, at most once per poll interval, and is
+        never removed for it."""
+        engine = self.engine
+        if header.origin != assoc.xmt or assoc.xmt == 0:
+            engine.counters["bogusorg"] += 1
             return []
-        if header.transmit == 0:
+        engine.counters["cryptonak"] += 1
+        assoc.flash = Flash.TEST9
+        log.warn("crypto-NAK from {host} on association {associd}", host=assoc.address[0],
+                 associd=assoc.associd)
+        if assoc.autokey is not None:
+            engine.glue.restart(assoc, now, "crypto-NAK")
+        return []
+
+    def _on_wire(self, assoc: Association, header: Header, mode: int, *,
+                 trusted: bool) -> OnWire | None:
+        """The on-wire tests (RFC 5905 section 8): TEST3 (zero transmit), TEST1
+        (duplicate), then by mode: a broadcast's transmit newer than the last accepted one;
+        a symmetric packet with origin 0 only to start an exchange (our ``org`` still 0) unless
+        its header is ``trusted`` (a symmetric key verified it, or the association has no
+        authentication); otherwise TEST2, the origin is our last transmit, and in symmetric
+        modes a transmit newer than the last accepted.  None: dropped (counted, flash set)."""
+        counters = self.engine.counters
+        transmit = header.transmit
+        if transmit == 0:
             counters["badxmt"] += 1
             assoc.flash = Flash.TEST3
-            return []
-        if header.transmit == assoc.org:
+            return None
+        if transmit == assoc.org or (assoc.org and mode in _NEWER_ONLY
+                                     and ts_diff(transmit, assoc.org) <= 0):
             counters["oldpkt"] += 1
             assoc.flash = Flash.TEST1
-            return []
+            return None
         if mode == MODE_BROADCAST:
-            if assoc.autokey is not None and not engine.glue.receive(assoc, pkt, mode, now):
-                return []
-            return self._broadcast_sample(assoc, header, rx, now)
-        if header.origin == 0 and mode in (MODE_ACTIVE, MODE_PASSIVE):
-            # The peer has not heard from us yet: remember its timestamps, no sample.
-            assoc.org, assoc.rec = header.transmit, rx
-            update_peer_header(assoc, header)
-            if assoc.autokey is not None:
-                engine.glue.receive(assoc, pkt, mode, now)
-            return []
+            return OnWire.BROADCAST
+        if header.origin == 0 and mode in (MODE_ACTIVE, MODE_PASSIVE) \
+                and (trusted or not assoc.org):
+            return OnWire.START
         if header.origin != assoc.xmt or assoc.xmt == 0:
             counters["bogusorg"] += 1
             assoc.flash = Flash.TEST2
+            return None
+        return OnWire.PROVEN
+
+    def _keyed_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int, now: float,
+                      flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
+        """A packet of an association without Autokey: its symmetric-key MAC (when the
+        association has a key, or ``notrust`` applies), the on-wire tests, the sample."""
+        engine = self.engine
+        if auth in (AUTH_ERROR, AUTH_AUTOKEY) or (
+                assoc.keyid is not None and (auth != AUTH_OK or keyid != assoc.keyid)) \
+                or ("notrust" in flags and auth != AUTH_OK):
+            engine.counters["badauth"] += 1
+            assoc.flash = Flash.TEST5
             return []
-        exchange = assoc.org, assoc.rec, assoc.xmt
+        header = pkt.header
+        on = self._on_wire(assoc, header, mode, trusted=True)
+        if on is None:
+            return []
+        if on is OnWire.BROADCAST:
+            return self._broadcast_sample(assoc, header, rx, now)
+        if not self._exchange(assoc, header, rx, now, on):
+            return []
+        return self._time(assoc, header, rx, now)
+
+    @staticmethod
+    def _exchange(assoc: Association, header: Header, rx: int, now: float,
+                  on: OnWire) -> bool:
+        """Advance the on-wire exchange with an accepted packet: remember its transmit and
+        receive times (``org``, ``rec``); a client's request is used up (a second copy of
+        the reply then fails TEST2).  False for a packet that starts the exchange (the peer
+        has not heard from us yet: its header, no sample)."""
         assoc.org, assoc.rec = header.transmit, rx
-        client = hmode == MODE_CLIENT or hmode == HMODE_BCLIENT
-        if client:
-            assoc.xmt = 0  # one reply per request: a second copy now fails TEST2
-        if assoc.autokey is not None:
-            if not engine.glue.receive(assoc, pkt, mode, now):
-                if client:
-                    # A refused reply (on-path bait with the right origin) does not use up
-                    # the request: the genuine reply still counts (the reset storms).
-                    assoc.org, assoc.rec, assoc.xmt = exchange
+        assoc.exchanged_at = now
+        if on is OnWire.START:
+            update_peer_header(assoc, header)
+            return False
+        if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT):
+            assoc.xmt = 0
+        return True
+
+    def _autokey_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int,
+                        now: float, auth: int) -> list[Datagram]:
+        """A packet of an Autokey association.  Its MAC must verify under the session key;
+        the on-wire tests say whether it is proven (it answers our last transmit); the
+        fields and the autokey test give their verdicts (:meth:`AutokeyGlue.check`).  A
+        failed field: no sample, no on-wire change, and a restart of the dance only for a
+        proven protocol error.  Samples need the autokey test verified."""
+        engine = self.engine
+        counters = engine.counters
+        glue = engine.glue
+        mac = glue.mac_verdict(assoc, pkt, mode)
+        if auth != AUTH_AUTOKEY or mac.failed:
+            counters["badauth"] += 1
+            assoc.flash = Flash.TEST5
+            return []
+        header = pkt.header
+        on = self._on_wire(assoc, header, mode, trusted=False)
+        if on is None:
+            return []
+        verdicts = glue.check(assoc, pkt, mode, now, proven=on is OnWire.PROVEN, mac=mac)
+        failure = verdicts.failure
+        if failure is not None:
+            assoc.flash = Flash.TEST9
+            if failure.protocol_error and on is OnWire.PROVEN:
+                glue.restart(assoc, now, failure.reason)
+            return []
+        if on is OnWire.BROADCAST:
+            if not self._keyed(assoc, verdicts.key):
                 return []
-            if pkt.fields and mode == MODE_SERVER:
-                # A reply with extension fields is MACed under cookie 0, which anyone can
-                # compute, and client mode has no key-ID chain: its timestamps are not
-                # protected, so it gives no time sample (stricter than the reference;
-                # docs/interop.md).  Symmetric peers need such packets to break their stall.
-                counters["autokey_nosample"] += 1
+            return self._broadcast_sample(assoc, header, rx, now)
+        if not self._exchange(assoc, header, rx, now, on):
+            return []
+        if pkt.fields:
+            # A proven packet of the dance, every field taken: the peer is reachable
+            # (RFC 5906 section 11.5) even where its key ID cannot be tested yet.
+            assoc.reach |= 1
+            assoc.unreach = 0
+        if pkt.fields and mode == MODE_SERVER:
+            # A reply with extension fields is MACed under cookie 0, which anyone can
+            # compute, and client mode has no key-ID chain: its timestamps are not
+            # protected, so it gives no time sample (stricter than the reference;
+            # docs/interop.md).
+            counters["autokey_nosample"] += 1
+            update_peer_header(assoc, header)
+            return []
+        if not self._keyed(assoc, verdicts.key):
+            if mode != MODE_SERVER:
+                # A symmetric packet, proven, but its key ID is not on the chain we know:
+                # the peer's variables (its leap indicator decides our COOK request), no
+                # sample; the peer started a new key list and we missed its values, so ask
+                # for them (the reference clears AUTO on any such packet, which a forger
+                # could send; this one answers our last transmit).
                 update_peer_header(assoc, header)
-                assoc.reach |= 1  # an authentic reply: the server is reachable
-                assoc.unreach = 0
-                return []
+                if verdicts.key.failed and assoc.autokey.state.refetch_auto():
+                    counters["autokey_refetch"] += 1
+            return []
+        return self._time(assoc, header, rx, now)
+
+    def _keyed(self, assoc: Association, key: Verdict) -> bool:
+        """The autokey test verified the packet's key ID: it may give a sample."""
+        if key.verified:
+            return True
+        self.engine.counters["autokey_sequence"] += 1
+        assoc.flash = Flash.TEST8
+        return False
+
+    def _time(self, assoc: Association, header: Header, rx: int,
+              now: float) -> list[Datagram]:
+        """An authenticated, proven packet's time: a kiss code, or packet()."""
         if header.stratum == 0:
             return self._kiss(assoc, header)
         return self._packet(assoc, header, rx, now)
@@ -349,8 +473,16 @@ class AssociationReceiver:
 
     def _broadcast_sample(self, assoc: Association, header: Header, rx: int,
                           now: float) -> list[Datagram]:
+        """An authenticated broadcast, newer than the last accepted one: a sample, no sooner
+        than the broadcast poll interval allows (the CVE-2016-7427/7428 class)."""
         engine = self.engine
+        if assoc.bcast_at is not None \
+                and now - assoc.bcast_at < BROADCAST_SPACING * 2.0**assoc.hpoll:
+            engine.counters["bcast_early"] += 1
+            assoc.flash = Flash.TEST1
+            return []
         assoc.org = header.transmit
+        assoc.bcast_at = now
         if assoc.caldelay is None:
             engine.counters["bcast_uncalibrated"] += 1
             return []
@@ -403,3 +535,28 @@ def update_peer_header(assoc: Association, header: Header) -> None:
 def clamp_poll(poll: int) -> int:
     """A poll exponent from a packet, within what we accept (a RATE kiss may say 127)."""
     return min(max(poll, MIN_POLL), MAX_POLL)
+
+
+def _mode_fits(assoc: Association, mode: int) -> bool:
+    """The packet's mode is one this association takes (RFC 5905 table of modes)."""
+    hmode = assoc.hmode
+    return ((hmode == MODE_CLIENT and mode == MODE_SERVER)
+            or (hmode == MODE_ACTIVE and mode in (MODE_ACTIVE, MODE_PASSIVE))
+            or (hmode == MODE_PASSIVE and mode == MODE_ACTIVE)
+            or (hmode == HMODE_BCLIENT and (mode == MODE_BROADCAST
+                                             or (mode == MODE_SERVER and bool(assoc.volley)))))
+
+
+def _first_field(pkt: Packet) -> Field | None:
+    """The packet's first extension field, or None when it has none or it is malformed."""
+    if not pkt.fields:
+        return None
+    try:
+        return decode_field(pkt.fields[0].data)
+    except FieldError:
+        return None
+
+
+def _is_response(data: bytes) -> bool:
+    """The R bit of an extension field's header word."""
+    return len(data) >= 4 and bool(int.from_bytes(data[:4], "big") & CRYPTO_RESP)

@@ -166,7 +166,8 @@ class NTPAutokeyService(MultiService):
                                                scheduler=scheduler)
                 scheduler = scheduler or protocol
                 self.protocols.append(protocol)
-                port = listen_udp(reactor, config.port, protocol, interface)
+                port = listen_udp(reactor, config.port, protocol, interface,
+                                  config.receive_buffer, quiet_cap=config.rcvbuf is None)
                 self.ports.append(port)
                 host = port.getHost()
                 self.log.info("NTP listening on UDP {host}:{port}", host=host.host,

@@ -143,7 +143,7 @@ class SystemProcess:
             assoc.clear_samples()
             assoc.org = assoc.rec = assoc.xmt = 0
             if assoc.autokey is not None and assoc.hmode != MODE_BROADCAST:
-                # A step purges every cryptographic value too (REFERENCE-NOTES 8.5).
+                # A step purges every cryptographic value too (interop.md 8.5).
                 engine.glue.reset(assoc, now, "clock step")
         engine.sys = SystemVariables(refid=b"STEP")
         self._last_update_epoch = None

@@ -6,7 +6,8 @@ root, and answers Autokey clients too: on first run it generates an RSA host key
 self-signed trusted certificate for this host name into ``./ntpkeys`` (``--keysdir``; the
 key 0600, encrypted with the host name as ntp-keygen's default password) and loads them
 afterwards (``--no-autokey``: plain and symmetric-key service only).  ``--config FILE``
-reads an ntp.conf-style file instead; ``--port`` and ``--interface`` override what it says.
+reads an ntp.conf-style file instead; ``--port``, ``--interface`` and ``--rcvbuf`` override
+what it says.
 A bad config stops twistd with ``file:line: message``.
 """
 
@@ -28,6 +29,7 @@ from ntpauto.config import (
     ListenConfig,
     default_config,
     load_config,
+    rcvbuf_problem,
 )
 from ntpauto.identity.registry import IdentityOptionsMixin
 from ntpauto.leapfile import LeapFileError
@@ -67,12 +69,23 @@ def _port_number(value: str) -> int:
     return port
 
 
+def _rcvbuf(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise usage.UsageError(f"--rcvbuf: not a number of bytes: {value!r}") from None
+    problem = rcvbuf_problem(size)
+    if problem is not None:
+        raise usage.UsageError(f"--rcvbuf: {problem}")
+    return size
+
+
 class Options(IdentityOptionsMixin, usage.Options):
     """Options of ``twistd ntpautokey`` (``--ident``/``--help-ident`` from the identity
     scheme registry, in the style of ``twisted.cred.strcred``)."""
 
     synopsis = ("[--config FILE | --keysdir DIR | --no-autokey] [--port N] "
-                "[--interface ADDR] [--ident SCHEME:ARGS]")
+                "[--interface ADDR] [--rcvbuf BYTES] [--ident SCHEME:ARGS]")
     longdesc = ("Run an NTPv4 node with Autokey (RFC 5906) authentication. Without --config "
                 "it serves the local clock as stratum 1 on 127.0.0.1:12300, with Autokey "
                 "keys generated into ./ntpkeys on first run.")
@@ -80,6 +93,8 @@ class Options(IdentityOptionsMixin, usage.Options):
         ["config", "c", None, "ntp.conf-style configuration file."],
         ["port", "p", None, "UDP port to serve on (overrides the config; 0 picks one)."],
         ["interface", "i", None, "Address to listen on (overrides the config's interfaces)."],
+        ["rcvbuf", None, None, "UDP receive buffer in bytes per socket (overrides the "
+                               "config's rcvbuf; 0: the system's default)."],
         ["keysdir", "k", DEFAULT_KEYSDIR,
          "Without --config: the Autokey keys directory (host key and certificate generated "
          "there on first run)."],
@@ -104,6 +119,8 @@ class Options(IdentityOptionsMixin, usage.Options):
                 changes["port"] = port
             if self["interface"]:
                 changes["listen"] = (ListenConfig(self["interface"]),)
+            if self["rcvbuf"] is not None:
+                changes["rcvbuf"] = _rcvbuf(self["rcvbuf"])
             if changes:
                 config = attrs.evolve(config, **changes)
             self.config = config

@@ -1,5 +1,5 @@
 """Tests for ntpauto.autokey.association: the per-association Autokey state machine, its
-request rules and every receive check (REFERENCE-NOTES 5, 8 and 10)."""
+request rules and every receive check (interop.md 5, 8 and 10)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import attrs
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ntpauto.auth.autokey import AutokeyResult
 from ntpauto.autokey.association import (
     NTP_REFRESH,
     AutokeyAssociation,
-    ProtocolError,
     group_gate,
 )
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, GQ, LEAP, NULL, SIGN, Field
@@ -28,9 +26,9 @@ from ntpauto.identity import gq
 from ntpauto.identity.common import random_prime
 from ntpauto.pki.certificates import build_self_signed, sign_request
 from ntpauto.pki.profiles import RSA_MD5
+from ntpauto.verdict import Verdict
 from ntpauto.wire.packet import (
     MODE_ACTIVE,
-    MODE_BROADCAST,
     MODE_CLIENT,
     MODE_PASSIVE,
     MODE_SERVER,
@@ -76,8 +74,10 @@ class Dance:
         return response
 
     def feed(self, *fields: Field) -> list[Event]:
-        """brenda receives ``fields`` in a server-mode packet."""
-        return self.assoc.receive(list(fields), packet_mode=MODE_SERVER, now=self.b_now)
+        """brenda receives ``fields`` in a server-mode packet answering her request: the
+        event of each field's verdict (``Event.OK`` when it did not fail)."""
+        return events(self.assoc.receive(list(fields), packet_mode=MODE_SERVER,
+                                          now=self.b_now, proven=True))
 
     def step(self) -> tuple[Field, Field, list[Event]]:
         """One poll: request, response, events."""
@@ -98,6 +98,11 @@ class Dance:
         request = self.request()
         assert request.code == COOK
         return self.answer(request)
+
+
+def events(verdicts: list[Verdict]) -> list[Event]:
+    """The events of field verdicts, as the state machine logs them."""
+    return [v.event for v in verdicts]
 
 
 def rsa512(rng: random.Random) -> rsa.RSAPrivateKey:
@@ -216,19 +221,18 @@ def test_keylist_generation_moves_on_cookie(certified: Dance) -> None:
 
 
 def test_error_bit_is_protocol_error(certified: Dance) -> None:
-    """A response with the E bit raises ProtocolError and changes nothing."""
+    """A response with the E bit is a protocol error (a failed verdict with ERR) and
+    changes nothing."""
     status = certified.assoc.status
-    with pytest.raises(ProtocolError) as info:
-        certified.feed(Field.short_form(COOK, ASSOCID, response=True, error=True))
-    assert info.value.event is Event.ERR
+    error = Field.short_form(COOK, ASSOCID, response=True, error=True)
+    assert certified.feed(error) == [Event.ERR]
     assert certified.assoc.status == status
 
 
 def test_wrong_association_id_is_protocol_error(certified: Dance) -> None:
     """A signed response for another association ID is a protocol error."""
     response = attrs.evolve(certified.cook_response(), associd=ASSOCID + 1)
-    with pytest.raises(ProtocolError):
-        certified.feed(response)
+    assert certified.feed(response)[-1] is Event.ERR
     assert not certified.assoc.status & Flag.COOK
 
 
@@ -236,63 +240,65 @@ def test_unsigned_response_with_timestamp_is_protocol_error(certified: Dance) ->
     """S = 0 with T != 0 is a protocol error (reset)."""
     response = attrs.evolve(certified.cook_response(), signature=b"")
     assert response.timestamp
-    with pytest.raises(ProtocolError):
-        certified.feed(response)
+    assert certified.feed(response)[-1] is Event.ERR
 
 
 def test_unknown_response_code_is_protocol_error(certified: Dance) -> None:
     """A response with a code we do not know (0x820A) is a protocol error."""
-    with pytest.raises(ProtocolError):
-        certified.feed(Field(code=10, response=True, associd=ASSOCID, timestamp=NOW,
-                             value=b"x" * 4))
+    assert certified.feed(Field(code=10, response=True, associd=ASSOCID, timestamp=NOW,
+                                value=b"x" * 4)) == [Event.ERR]
 
 
 def test_null_response_is_protocol_error(certified: Dance) -> None:
     """An answer to a NULL request is a protocol error."""
-    with pytest.raises(ProtocolError):
-        certified.feed(Field.short_form(NULL, ASSOCID, response=True))
+    assert certified.feed(Field.short_form(NULL, ASSOCID, response=True))[-1] is Event.ERR
 
 
 def test_signed_response_before_peer_key_is_protocol_error(dance: Dance) -> None:
     """A signed response arriving before any certificate (no peer key) is a protocol
-    error."""
+    error; an unsolicited COOK response is refused before any signature work (CKY)."""
     dance.step()
+    leap = dance.alice.leap_field(ASSOCID)
+    assert leap.signature
+    assert dance.feed(leap) == [Event.ERR]
     cook = dance.responder.respond(dance.brenda.cook_request(ASSOCID),
                                    packet_mode=MODE_CLIENT, now=NOW, client=CLIENT,
                                    server=SERVER)
     assert cook is not None
-    with pytest.raises(ProtocolError):
-        dance.feed(cook)
+    assert dance.feed(cook) == [Event.CKY]
 
 
 def test_assoc_response_with_new_id_is_protocol_error(certified: Dance) -> None:
     """An ASSOC response with a changed association ID resets; the same ID is ignored."""
     again = certified.alice.assoc_field(certified.assoc.peer_associd + 1, response=True)
-    with pytest.raises(ProtocolError):
-        certified.feed(again)
+    assert certified.feed(again)[-1] is Event.ERR
     same = certified.alice.assoc_field(certified.assoc.peer_associd, response=True)
     status = certified.assoc.status
     assert certified.feed(same) == [Event.OK]
     assert certified.assoc.status == status
 
 
-def test_protocol_error_carries_earlier_events(certified: Dance) -> None:
-    """The events of the fields before the failing one travel in the exception."""
+def test_protocol_error_comes_after_earlier_verdicts(certified: Dance) -> None:
+    """The verdicts of the fields before the failing one come first; processing stops at
+    the failure."""
     ok = certified.alice.assoc_field(certified.assoc.peer_associd, response=True)
-    with pytest.raises(ProtocolError) as info:
-        certified.feed(ok, Field.short_form(CERT, ASSOCID, response=True, error=True))
-    assert info.value.events == [Event.OK]
+    bad = Field.short_form(CERT, ASSOCID, response=True, error=True)
+    assert certified.feed(ok, bad, ok) == [Event.OK, Event.ERR]
 
 
 # --- discarded responses ----------------------------------------------------------------
 
 
 def test_bad_signature_length_is_sgl_without_state_change(certified: Dance) -> None:
-    """A signature one octet short is refused as SGL; no bit, no cookie."""
+    """A signature longer than the key allows is refused as SGL before any verification;
+    one octet short simply does not verify (SIG: any valid length is accepted, as DSA
+    needs); no bit, no cookie either way."""
     response = certified.cook_response()
     status = certified.assoc.status
-    assert certified.feed(attrs.evolve(response, signature=response.signature[:-1])) == \
+    assert certified.feed(attrs.evolve(response, signature=response.signature + b"\0")) == \
         [Event.SGL]
+    assert certified.feed(attrs.evolve(response, signature=response.signature[:-1])) == \
+        [Event.SIG]
     assert certified.assoc.status == status and certified.assoc.cookie == 0
 
 
@@ -474,7 +480,8 @@ def test_pc_host_refuses_non_pc_peer(vectors: Path) -> None:
     assoc = AutokeyAssociation(host, associd=1)
     field = Field(code=ASSOC, response=True, associd=2, filestamp=0x80003,
                   value=b"alice@alice")
-    assert assoc.receive([field], packet_mode=MODE_SERVER, now=0) == [Event.KEY]
+    assert events(assoc.receive([field], packet_mode=MODE_SERVER, now=0, proven=True)) == \
+        [Event.KEY]
 
 
 def test_pc_lights_cert_vrfy_sign_at_assoc(vectors: Path) -> None:
@@ -587,7 +594,8 @@ def test_symmetric_assoc_request_is_queued_and_answered(vectors: Path) -> None:
     """A symmetric ASSOC request sets our word and is answered first, with our own ID."""
     carol, alice = sym_pair(vectors)
     fields = carol.next_fields(NOW, synchronized=True)
-    assert alice.receive(fields, packet_mode=MODE_ACTIVE, now=NOW) == [Event.OK]
+    assert events(alice.receive(fields, packet_mode=MODE_ACTIVE, now=NOW, proven=False)) \
+        == [Event.OK]
     assert alice.status and alice.queued_request is not None
     out = alice.next_fields(NOW, synchronized=True)
     assert [(f.code, f.response, f.associd) for f in out] == [(ASSOC, True, 200),
@@ -598,12 +606,12 @@ def test_second_queued_request_is_dropped(vectors: Path) -> None:
     """Only one peer request is queued; a second before our answer is dropped."""
     carol, alice = sym_pair(vectors)
     alice.receive(carol.next_fields(NOW, synchronized=True), packet_mode=MODE_ACTIVE,
-                  now=NOW)
+                  now=NOW, proven=False)
     alice.next_fields(NOW, synchronized=True)
     first = Field(code=CERT, associd=100, timestamp=NOW, value=b"alice@alice")
     second = Field.short_form(LEAP, 100)
-    assert alice.receive([first, second], packet_mode=MODE_ACTIVE, now=NOW) == \
-        [Event.OK, Event.OK]
+    assert events(alice.receive([first, second], packet_mode=MODE_ACTIVE, now=NOW,
+                                proven=True)) == [Event.OK, Event.OK]
     assert alice.queued_request == first
 
 
@@ -612,20 +620,23 @@ def test_symmetric_assoc_request_after_cert_is_protocol_error(vectors: Path) -> 
     carol, alice = sym_pair(vectors)
     for _ in range(3):
         alice.receive(carol.next_fields(NOW, synchronized=True), packet_mode=MODE_ACTIVE,
-                      now=NOW)
+                      now=NOW, proven=True)
         carol.receive(alice.next_fields(NOW, synchronized=True), packet_mode=MODE_PASSIVE,
-                      now=NOW)
+                      now=NOW, proven=True)
     assert alice.status & Flag.CERT
-    with pytest.raises(ProtocolError):
-        alice.receive([carol.host.assoc_field(100, response=False)],
-                      packet_mode=MODE_ACTIVE, now=NOW)
+    status = alice.status
+    verdicts = alice.receive([carol.host.assoc_field(100, response=False)],
+                             packet_mode=MODE_ACTIVE, now=NOW, proven=True)
+    assert events(verdicts) == [Event.ERR] and verdicts[0].protocol_error
+    assert alice.status == status
 
 
 def test_symmetric_scheme_mismatch_is_key(vectors: Path) -> None:
     """In symmetric modes a peer advertising an identity scheme we lack is refused (KEY)."""
     carol, _ = sym_pair(vectors)
     field = Field(code=ASSOC, associd=5, filestamp=0x80023, value=b"alice@alice")
-    assert carol.receive([field], packet_mode=MODE_PASSIVE, now=NOW) == [Event.KEY]
+    assert events(carol.receive([field], packet_mode=MODE_PASSIVE, now=NOW,
+                                proven=False)) == [Event.KEY]
     assert carol.status == 0
 
 
@@ -644,15 +655,13 @@ def test_broadcast_client_volley_and_auto_id(vectors: Path) -> None:
     of the server's broadcast association; an AUTO response for another ID resets."""
     d = Dance(vectors)
     d.assoc = AutokeyAssociation(d.brenda, associd=ASSOCID, broadcast=True)
-    assert d.assoc.receive([d.alice.assoc_field(53797, response=True)],
-                           packet_mode=MODE_BROADCAST, now=0) == [Event.OK]
+    assert d.assoc.mobilised_by(d.alice.assoc_field(53797, response=True)).verified
     assert not d.assoc.status & Flag.AUTO
     d.until(Flag.COOK)
     request = d.request()
     assert (request.code, request.associd) == (AUTO, 53797)
     wrong = d.alice.autokey_field(AutoValue(0x10101010, 9), timestamp=NOW, associd=ASSOCID)
-    with pytest.raises(ProtocolError):
-        d.feed(wrong)
+    assert d.feed(wrong)[-1] is Event.ERR
     right = d.alice.autokey_field(AutoValue(0x10101010, 9), timestamp=NOW, associd=53797)
     assert d.feed(right) == [Event.OK]
     assert d.assoc.status & Flag.AUTO
@@ -725,22 +734,27 @@ def test_cert_for_our_own_name_is_refused(vectors: Path) -> None:
 
 def test_tc_without_ident_ignores_peer_scheme_bits(vectors: Path) -> None:
     """Without an ident group the association is TC even against a GQ server: VRFY lights
-    with CERT (REFERENCE-NOTES 5.3)."""
+    with CERT (interop.md 5.3)."""
     d = Dance(vectors, "gq")
     d.until(Flag.CERT)
     assert d.assoc.status & Flag.VRFY and d.assoc.status & Flag.GQ
     assert d.assoc.scheme_name == "tc"
 
 
-def test_autokey_result_updates_chain_state(certified: Dance) -> None:
-    """The engine's autokey test result moves pkeyid and seq; a failed walk clears AUTO."""
+def test_refetch_auto_keeps_the_values_and_the_nid(certified: Dance) -> None:
+    """Asking for the autokey values again darkens AUTO only: the status word keeps its
+    high half (the peer's NID) and the values and chain state stay; the same values sent
+    again light AUTO without touching the chain state."""
     peer = certified.assoc.peer_associd
     value = certified.alice.autokey_field(AutoValue(0x11111111, 50), timestamp=NOW,
                                           associd=peer)
     certified.feed(value)
     assert (certified.assoc.pkeyid, certified.assoc.seq) == (0x11111111, 50)
-    certified.assoc.apply_autokey_result(AutokeyResult(True, 0x22222222, 47, 3))
+    certified.assoc.pkeyid, certified.assoc.seq = 0x22222222, 47  # packets accepted since
+    status = certified.assoc.status
+    assert certified.assoc.refetch_auto()
+    assert certified.assoc.status == status & ~int(Flag.AUTO)
+    assert certified.assoc.status >> 16 == status >> 16
+    assert certified.feed(value) == [Event.OK]
+    assert certified.assoc.status == status
     assert (certified.assoc.pkeyid, certified.assoc.seq) == (0x22222222, 47)
-    assert certified.assoc.status & Flag.AUTO
-    certified.assoc.apply_autokey_result(AutokeyResult(False, 0x22222222, 47, 48, True))
-    assert not certified.assoc.status & Flag.AUTO

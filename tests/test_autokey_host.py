@@ -1,6 +1,6 @@
 """Tests for ntpauto.autokey.host: loading reference keys directories, the status word,
 signature updates, leap values, identity schemes and generating a new host
-(REFERENCE-NOTES 2, 5.9 and 7.4)."""
+(interop.md 2, 5.9 and 7.4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tests for ntpauto.autokey.responder: the response to every Autokey request
-(REFERENCE-NOTES 4, 5 and 8.5), byte for byte against the reference where it is
+(interop.md 4, 5 and 8.5), byte for byte against the reference where it is
 deterministic."""
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_unknown_nid_is_unsupported_digest() -> None:
 
 
 def test_peer_digest_mapping() -> None:
-    """The NID table of REFERENCE-NOTES section 2."""
+    """The NID table of interop.md section 2."""
     assert peer_digest(0x00080003) == "md5"
     assert peer_digest(0x00410003) == "sha1"
     assert peer_digest(0x00710003) == "sha1"

@@ -1,4 +1,4 @@
-"""``ntpauto keygen``: files, names, links, modes, inheritance, exports (REFERENCE-NOTES 7)."""
+"""``ntpauto keygen``: files, names, links, modes, inheritance, exports (interop.md 7)."""
 
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ def test_broadcast_signature_waits_for_the_certificate(vectors: Path) -> None:
 
 def test_short_dsa_signatures_are_noted(vectors: Path) -> None:
     """tc-dsa-sha1: valid DSA signatures shorter than 48 octets verify, with a note that the
-    reference receiver refuses them (REFERENCE-NOTES 5.9)."""
+    reference receiver refuses them (interop.md 5.9)."""
     reports, _ = analyse(read_capture(vectors / "pcap" / "tc-dsa-sha1.pcap")[0])
     noted = [f for r in reports for f in r.fields if any("bad signature length" in n
                                                          for n in f.notes)]

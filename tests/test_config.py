@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from ntpauto.config import (
+    DEFAULT_RCVBUF,
     AssociationConfig,
     Config,
     ConfigError,
@@ -401,6 +402,30 @@ def test_port_directive() -> None:
     assert parse_config("port 12300").port == 12300
     assert "port 70000 is out of range" in error_of("port 70000").message
     assert error_of("port").line == 1
+
+
+def test_rcvbuf_directive() -> None:
+    """``rcvbuf BYTES`` sets the UDP receive buffer; 0 keeps the system's; without the
+    directive the default is asked for."""
+    assert parse_config("rcvbuf 1048576").receive_buffer == 1048576
+    assert parse_config("rcvbuf 0").receive_buffer == 0
+    assert parse_config("").rcvbuf is None
+    assert parse_config("").receive_buffer == DEFAULT_RCVBUF == 4 << 20
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("rcvbuf", "rcvbuf needs an argument"),
+    ("rcvbuf 4M", "rcvbuf must be a number of bytes, not '4M'"),
+    ("rcvbuf 100", "rcvbuf 100 is out of range: 0 (the system's default) or 4096.."),
+    ("rcvbuf -1", "rcvbuf -1 is out of range"),
+    ("rcvbuf 2147483648", "rcvbuf 2147483648 is out of range"),
+    ("rcvbuf 65536 65536", "unexpected '65536' after rcvbuf"),
+])
+def test_rcvbuf_errors(text: str, message: str) -> None:
+    """A bad receive buffer size names the file and line."""
+    error = error_of("port 123\n" + text)
+    assert (error.path, error.line) == ("ntp.conf", 2)
+    assert message in error.message
 
 
 def test_enable_and_disable_flags() -> None:

@@ -1,6 +1,6 @@
 """Autokey dances between engines on the simulated network, with the reference's keys.
 
-The key files are ntp-keygen's (``../shared/vectors/keys``); the simulated clocks start after
+The key files are ntp-keygen's (``tests/vectors/keys``); the simulated clocks start after
 their certificates' notBefore.
 """
 
@@ -166,7 +166,7 @@ def test_broadcast_dance(vectors, scenario, word):
     """A broadcast client mobilises on the first broadcast carrying an ASSOC response, runs
     the client dance unicast (CERT, [GQ], COOK, AUTO, then SIGN and LEAP once synchronised;
     no ASSOC request), then only listens: broadcasts pass the autokey test with cookie 0
-    and the broadcast address as destination (REFERENCE-NOTES 11)."""
+    and the broadcast address as destination (interop.md 11)."""
     net = SimulatedNetwork(seed=6, latency=0.004, epoch=EPOCH)
     net.add_host(ALICE, "localclock stratum 1\nbroadcast 10.0.0.255 autokey minpoll 4\n",
                  autokey=host(vectors, scenario, "alice"))

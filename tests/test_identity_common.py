@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.common: digest of a bignum, challenges, the strict DER codec,
-primality and the Jacobi symbol (REFERENCE-NOTES 6)."""
+primality and the Jacobi symbol (interop.md 6)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 
 from ntpauto.identity import common
 from ntpauto.identity.common import (
+    IdentityValueError,
     InvalidIdentityArguments,
     bignum_bytes,
     bignum_digest,
     challenge_value,
+    check_range,
+    check_subgroup,
+    check_unit,
     decode_challenge,
     decode_der_integers,
     encode_challenge,
@@ -25,6 +29,7 @@ from ntpauto.identity.common import (
     make_challenge,
     octet_length,
     parse_keysdir_argstring,
+    random_below,
     random_prime,
     random_top_bits,
 )
@@ -101,18 +106,73 @@ def test_challenge_always_l_octets_and_below_modulus(bits):
 
 
 def test_decode_challenge_server_checks():
-    """Length 0, longer than the modulus, or not below it: ValueError."""
+    """Exactly L octets with 0 < r < modulus, else IdentityValueError (a ValueError)."""
     modulus = 0x1_0000_0001
-    with pytest.raises(ValueError, match="empty"):
-        decode_challenge(b"", modulus)
-    with pytest.raises(ValueError, match="longer"):
-        decode_challenge(bytes(6), modulus)
-    with pytest.raises(ValueError, match="below"):
-        decode_challenge(modulus.to_bytes(5, "big"), modulus)
-    with pytest.raises(ValueError, match="below"):
-        decode_challenge(b"\xff" * 5, modulus)
+    for data, reason in ((b"", "empty"), (bytes(6), "longer"), (b"\x07", "shorter"),
+                         (bytes(4), "shorter"), (modulus.to_bytes(5, "big"), "below"),
+                         (b"\xff" * 5, "below"), (bytes(5), "zero")):
+        with pytest.raises(IdentityValueError, match=reason):
+            decode_challenge(data, modulus)
     assert decode_challenge(b"\x01\x00\x00\x00\x00", modulus) == 1 << 32
-    assert decode_challenge(b"\x07", modulus) == 7
+    assert decode_challenge(b"\x00\x00\x00\x00\x07", modulus) == 7
+    assert issubclass(IdentityValueError, ValueError)
+
+
+def test_challenge_value_never_zero():
+    """r = 0 (which servers refuse) is drawn again."""
+    modulus = 0xFFFF_FFFF_FFFF_FFFF_FFFF_FFFF_FFFF_FFC5  # odd: (modulus - 1) | 1 == modulus
+    draws = iter([modulus - 1, 6])
+    assert challenge_value(modulus, lambda bits: next(draws)) == 7
+
+
+def test_check_range_half_open():
+    """check_range(name, v, low, high) passes exactly low <= v < high; the message names
+    the value but never shows it."""
+    check_range("y", 1, 1, 10)
+    check_range("y", 9, 1, 10)
+    for value in (0, 10, -1, 10**40):
+        with pytest.raises(IdentityValueError, match="^y is out of range$"):
+            check_range("y", value, 1, 10)
+
+
+def test_check_unit():
+    """Units other than +-1 pass; 0, 1, n - 1, n, above n and multiples of a factor fail."""
+    n = 101 * 103
+    check_unit("y", 2, n)
+    check_unit("y", n - 2, n)
+    for value in (0, 1, n - 1, n, n + 2, 101, 3 * 103, -2):
+        with pytest.raises(IdentityValueError):
+            check_unit("y", value, n)
+    with pytest.raises(IdentityValueError, match="factor"):
+        check_unit("y", 5 * 101, n)
+
+
+@pytest.mark.parametrize("p, q", [(23, 11), (2 * 1019 + 1, 1019), (29, 7)])
+def test_check_subgroup(p, q):
+    """Exactly the elements of order q other than 1 pass (Legendre symbol for p = 2q + 1,
+    the power otherwise): checked against pow for every residue."""
+    assert (p - 1) % q == 0
+    for value in range(-1, p + 2):
+        member = 1 < value < p and pow(value, q, p) == 1
+        if member:
+            check_subgroup("A", value, p, q)
+        else:
+            with pytest.raises(IdentityValueError):
+                check_subgroup("A", value, p, q)
+
+
+def test_random_below():
+    """0 < k < modulus from bits(modulus) + 64 random bits; 0 is drawn again."""
+    asked = []
+    draws = iter([0, 1000 * 97 + 5])
+
+    def rng(bits):
+        asked.append(bits)
+        return next(draws)
+
+    assert random_below(97, rng) == 5
+    assert asked == [7 + 64, 7 + 64]
+    assert all(0 < random_below(5) < 5 for _ in range(200))
 
 
 def test_der_known_encodings():

@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.gq: the GQ (Guillou-Quisquater) exchange, v from the
-certificate, generation and files (REFERENCE-NOTES 6.2, 6.4, 7.1)."""
+certificate, generation and files (interop.md 6.2, 6.4, 7.1)."""
 
 from __future__ import annotations
 
@@ -85,13 +85,34 @@ def test_challenge_is_n_octets(small):
 
 
 def test_response_formula(small):
-    """k = 8V random bits, odd, reduced mod n; y = k u^r mod n; second INTEGER h(k^b)."""
-    scheme = gq.GQScheme(server=small, rng=lambda bits: (1 << bits) - 2)
+    """k uniform mod n (|n| + 64 random bits reduced); y = k u^r mod n; second INTEGER
+    h(k^b)."""
+    drawn = []
+
+    def rng(bits):
+        drawn.append(bits)
+        return (1 << bits) - 2
+
+    scheme = gq.GQScheme(server=small, rng=rng)
     r = 99991
     y, digest = decode_der_integers(scheme.respond(r.to_bytes(32, "big")), 2)
-    k = ((1 << 256) - 1) % small.n
+    k = ((1 << 320) - 2) % small.n
+    assert drawn == [256 + 64]
     assert y == k * pow(small.u, r, small.n) % small.n
     assert digest == bignum_digest(pow(k, small.b, small.n))
+
+
+def test_nonce_drawn_again_when_y_would_be_degenerate(small):
+    """A k that makes y = 1 or n - 1 (refused by every client) is replaced by the next
+    draw."""
+    r = 31337
+    n = small.n
+    inverse = pow(pow(small.u, r, n), -1, n)
+    draws = iter([inverse, n - inverse, 7])
+    scheme = gq.GQScheme(server=small, rng=lambda bits: next(draws))
+    y, digest = decode_der_integers(scheme.respond(r.to_bytes(32, "big")), 2)
+    assert y == 7 * pow(small.u, r, n) % n
+    assert digest == bignum_digest(pow(7, small.b, n))
 
 
 @settings(max_examples=60, deadline=None)
@@ -126,9 +147,10 @@ def test_no_peer_key_no_verification(small):
 
 
 def test_server_input_checks(small):
-    """Empty, longer than n, or >= n challenges are ValueErrors on the server."""
+    """Empty, not 32 octets, zero, or >= n challenges are ValueErrors on the server."""
     scheme = gq.GQScheme(server=small)
-    for bad in (b"", bytes(33), small.n.to_bytes(32, "big"), b"\xff" * 32):
+    for bad in (b"", bytes(33), b"\x01", bytes(32), small.n.to_bytes(32, "big"),
+                b"\xff" * 32):
         with pytest.raises(ValueError):
             scheme.respond(bad)
     with pytest.raises(MissingKeyError):

@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.iff: the IFF (Schnorr) exchange, parameter generation and
-files (REFERENCE-NOTES 6.1, 6.4, 7.1)."""
+files (interop.md 6.1, 6.4, 7.1)."""
 
 from __future__ import annotations
 
@@ -90,30 +90,33 @@ def test_challenge_is_q_octets(small):
 
 
 def test_response_formula(small):
-    """y = (b r mod q + k) mod q and h(g^k), with k = 8V random bits, odd, not reduced."""
+    """y = (b r mod q + k) mod q and h(g^k), with k uniform in 0 < k < q (|q| + 64 random
+    bits reduced; no bit forced, unlike the reference's odd, unreduced k)."""
     drawn = []
 
     def rng(bits):
         drawn.append(bits)
-        return (1 << bits) - 2  # all ones but the low bit, which respond() sets
+        return (1 << bits) - 2  # even: the reference would have set the low bit
 
     scheme = iff.IFFScheme(server=small, rng=rng)
     r = 12345
     challenge = r.to_bytes(20, "big")
     y, digest = decode_der_integers(scheme.respond(challenge), 2)
-    k = (1 << 160) - 1
-    assert drawn == [160]
-    assert k > small.q  # not reduced before use
+    k = ((1 << 224) - 2) % small.q
+    assert drawn == [160 + 64]
     assert y == (small.b * r % small.q + k) % small.q
     assert digest == bignum_digest(pow(small.g, k, small.p))
 
 
-def test_short_challenge_uses_v_octets_for_k(small):
-    """A challenge shorter than L is accepted and k has 8*V bits."""
-    drawn = []
-    scheme = iff.IFFScheme(server=small, rng=lambda bits: drawn.append(bits) or 3)
-    scheme.respond(b"\x05\x06")
-    assert drawn == [16]
+def test_nonce_drawn_again_when_y_would_be_zero(small):
+    """The k that makes y = 0 (refused by every client) is replaced by the next draw."""
+    r = 777
+    bad_k = -small.b * r % small.q
+    draws = iter([bad_k, 5])
+    scheme = iff.IFFScheme(server=small, rng=lambda bits: next(draws))
+    y, digest = decode_der_integers(scheme.respond(r.to_bytes(20, "big")), 2)
+    assert y == (small.b * r + 5) % small.q
+    assert digest == bignum_digest(pow(small.g, 5, small.p))
 
 
 @settings(max_examples=60, deadline=None)
@@ -142,12 +145,16 @@ def test_wrong_group_key_does_not_verify(small, r, wrong):
 
 
 def test_server_input_checks(small):
-    """Empty, longer than q, or >= q challenges are ValueErrors on the server."""
+    """Empty, not 20 octets, zero, or >= q challenges are ValueErrors on the server."""
     scheme = iff.IFFScheme(server=small)
     with pytest.raises(ValueError):
         scheme.respond(b"")
     with pytest.raises(ValueError):
         scheme.respond(bytes(21))
+    with pytest.raises(ValueError):
+        scheme.respond(b"\x05\x06")
+    with pytest.raises(ValueError):
+        scheme.respond(bytes(20))
     with pytest.raises(ValueError):
         scheme.respond(small.q.to_bytes(20, "big"))
     with pytest.raises(ValueError):
@@ -182,15 +189,16 @@ def test_client_rejects_bad_der(small, response):
     assert pair(small).verify_response(b"\x01" * 20, response) is False
 
 
-def test_oversized_y_is_reduced(small):
-    """y is used mod q (g has order q): y + q verifies like y, and a huge y costs nothing
-    more than a small one."""
+def test_y_must_be_below_q(small):
+    """y is checked 0 < y < q before any power: y + q (the same g^y) is refused, so is a huge
+    y, at no cost."""
     scheme = pair(small)
     challenge = scheme.make_challenge()
     y, digest = decode_der_integers(scheme.respond(challenge), 2)
-    assert scheme.verify_response(challenge, encode_der_integers(y + small.q, digest))
-    assert scheme.verify_response(challenge, encode_der_integers(y + (small.q << 60000),
-                                                                 digest))
+    assert scheme.verify_response(challenge, encode_der_integers(y, digest))
+    assert not scheme.verify_response(challenge, encode_der_integers(y + small.q, digest))
+    assert not scheme.verify_response(challenge, encode_der_integers(y + (small.q << 60000),
+                                                                     digest))
     assert not scheme.verify_response(challenge, encode_der_integers(y + 1, digest))
 
 
@@ -207,11 +215,12 @@ def test_parameters_with_bad_generator_refused(tmp_path, small):
 
 def test_empty_or_zero_challenge_not_verified(small):
     """A response to no challenge or to r = 0 (answerable without any key: z = g^y) is never
-    accepted, though the server answers r = 0 as the reference does."""
+    accepted, and the server refuses r = 0 (the reference answers it)."""
     scheme = pair(small)
     assert not scheme.verify_response(b"", encode_der_integers(0, bignum_digest(1)))
     zero = bytes(20)
-    assert not scheme.verify_response(zero, scheme.respond(zero))
+    with pytest.raises(ValueError):
+        scheme.respond(zero)
     assert not scheme.verify_response(zero, encode_der_integers(5, bignum_digest(
         pow(small.g, 5, small.p))))
 

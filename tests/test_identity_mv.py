@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.mv: the MV (Mu-Varadharajan) exchange, the trusted
-authority's generation and revocation, and files (REFERENCE-NOTES 6.3, 6.4, 7.1)."""
+authority's generation and revocation, and files (interop.md 6.3, 6.4, 7.1)."""
 
 from __future__ import annotations
 
@@ -231,9 +231,10 @@ def test_response_formula(small):
 
 
 def test_server_input_checks(small):
-    """Empty, longer than p, or >= p challenges are ValueErrors on the server."""
+    """Empty, not 32 octets, zero, or >= p challenges are ValueErrors on the server."""
     server = mv.MVScheme(server=small.server)
-    for bad in (b"", bytes(33), small.p.to_bytes(32, "big"), b"\xff" * 32):
+    for bad in (b"", bytes(33), b"\x01", bytes(32), small.p.to_bytes(32, "big"),
+                b"\xff" * 32):
         with pytest.raises(ValueError):
             server.respond(bad)
     with pytest.raises(MissingKeyError):

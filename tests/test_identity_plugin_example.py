@@ -203,6 +203,25 @@ def test_exchange(example: ModuleType, tmp_path: Path) -> None:
     assert scheme.accepts_filestamp(STAMP) and not scheme.accepts_filestamp(STAMP + 1)
 
 
+ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+"""L, the order of the Ed25519 base point (RFC 8032)."""
+
+
+def test_degenerate_signatures_not_verified(example: ModuleType, tmp_path: Path) -> None:
+    """What the example relies on instead of its own range checks: ``cryptography``'s
+    Ed25519 verification refuses S + L (the same signature's other encoding), S = 0 with
+    the identity point, and all-zero or all-ones octets."""
+    example.make_group_files(tmp_path, GROUP, PASSWORD, filestamp=STAMP)
+    scheme = example.ed25519id.from_keysdir(tmp_path, GROUP, PASSWORD)
+    challenge = scheme.make_challenge()
+    response = scheme.respond(challenge)
+    s_value = int.from_bytes(response[32:], "little")
+    malleated = response[:32] + (s_value + ED25519_ORDER).to_bytes(32, "little")
+    identity = (1).to_bytes(32, "little") + bytes(32)
+    for bad in (malleated, identity, bytes(64), b"\xff" * 64):
+        assert scheme.verify_response(challenge, bad) is False
+
+
 def test_wrong_key_and_missing_halves(example: ModuleType, tmp_path: Path) -> None:
     """Another group key's response is not verified; a client-only scheme cannot respond
     and a server-only scheme cannot challenge (MissingKeyError, a ValueError)."""

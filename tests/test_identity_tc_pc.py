@@ -1,5 +1,5 @@
 """Tests for ntpauto.identity.tc and ntpauto.identity.pc: the schemes without an exchange
-(RFC 5906 sections 6.1-6.2; REFERENCE-NOTES 2, 6.4)."""
+(RFC 5906 appendices C and D; interop.md 2, 6.4)."""
 
 from __future__ import annotations
 

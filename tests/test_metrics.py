@@ -142,6 +142,19 @@ def test_unknown_counters_are_events():
     assert value(samples, "ntpauto_events_total", event="steps") == 0
 
 
+def test_kernel_drops_have_their_own_metric():
+    """The datagrams the kernel dropped at our sockets (counted by the port, never seen by
+    the engine) are a metric of their own, in mode 6 too, and not an event."""
+    engine = engine_for("localclock stratum 1\n")
+    assert value(collect(engine), "ntpauto_kernel_drops_total") == 0
+    engine.counters["kernel_drops"] += 12
+    samples = collect(engine)
+    assert value(samples, "ntpauto_kernel_drops_total") == 12
+    assert "ntpauto_kernel_drops_total 12\n" in render_prometheus(samples)
+    assert ("kernel_drops", "12") in mode6_variables(engine)
+    assert not [s for s in samples if ("event", "kernel_drops") in s.labels]
+
+
 def test_every_wire_mode_counter_has_a_label():
     """Each engine receive-mode counter maps onto a mode label (no packet goes uncounted)."""
     assert set(RX_MODE_COUNTERS) | {"rx_empty"} == set(RX_MODES)

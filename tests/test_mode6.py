@@ -251,7 +251,7 @@ def test_error_response_format():
 
 
 def test_autokey_system_variables(client_dance):
-    """The host's Autokey variables close ``rv 0`` in REFERENCE-NOTES 9 order: host, flags,
+    """The host's Autokey variables close ``rv 0`` in interop.md 9 order: host, flags,
     digest, signature, update, then each cached certificate with its until."""
     net, alice, brenda, assoc = client_dance
     engine = brenda.engine

@@ -77,9 +77,10 @@ def until(deadline: float, command: tuple[str, ...], done) -> str:
 @pytest.fixture
 def daemons(tmp_path: Path):
     if not _ntpq_usable():
-        pytest.skip(f"no usable ntpq at {NTPQ}")
+        pytest.skip(f"needs NTPsec's ntpq and python3-ntp: none usable at {NTPQ} "
+                    "(.ci/run unpacks it)")
     if not _can_bind(("127.0.0.2", 123)):
-        pytest.skip("cannot bind 127.0.0.2:123")
+        pytest.skip("needs root: cannot bind 127.0.0.2:123")
     alice_dir, brenda_dir, _alice_port = iff_pair(tmp_path, 123)
     processes = []
     try:

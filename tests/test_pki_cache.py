@@ -1,5 +1,5 @@
 """The certificate cache: install/replace by filestamp, CERT-response lookup, trails, size cap
-(REFERENCE-NOTES 5.3)."""
+(interop.md 5.3)."""
 
 from __future__ import annotations
 

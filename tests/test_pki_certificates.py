@@ -1,5 +1,5 @@
 """Certificates: parsing, the CERT-response checks, ntp-keygen's certificate and the SIGN
-exchange (REFERENCE-NOTES 5.3, 5.7, 6.4, 7.3)."""
+exchange (interop.md 5.3, 5.7, 6.4, 7.3)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_ntp_datetime_conversions():
 
 def test_self_signed_certificate_has_the_reference_layout(alice_key):
     """v3, serial = filestamp, CN as UTF8String, 365 days, extensions in the reference's order
-    with the reference's criticality (REFERENCE-NOTES 7.3)."""
+    with the reference's criticality (interop.md 7.3)."""
     der = build_self_signed("alice@alice", alice_key, RSA_MD5, FS, trusted=True)
     cert = x509.load_der_x509_certificate(der)
     assert cert.version is x509.Version.v3
@@ -282,7 +282,7 @@ def test_check_cert_response_rejects_expired_certificates(alice_key):
 
 def test_sign_request_follows_the_reference(alice_key, brenda_key):
     """SIGN: serial = now, validity now .. now + 365 days, issuer CN = ours (UTF8String),
-    subject, key and extensions copied byte for byte and in order (REFERENCE-NOTES 5.7)."""
+    subject, key and extensions copied byte for byte and in order (interop.md 5.7)."""
     v = 0x1234567890ABCDEF
     request = build_self_signed("brenda@alice", brenda_key, RSA_MD5, FS, gq_key=v)
     now = FS + 3600

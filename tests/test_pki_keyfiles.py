@@ -1,5 +1,5 @@
 """ntpkey_* files: reading every layout, errors naming the file, writing with mode 0600 and
-links, traditional/cuckoo PEM writers, keys-directory lookup (REFERENCE-NOTES 6.4, 7)."""
+links, traditional/cuckoo PEM writers, keys-directory lookup (interop.md 6.4, 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signature profiles: interface, plugin discovery, signing rules (REFERENCE-NOTES 2, 5.9)."""
+"""Signature profiles: interface, plugin discovery, signing rules (interop.md 2, 5.9)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_builtin_profiles_are_discovered_with_getplugins():
 
 
 def test_profile_table_matches_the_reference_nids():
-    """Names, NIDs and long names are OpenSSL's (REFERENCE-NOTES 2)."""
+    """Names, NIDs and long names are OpenSSL's (interop.md 2)."""
     table = {p.name: (p.nid, p.digest_name, p.signature_name, p.key_type)
              for p in BUILTIN_PROFILES}
     assert table["RSA-MD5"] == (8, "md5", "md5WithRSAEncryption", "RSA")
@@ -166,7 +166,7 @@ def test_dsa_max_signature_size_matches_openssl(q_bits, size):
 
 def test_dsa_signatures_always_have_the_maximum_length(dsa_key):
     """Signatures are re-drawn until the DER is 48 octets (160-bit q): the reference refuses
-    shorter ones as 'bad signature length' (REFERENCE-NOTES 5.9)."""
+    shorter ones as 'bad signature length' (interop.md 5.9)."""
     assert DSA_SHA1.max_signature_size(dsa_key.public_key()) == 48
     for index in range(24):
         data = b"value %d" % index

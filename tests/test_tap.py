@@ -153,6 +153,17 @@ def test_unusable_autokey_keys_are_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(usage.UsageError, match="ntpkey_"):
         parse("--config", str(conf))
 
+def test_rcvbuf_overrides_the_config() -> None:
+    assert parse("--no-autokey", "--rcvbuf", "65536").config.rcvbuf == 65536
+    assert parse("--no-autokey", "--rcvbuf", "0").config.receive_buffer == 0
+
+
+@pytest.mark.parametrize("size", ["x", "100", "-1"])
+def test_bad_rcvbuf(size: str) -> None:
+    with pytest.raises(usage.UsageError, match="--rcvbuf"):
+        parse("--no-autokey", "--rcvbuf", size)
+
+
 @pytest.mark.parametrize("port", ["x", "-1", "65536"])
 def test_bad_port(port: str) -> None:
     """A port that is not 0-65535 is a usage error."""

@@ -1,5 +1,5 @@
 """The reference's identity files and captured identity exchanges, checked offline
-(vectors keys/ and pcap/<scenario>/; RESULTS.md; REFERENCE-NOTES 5.8, 6, 6.4)."""
+(vectors keys/ and pcap/<scenario>/; RESULTS.md; interop.md 5.8, 6, 6.4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ntpauto.identity import gq, iff, mv
-from ntpauto.identity.common import decode_der_integers
+from ntpauto.identity.common import decode_challenge, decode_der_integers
 from ntpauto.pki.certificates import parse_certificate
 from ntpauto.pki.keyfiles import read_key_file
 
@@ -224,6 +224,29 @@ def test_mv_capture_fails_with_pkcs8_files_and_why(vectors):
         assert client.accepts_filestamp(response["fstamp"])
 
 
+@pytest.mark.parametrize("scenario, code, make", [
+    ("iff", 7, lambda keys: iff.IFFScheme.from_keysdir(keys / "brenda", "alice")),
+    ("iff-trad", 7, lambda keys: iff.IFFScheme.from_keysdir(keys / "brenda", "alice")),
+    ("gq", 8, lambda keys: gq.GQScheme.from_keysdir(keys / "brenda", "alice").for_peer(
+        certificate(keys / "alice/ntpkey_cert_alice"))),
+    ("bcast-gq", 8, lambda keys: gq.GQScheme.from_keysdir(keys / "brenda", "alice").for_peer(
+        certificate(keys / "alice/ntpkey_cert_alice"))),
+    ("mv", 9, lambda keys: mv.MVScheme.from_keysdir(keys / "brenda", "alice")),
+    ("mv-trad", 9, lambda keys: mv.MVScheme.from_keysdir(keys / "brenda", "alice")),
+])
+def test_captured_values_pass_the_checks(vectors, scenario, code, make):
+    """Every captured challenge passes the server's checks (L octets, 0 < r < M) and every
+    INTEGER of every captured response its range and group check -- the PKCS#8 captures'
+    included, whose responses are genuine but made with other keys than the client's."""
+    client = make(vectors / "pcap" / scenario / "keys")
+    found = exchanges(vectors, scenario, code)
+    assert found
+    for request, response, _, _ in found:
+        challenge, answer = values(request, response)
+        assert decode_challenge(challenge, client._client_modulus()) > 0
+        client._check_response(decode_der_integers(answer, client.response_integers))
+
+
 def test_challenge_lengths_match_captures(vectors):
     """Our challenges have the captured lengths: 20 (IFF), 32 (GQ), 32 (MV) octets."""
     keys = vectors / "keys"
@@ -252,14 +275,15 @@ def reference_schemes(vectors):
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=120), which=st.integers(min_value=0, max_value=2))
 def test_arbitrary_input_never_raises_unexpectedly(reference_schemes, data, which):
-    """Arbitrary octets: the responder answers or raises ValueError; the client returns a
-    bool and never raises."""
+    """Arbitrary octets: the responder answers (only an L-octet 0 < r < M) or raises
+    ValueError; the client returns a bool and never raises."""
     server, client = reference_schemes[which]
     try:
         answer = server.respond(data)
     except ValueError:
         answer = None
     if answer is not None:
-        assert client.verify_response(data, answer) is (int.from_bytes(data, "big") != 0)
+        assert len(data) == len(client.make_challenge())
+        assert client.verify_response(data, answer) is True
     challenge = client.make_challenge()
     assert client.verify_response(challenge, data) is False

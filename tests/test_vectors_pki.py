@@ -1,7 +1,7 @@
 """The reference's key files and captures against ntpauto.pki: every key file loads and
 inspects, every certificate parses with the right flags, every captured signature verifies,
 SIGN responses are reproduced, and ntp-keygen's certificates are rebuilt byte for byte
-(vectors/keys/README.md, REFERENCE-NOTES 5.3, 5.7, 5.9, 6.4, 7)."""
+(vectors/keys/README.md, interop.md 5.3, 5.7, 5.9, 6.4, 7)."""
 
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ def ext(length, declared=None):
 
 
 def test_extension_then_mac():
-    """A field followed by a 20-octet MAC is split correctly (REFERENCE-NOTES 1.2)."""
+    """A field followed by a 20-octet MAC is split correctly (interop.md 1.2)."""
     data = header().encode() + ext(36) + (70000).to_bytes(4, "big") + bytes(16)
     pkt = parse(data)
     assert len(pkt.fields) == 1 and pkt.fields[0].offset == 48
@@ -145,7 +145,7 @@ def test_field_cap_bounds_a_packet_of_tiny_fields():
     (ext(28, declared=40), "field length past the end"),
 ])
 def test_malformed_lengths_dropped(tail, why):
-    """Every malformed length of REFERENCE-NOTES 1.2 / 10 is a badlength drop."""
+    """Every malformed length of interop.md 1.2 / 10 is a badlength drop."""
     data = header().encode()[: 47 if why == "short" else 48] + tail
     with pytest.raises(MalformedPacket) as info:
         parse(data)

@@ -1,7 +1,7 @@
 """Autokey session keys, key lists, the autokey (hash-chain) test and session-key MACs.
 
 RFC 5906 sections 4 (Autokey cryptography), 5 (key lists) and 7 (the autokey test), and
-REFERENCE-NOTES section 3.
+interop.md section 3.
 
 * Session key = H(src || dst || key ID || cookie), all in network order: 4-octet addresses
   for IPv4, 16-octet for IPv6 (no scope, no port); H is the configured digest (``crypto

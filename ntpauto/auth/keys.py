@@ -21,7 +21,7 @@ address restrictions, ntpd 4.2.8p11+) is not supported and is reported as an err
 ignored, so that a restriction is never silently dropped.
 
 The MAC on the wire is the 4-octet big-endian key ID followed by
-``mac_digest(algorithm, secret, header and extension fields)`` (REFERENCE-NOTES section 3.6).
+``mac_digest(algorithm, secret, header and extension fields)`` (interop.md section 3.6).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The per-association Autokey state machine (the "dance"), sans-I/O.
 
 RFC 5906 sections 6 (identity schemes), 8 (the protocol), 10 (message processing) and 11.5
-(state machine), and REFERENCE-NOTES sections 5 (messages), 8.1-8.5 (what each side sends,
+(state machine), and interop.md sections 5 (messages), 8.1-8.5 (what each side sends,
 in which order; errors and resets) and 10 (receive checks).
 
 State.  The association **status word** drives everything: it starts at 0, takes the peer's
@@ -16,28 +16,35 @@ modes, one request queued from the peer.
 
 Transmit (:meth:`AutokeyAssociation.next_fields`): at most the response to the queued peer
 request, first, then at most one request chosen from the status word by the rules of
-REFERENCE-NOTES 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
+interop.md 8.2 (client mode and the broadcast client's volley) or 8.3 (symmetric).
 Requests simply repeat every poll until their bit lights.
 
-Receive (:meth:`AutokeyAssociation.receive`): every response goes through the checks of
-REFERENCE-NOTES 5.9 in the reference's order (E bit, length, association ID, value and
-signature bounds, Timestamp != 0, Timestamp >= Filestamp, AUTO stamps not older than the
-stored ones, then for everything but CERT: a signature must be present, of exactly the
-verifying key's size, and valid; PROV lights on the first signature verified while VRFY is
-lit).  Protocol errors raise :class:`ProtocolError` (the engine resets the association, or
-removes a preemptible one); any other failure discards only that field and is reported as
-an :class:`~ntpauto.events.Event`.
+Receive (:meth:`AutokeyAssociation.receive`): each field gets a
+:class:`~ntpauto.verdict.Verdict` from the code that checked it, and changes the state only
+when that verdict is positive.  Signed responses go through the checks of interop.md 5.9 in
+the reference's order (E bit, length, association ID, value and signature bounds,
+Timestamp != 0, Timestamp >= Filestamp), then freshness (newer than the last accepted value
+of its kind, kept across resets) before the signature (present, no longer than the key
+allows, valid; PROV lights on the first signature verified while VRFY is lit).  Unsigned
+ASSOC and CERT responses count only in a packet that answers our last transmit (``proven``).
+A protocol error is a failed verdict with ``Event.ERR``; processing stops at the first failed
+field, and the caller decides whether the dance restarts.
 
-Deliberate differences from the reference (all stricter, none visible to a reference peer):
+Deliberate differences from the reference (all stricter, none visible to an honest
+reference peer; docs/interop.md lists them):
 
 * a CERT response must be for the name we asked for (the current issuer), never for our
   own name (it would replace our certificate in the cache), and the trail is at most
-  :data:`MAX_TRAIL` certificates long;
+  :data:`MAX_TRAIL` certificates long; its certificates enter our cache (and are signed
+  there) only once it ends at a trusted one;
 * a failing trail link (VFY/PER) leaves the trail where it was (the reference has already
   moved its issuer on);
-* a COOK response is taken only while one of our COOK requests is unanswered and not with a
-  Timestamp older than the last accepted one (a replayed COOK response gives ``Event.CKY``);
-* a SIGN response must hold our own subject and public key, signed with the peer's key.
+* a COOK response is taken only while one of our COOK requests is unanswered;
+* a symmetric peer's COOK request must carry its valid signature over the key we encrypt
+  our cookie to;
+* a SIGN response must hold our own subject and public key, signed with the peer's key;
+* any valid signature length is accepted (the reference insists on the maximum, which
+  refuses most DSA signatures).
 
 Times: ``now`` is the crypto time in NTP seconds (0 when unsynchronised);
 :meth:`refresh_due`/:meth:`reset` take a monotonic time in seconds (the reference's
@@ -47,13 +54,13 @@ Times: ``now`` is the crypto time in NTP seconds (0 when unsynchronised);
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 from twisted.logger import Logger
 
-from ntpauto.auth.autokey import AutokeyResult, RandomSource
+from ntpauto.auth.autokey import RandomSource
 from ntpauto.autokey.cookie import combine_cookie, random_cookie
 from ntpauto.autokey.fields import (
     ASSOC,
@@ -77,18 +84,18 @@ from ntpauto.autokey.status import (
     word_nid,
 )
 from ntpauto.autokey.values import AutoValue, LeapValue, decode_assoc_name, decrypt_cookie
-from ntpauto.events import AutokeyError, Event, FieldError
+from ntpauto.events import Event, FieldError
 from ntpauto.pki.cache import check_trail_link
 from ntpauto.pki.certificates import CertificateError, CertInfo, check_cert_response
 from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_certificate
-from ntpauto.wire.packet import LEAP_UNSYNC, MODE_ACTIVE, MODE_CLIENT, MODE_PASSIVE
+from ntpauto.verdict import Check, Verdict
+from ntpauto.wire.packet import LEAP_UNSYNC, MODE_ACTIVE, MODE_BROADCAST, MODE_CLIENT, MODE_PASSIVE
 
 __all__ = [
     "ERROR_RESET_SPACING",
     "MAX_TRAIL",
     "NTP_REFRESH",
     "AutokeyAssociation",
-    "ProtocolError",
     "group_gate",
 ]
 
@@ -105,20 +112,14 @@ forger whose packets pass the cookie-0 MAC, that keeps sending bad responses res
 dance at most that often (the reference resets on every one)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+_EMPTY_ANSWERS = frozenset({CERT, COOK, AUTO, LEAP, SIGN})
+"""Requests a responder may answer with the 8-octet "nothing", with the identity codes: no
+certificate for that name, not synchronised, or the amplification limit's cut of a response
+larger than the request of a source that has not proven its address."""
 _PENDING = "pending"
 """The worker has the queued identity request and has not answered yet."""
 
 log = Logger()
-
-
-class ProtocolError(AutokeyError):
-    """A protocol error (``Event.ERR``): the association must be reset, or removed when it
-    is preemptible (REFERENCE-NOTES 8.5).  ``events`` are those of the fields processed
-    before the failing one."""
-
-    def __init__(self, message: str, events: Sequence[Event] = ()) -> None:
-        super().__init__(Event.ERR, message)
-        self.events = list(events)
 
 
 @functools.cache
@@ -158,7 +159,7 @@ def _scheme_mask() -> int:
 
 
 def group_gate(own_name: str, f: Field, ident: str | None) -> bool:
-    """The packet-level ASSOC group gate (REFERENCE-NOTES 5.1): True when the packet may be
+    """The packet-level ASSOC group gate (interop.md 5.1): True when the packet may be
     processed.
 
     Only ASSOC requests and responses are gated, and only when our own name is
@@ -185,7 +186,7 @@ class AutokeyAssociation:
     symmetric); ``responder``: answers the peer's queued requests in symmetric modes;
     ``ident``: the group of the association's identity scheme: the ``ident`` option of its
     server/peer line, or the global ``ident`` for an ephemeral (passive, broadcast client)
-    association; ``None`` means TC (VRFY lights with CERT, REFERENCE-NOTES 5.3);
+    association; ``None`` means TC (VRFY lights with CERT, interop.md 5.3);
     ``broadcast``: a broadcast client association (mobilised by a
     broadcast ASSOC response); ``rng`` draws ``hcookie`` (default: the host's).
     """
@@ -212,6 +213,9 @@ class AutokeyAssociation:
         """Incremented whenever the key list must be purged (cookie accepted, reset)."""
         self.reset_at: int | None = None
         self._error_reset_at: float | None = None
+        self._accepted: dict[tuple[Any, ...], tuple[int, int, bytes, bytes]] = {}
+        """The last accepted signed value of each kind (stamps, value, signature), kept
+        across resets: a replay of an older one is refused before any signature work."""
         self._clear()
 
     def _clear(self) -> None:
@@ -231,7 +235,7 @@ class AutokeyAssociation:
         self.auto_timestamp = 0
         self.auto_filestamp = 0
         self.pkeyid = 0
-        """Key ID of the last packet accepted by the autokey test (REFERENCE-NOTES 3.4)."""
+        """Key ID of the last packet accepted by the autokey test (interop.md 3.4)."""
         self.seq = 0
         """Remaining index N of the received autokey values (ntpq ``initsequence``)."""
         self.peer_associd = 0
@@ -243,7 +247,9 @@ class AutokeyAssociation:
         """The queued identity request handed to the identity worker, with its result
         (``_PENDING`` until it comes; None: the budget refused it)."""
         self._cook_pending = False
-        self._cook_timestamp = 0
+        self._pending: list[tuple[CertInfo, int]] = []
+        """The trail's certificates received so far, installed in our cache only once it
+        ends at a trusted certificate."""
         self._announced: tuple[int, bytes] | None = None
 
     # -- properties ------------------------------------------------------------------------
@@ -368,15 +374,16 @@ class AutokeyAssociation:
             return False
         return at - self.reset_at >= NTP_REFRESH
 
-    def apply_autokey_result(self, result: AutokeyResult) -> None:
-        """Record the outcome of the engine's autokey test for a packet without fields
-        (:func:`ntpauto.auth.autokey.autokey_test`, called with ``pkeyid``, the final key of
-        :attr:`autokey` and ``decrement_seq(seq)``): the new ``pkeyid`` and ``seq``, and AUTO
-        cleared when the chain walk failed past N (the values are then fetched again)."""
-        self.pkeyid = result.pkeyid
-        self.seq = result.seq
-        if result.clear_auto:
-            self._status &= ~Flag.AUTO
+    def refetch_auto(self) -> bool:
+        """Ask for the autokey values again (the poll process calls this when no packet has
+        passed the autokey test for a few polls: the peer's key list changed and we missed
+        its announcement).  AUTO goes dark; the values and the chain state stay, so the
+        same values sent again light it without any other change.  True when AUTO was
+        lit."""
+        if not self._status & Flag.AUTO:
+            return False
+        self._status &= ~int(Flag.AUTO)
+        return True
 
     # -- transmit --------------------------------------------------------------------------
 
@@ -389,7 +396,7 @@ class AutokeyAssociation:
         own_associd: int | None = None,
         autokey_value: Field | None = None,
     ) -> list[Field]:
-        """The extension fields of our next packet to the peer (REFERENCE-NOTES 8.1-8.3).
+        """The extension fields of our next packet to the peer (interop.md 8.1-8.3).
 
         ``now``: crypto time (0 when unsynchronised); ``synchronized``: our clock is
         synchronised; ``peer_leap``: the peer's leap indicator (symmetric COOK rule);
@@ -524,31 +531,52 @@ class AutokeyAssociation:
 
     # -- receive ---------------------------------------------------------------------------
 
-    def receive(self, fields: Iterable[Field], *, packet_mode: int, now: int) -> list[Event]:
-        """Process the extension fields of a packet from the peer (``packet_mode``: its
-        mode; ``now``: crypto time).  Returns one Event per field (``Event.OK`` when taken);
-        raises :class:`ProtocolError` on a protocol error."""
-        events: list[Event] = []
-        for f in fields:
-            try:
-                events.append(self._receive_one(f, packet_mode, int(now)))
-            except ProtocolError as exc:
-                exc.events = list(events)
-                raise
-        return events
+    def receive(self, fields: Iterable[Field], *, packet_mode: int, now: int,
+                proven: bool) -> list[Verdict]:
+        """Process the extension fields of a packet from the peer, in order, and return one
+        :class:`~ntpauto.verdict.Verdict` per field processed; processing stops after the
+        first failed one.  ``packet_mode`` is the packet's mode, ``now`` the crypto time and
+        ``proven`` whether the packet passed the origin test (it answers our last transmit).
 
-    def _receive_one(self, f: Field, mode: int, now: int) -> Event:
+        State changes only on a verified verdict: a signed response whose timestamp is fresh
+        and whose signature verifies, a certificate whose link verifies, an identity proof,
+        or an unsigned field (ASSOC, CERT) that answers our request in a proven packet.  A
+        protocol error is a failed verdict with ``Event.ERR``: the caller decides whether the
+        dance restarts (never for a packet that is not proven)."""
+        verdicts: list[Verdict] = []
+        for f in fields:
+            verdict = self._receive_one(f, packet_mode, int(now), proven)
+            verdicts.append(verdict)
+            if verdict.failed:
+                break
+        return verdicts
+
+    def mobilised_by(self, f: Field) -> Verdict:
+        """Take the peer's status word and name from the ASSOC response of the broadcast
+        that mobilises a broadcast client (RFC 5906 section 11.4.2: the one unsigned field
+        the RFC accepts without a request of ours)."""
+        if self._status or not f.response or f.code != ASSOC:
+            return _fail(Check.FIELD, "only an ASSOC response mobilises a broadcast client")
+        return self._take_assoc(f, MODE_BROADCAST)
+
+    def _receive_one(self, f: Field, mode: int, now: int, proven: bool) -> Verdict:
         if f.error:
-            raise ProtocolError(f"{f.name} field with the error bit ({f.opcode:#06x})")
+            return _fail(Check.FIELD, f"{f.name} field with the error bit ({f.opcode:#06x})")
         if f.version != CRYPTO_VN:
-            raise ProtocolError(f"{f.name} field of version {f.version}")
+            return _fail(Check.FIELD, f"{f.name} field of version {f.version}")
         if not f.response:
             return self._request(f, mode)
+        if f.short and (f.code in _EMPTY_ANSWERS or f.code in _identity_codes()):
+            # The responder's "nothing": no certificate for that name, not synchronised, or
+            # an unproven source asking for costly work (amplification limit).  Nothing to
+            # take, nothing wrong; the request repeats.
+            return Verdict.na(Check.FIELD, f"empty {f.name} response",
+                              Event.CRT if f.code == CERT else Event.LEN)
         code = f.code
         if code == ASSOC:
-            return self._assoc(f, mode)
+            return self._assoc(f, mode, proven)
         if code == CERT:
-            return self._cert(f, now)
+            return self._cert(f, now, proven)
         if code == COOK:
             return self._cook(f, mode)
         if code == AUTO:
@@ -559,42 +587,63 @@ class AutokeyAssociation:
             return self._sign(f, now)
         if code in _identity_codes():
             return self._identity(f)
-        raise ProtocolError(f"unknown response code {code} ({f.opcode:#06x})")
+        return _fail(Check.FIELD, f"unknown response code {code} ({f.opcode:#06x})")
 
-    def _request(self, f: Field, mode: int) -> Event:
+    def _request(self, f: Field, mode: int) -> Verdict:
         """A request from a symmetric peer: queued for our next transmission (one at a
-        time, a second is dropped); ignored in other modes."""
+        time, a second is dropped); ignored in other modes.  Requests are unsigned by design
+        and their answers public or paid from the private-key budget, except COOK, whose
+        answer is our cookie: a COOK request must carry the peer's valid signature over the
+        key we encrypt to."""
         if mode not in _SYMMETRIC:
-            return Event.OK
+            return Verdict.na(Check.FIELD, f"{f.name} request outside symmetric modes")
         if f.code == ASSOC:
             if self._status & Flag.CERT:
-                raise ProtocolError("ASSOC request after CERT: the peer restarted")
-            event = self._assoc(f, mode)
-            if event is not Event.OK:
-                return event
-            self._queued = (f, mode)
-            return Event.OK
+                return _fail(Check.FIELD, "ASSOC request after CERT: the peer restarted")
+            if not self._status:
+                verdict = self._take_assoc(f, mode)
+            elif f.associd != self.peer_associd:
+                return _fail(Check.FIELD, f"ASSOC request with association ID {f.associd}, "
+                                          f"expected {self.peer_associd}")
+            else:
+                verdict = Verdict.na(Check.FIELD, "ASSOC request repeated")
+            if not verdict.failed:
+                self._queued = (f, mode)
+            return verdict
+        verdict = Verdict.na(Check.FIELD, f"{f.name} request (requests are unsigned)")
+        if f.code == COOK:
+            verdict = self._signed_by_peer(f)
+            if not verdict.verified:
+                return verdict
         if self._queued is None:
             self._queued = (f, mode)
-        return Event.OK
+        return verdict
 
-    def _assoc(self, f: Field, mode: int) -> Event:
+    def _assoc(self, f: Field, mode: int, proven: bool) -> Verdict:
         if self._status:
             if f.associd != self.peer_associd:
-                raise ProtocolError(f"ASSOC with association ID {f.associd}, expected "
-                                    f"{self.peer_associd}")
-            return Event.OK
+                return _fail(Check.FIELD, f"ASSOC with association ID {f.associd}, expected "
+                                          f"{self.peer_associd}")
+            return Verdict.na(Check.FIELD, "ASSOC response after the dance began")
+        if not proven:
+            return _fail(Check.ORIGIN, "ASSOC response in a packet that does not answer ours",
+                         Event.CRT)
+        return self._take_assoc(f, mode)
+
+    def _take_assoc(self, f: Field, mode: int) -> Verdict:
+        """The peer's status word, name and association ID from its ASSOC message, at the
+        start of the dance."""
         try:
             name = decode_assoc_name(f.value)
         except FieldError as exc:
-            return exc.event
+            return _fail(Check.FIELD, exc.message, exc.event)
         word, event = apply_peer_status(self.host.status, f.filestamp, mode, _nid_digests())
         if event is not Event.OK:
-            return event
+            return _fail(Check.FIELD, f"ASSOC status word {f.filestamp:#x}", event)
         try:
             profile = get_profile(word_nid(word))
         except UnsupportedProfile:
-            return Event.MD
+            return _fail(Check.FIELD, f"ASSOC signature NID {word_nid(word)}", Event.MD)
         self._status = word
         self._peer_name = name
         self.issuer = name
@@ -603,174 +652,235 @@ class AutokeyAssociation:
         self.hcookie = random_cookie(self.rng)
         if self.host.private:
             self._scheme_name = "pc"
-        return Event.OK
+        return Verdict.ok(Check.FIELD, f"ASSOC from {name}")
 
     def _verify_key(self) -> Any:
         if self.host.private and self._status & Flag.PRIV:
             return self.host.sign_key.public_key()
         return self.peer_key
 
-    def _verify(self, f: Field, *, stored: tuple[int, int] | None = None,
-                certificate: bool = False) -> Event:
-        """The checks of a signed response, in the reference's order (REFERENCE-NOTES
-        5.9); PROV lights on success while VRFY is lit."""
+    def _form(self, f: Field) -> Verdict | None:
+        """The checks of a signed response that need no key, in the reference's order
+        (interop.md 5.9): length, association ID, value and signature bounds, Timestamp
+        != 0, Timestamp >= Filestamp.  None when they pass."""
         if f.short:
-            return Event.LEN
+            return _fail(Check.FIELD, f"short {f.name} response", Event.LEN)
         expected = self.peer_associd if f.code == AUTO and not self.symmetric else self.associd
         if f.associd != expected:
-            raise ProtocolError(f"{f.name} response for association {f.associd}, expected "
-                                f"{expected}")
+            return _fail(Check.FIELD, f"{f.name} response for association {f.associd}, "
+                                      f"expected {expected}")
         if not 0 < len(f.value) <= MAX_VALUE_LEN or len(f.signature) > MAX_VALUE_LEN:
-            return Event.LEN
+            return _fail(Check.FIELD, f"{f.name} value of {len(f.value)} octets", Event.LEN)
         if f.timestamp == 0 or f.timestamp < f.filestamp:
-            return Event.TSP
-        if stored is not None:
-            tstamp, fstamp = stored
-            if tstamp and fstamp:
-                if f.timestamp < tstamp:
-                    return Event.TSP
-                if f.timestamp < fstamp or f.filestamp < fstamp:
-                    return Event.FSP
-        if certificate:
-            return Event.OK
+            return _fail(Check.FRESHNESS, f"{f.name} Timestamp {f.timestamp} (Filestamp "
+                                          f"{f.filestamp})", Event.TSP)
+        return None
+
+    def _fresh(self, kind: tuple[Any, ...], f: Field) -> Verdict | None:
+        """Freshness, before any signature work (RFC 5906 section 8): a value of ``kind`` is
+        accepted only with a Timestamp newer than the last accepted one of that kind; the
+        same value re-sent unchanged (same stamps, value and signature: a server's CERT or
+        LEAP answer after our dance restarted) is known and verified already.  None: new,
+        verify its signature."""
+        last = self._accepted.get(kind)
+        if last is None or f.timestamp > last[0]:
+            return None
+        if (f.timestamp, f.filestamp, f.value, f.signature) == last:
+            return Verdict.ok(Check.FRESHNESS, f"{f.name} accepted before, unchanged")
+        return _fail(Check.FRESHNESS, f"{f.name} Timestamp {f.timestamp} is not newer than "
+                                      f"{last[0]}", Event.TSP)
+
+    def _accept(self, kind: tuple[Any, ...], f: Field) -> None:
+        """Remember ``f`` as the last accepted value of ``kind`` (bounded: one per kind;
+        certificates by the name asked for, at most :data:`MAX_TRAIL` of them)."""
+        self._accepted[kind] = (f.timestamp, f.filestamp, f.value, f.signature)
+
+    def _signed_by_peer(self, f: Field) -> Verdict:
+        """``f``'s signature under the peer's key (or, PC, the group key): any valid
+        signature of the peer's profile (the maximum-length rule applies only to what we
+        send)."""
         key = self._verify_key()
         if not f.signature:
-            raise ProtocolError(f"unsigned {f.name} response")
+            return _fail(Check.SIGNATURE, f"unsigned {f.name}")
         if key is None or self._profile is None:
-            raise ProtocolError(f"signed {f.name} response before the peer key is known")
+            return _fail(Check.SIGNATURE, f"signed {f.name} before the peer key is known")
         try:
             size = self._profile.max_signature_size(key)
         except TypeError:
-            return Event.PUB
-        if len(f.signature) != size:
-            return Event.SGL
+            return _fail(Check.SIGNATURE, f"{f.name}: the peer key does not fit its profile",
+                         Event.PUB)
+        if len(f.signature) > size:
+            return _fail(Check.SIGNATURE, f"{f.name} signature of {len(f.signature)} octets "
+                                          f"(at most {size})", Event.SGL)
         if not self._profile.verify(key, f.signature, signed_octets(f)):
-            return Event.SIG
-        if self._status & Flag.VRFY:
-            self._status |= Flag.PROV
-        return Event.OK
+            return _fail(Check.SIGNATURE, f"{f.name} signature does not verify", Event.SIG)
+        return Verdict.ok(Check.SIGNATURE, f"{f.name} signed by {self._peer_name}")
 
-    def _cert(self, f: Field, now: int) -> Event:
-        if f.short:
-            return Event.CRT
-        event = self._verify(f, certificate=True)
-        if event is not Event.OK:
-            return event
+    def _verify(self, f: Field, kind: tuple[Any, ...], floor: int = 0) -> Verdict:
+        """A signed response: its form, freshness (stamps not under ``floor``, the Timestamp
+        newer than the last of its kind), then the signature (interop.md 5.9, stricter
+        on freshness).  PROV lights on the first signature verified while VRFY is lit."""
+        verdict = self._form(f)
+        if verdict is None:
+            verdict = self._fresh(kind, f)
+        if verdict is None and floor and (f.timestamp < floor or f.filestamp < floor):
+            verdict = _fail(Check.FRESHNESS, f"{f.name} stamps older than the filestamp "
+                                             f"{floor}", Event.FSP)
+        if verdict is None:
+            verdict = self._signed_by_peer(f)
+        if verdict.verified and self._status & Flag.VRFY:
+            self._status |= Flag.PROV
+        return verdict
+
+    def _cert(self, f: Field, now: int, proven: bool) -> Verdict:
+        form = self._form(f)
+        if form is not None:
+            return form
+        if not proven:
+            return _fail(Check.ORIGIN, "CERT response in a packet that does not answer ours",
+                         Event.CRT)
+        if self.issuer is None or self._status & Flag.CERT or len(self._trail) >= MAX_TRAIL:
+            return _fail(Check.CERTIFICATE, "CERT response not asked for", Event.CRT)
+        kind = (CERT, self.issuer)
+        fresh = self._fresh(kind, f)
+        if fresh is not None and fresh.failed:
+            return fresh
         try:
             info = check_cert_response(f.value, f.filestamp, self.host.name, now)
         except CertificateError as exc:
-            return exc.event
-        if self.issuer is None or info.subject != self.issuer \
-                or info.subject == self.host.name:
-            return Event.CRT
-        if len(self._trail) >= MAX_TRAIL or self._status & Flag.CERT:
-            return Event.CRT
+            return _fail(Check.CERTIFICATE, exc.message, exc.event)
+        if info.subject != self.issuer or info.subject == self.host.name:
+            return _fail(Check.CERTIFICATE, f"certificate for {info.subject}, asked for "
+                                            f"{self.issuer}", Event.CRT)
         if self._last_cert is not None:
             event = check_trail_link(self._last_cert, info)
             if event is not Event.OK:
-                return event
-        self.host.install_certificate(info, f.filestamp, now)
+                return _fail(Check.CERTIFICATE, f"{self._last_cert.subject} is not issued "
+                                                f"by {info.subject}", event)
+        self._accept(kind, f)
         self._last_cert = info
+        self._pending.append((info, f.filestamp))
         self._trail.append((info.subject, info.issuer))
         self.issuer = info.issuer
         if self.peer_key is None:
             self.peer_key = info.public_key
         if info.self_signed and info.trusted:
+            # The trail ends at a trusted certificate: every link verified; only now do its
+            # certificates enter our cache (and are signed there, once).
+            self.host.install_certificates(self._pending, now)
+            self._pending = []
             self._status |= Flag.CERT
             self._trusted_cert = info
             if self.ident is None or not self._status & _scheme_mask():
                 self._status |= Flag.VRFY
                 self._scheme_name = "tc"
-        return Event.OK
+        return Verdict.ok(Check.CERTIFICATE, f"{info.subject} issued by {info.issuer}")
 
-    def _cook(self, f: Field, mode: int) -> Event:
-        event = self._verify(f)
-        if event is not Event.OK:
-            return event
+    def _cook(self, f: Field, mode: int) -> Verdict:
         if not self._cook_pending:
-            return Event.CKY
-        if f.timestamp < self._cook_timestamp:
-            return Event.TSP
+            return _fail(Check.FIELD, "COOK response not asked for", Event.CKY)
+        verdict = self._verify(f, (COOK,))
+        if not verdict.verified:
+            return verdict
         try:
             received = decrypt_cookie(f.value, self.host.host_key)
         except FieldError as exc:
-            return exc.event
+            return _fail(Check.FIELD, exc.message, exc.event)
+        self._accept((COOK,), f)
         self._cookie = combine_cookie(self.hcookie or 0, received, mode)
         self._status |= Flag.COOK
         self._cook_pending = False
-        self._cook_timestamp = f.timestamp
         self.keylist_generation += 1
-        return Event.OK
+        return verdict
 
-    def _auto(self, f: Field) -> Event:
-        event = self._verify(f, stored=(self.auto_timestamp, self.auto_filestamp))
-        if event is not Event.OK:
-            return event
+    def _auto(self, f: Field) -> Verdict:
+        verdict = self._verify(f, (AUTO,), floor=self.auto_filestamp)
+        if not verdict.verified:
+            return verdict
+        if verdict.check is Check.FRESHNESS:
+            # The values we hold, sent again: AUTO lights again (it is cleared to ask for
+            # them when no packet passed the autokey test for a while); the key-ID chain
+            # state stays where the accepted packets left it.
+            self._status |= Flag.AUTO
+            return verdict
         try:
             value = AutoValue.decode(f.value)
         except FieldError as exc:
-            return exc.event
+            return _fail(Check.FIELD, exc.message, exc.event)
+        self._accept((AUTO,), f)
         self._autokey = value
         self.auto_timestamp = f.timestamp
         self.auto_filestamp = f.filestamp
         self.pkeyid = value.keyid
         self.seq = value.seq
         self._status |= Flag.AUTO
-        return Event.OK
+        return verdict
 
-    def _leap(self, f: Field, now: int) -> Event:
-        event = self._verify(f)
-        if event is not Event.OK:
-            return event
+    def _leap(self, f: Field, now: int) -> Verdict:
+        verdict = self._verify(f, (LEAP,))
+        if not verdict.verified:
+            return verdict
         try:
             value = LeapValue.decode(f.value)
         except FieldError as exc:
-            return exc.event
+            return _fail(Check.FIELD, exc.message, exc.event)
+        self._accept((LEAP,), f)
         self.host.install_leap(value, now)
         self._status |= Flag.LEAP
-        return Event.OK
+        return verdict
 
-    def _sign(self, f: Field, now: int) -> Event:
-        event = self._verify(f)
-        if event is not Event.OK:
-            return event
+    def _sign(self, f: Field, now: int) -> Verdict:
+        verdict = self._verify(f, (SIGN,))
+        if not verdict.verified:
+            return verdict
         try:
             info = check_cert_response(f.value, f.filestamp, self.host.name, now)
         except CertificateError as exc:
-            return exc.event
+            return _fail(Check.CERTIFICATE, exc.message, exc.event)
         own = self.host.certificate
         if info.subject != own.subject or \
                 info.public_key.public_numbers() != own.public_key.public_numbers():
-            return Event.CRT
+            return _fail(Check.CERTIFICATE, f"SIGN response for {info.subject}, not our own "
+                                            "certificate", Event.CRT)
         signer = self._verify_key()
         try:
             profile = profile_for_certificate(info)
         except UnsupportedProfile:
-            return Event.CRT
+            return _fail(Check.CERTIFICATE, "SIGN response in an unknown profile", Event.CRT)
         if signer is None or not profile.verify(signer, info.signature, info.tbs):
-            return Event.VFY
+            return _fail(Check.CERTIFICATE, "our certificate is not signed by the peer",
+                         Event.VFY)
+        self._accept((SIGN,), f)
         self.host.install_certificate(info, f.filestamp, now, own=True)
         self._status |= Flag.SIGN
-        return Event.OK
+        return Verdict.ok(Check.CERTIFICATE, f"our certificate signed by {info.issuer}")
 
-    def _identity(self, f: Field) -> Event:
-        event = self._verify(f)
-        if event is not Event.OK:
-            return event
+    def _identity(self, f: Field) -> Verdict:
         scheme = self._scheme
         challenge = self._challenge
         if challenge is None or scheme is None or f.code != int(scheme.message_code):
-            return Event.ID
+            return _fail(Check.IDENTITY, f"{f.name} response without our challenge", Event.ID)
+        verdict = self._verify(f, (f.code,))
+        if not verdict.verified:
+            return verdict
         self._challenge = None
-        event = Event.ID
+        outcome = _fail(Check.IDENTITY, f"{self._scheme_name} proof of {self._peer_name} "
+                                        "does not verify", Event.ID)
         with log.failuresHandled("Identity scheme {scheme} failed to verify the response of "
                                  "{peer}", scheme=self._scheme_name, peer=self._peer_name):
             if not scheme.accepts_filestamp(f.filestamp):
-                event = Event.FSP
+                outcome = _fail(Check.IDENTITY, f"{f.name} Filestamp {f.filestamp} does not "
+                                                "match our parameters", Event.FSP)
             elif scheme.verify_response(challenge, f.value) is True:
-                event = Event.OK
-        if event is not Event.OK:
-            return event
+                outcome = Verdict.ok(Check.IDENTITY, f"{self._scheme_name} proof of "
+                                                     f"{self._peer_name}")
+        if not outcome.verified:
+            log.warn("{peer}: {reason}", peer=self._peer_name, reason=outcome.reason)
+            return outcome
+        self._accept((f.code,), f)
         self._status |= Flag.VRFY
-        return Event.OK
+        return outcome
 
+
+def _fail(check: Check, reason: str, event: Event = Event.ERR) -> Verdict:
+    return Verdict.fail(check, reason, event)

@@ -1,6 +1,6 @@
 """Cookies: the stateless server cookie, the server seed, and the symmetric-mode cookie.
 
-RFC 5906 section 6.2 (cookie) and REFERENCE-NOTES section 4.
+RFC 5906 section 6.2 (cookie) and interop.md section 4.
 
 * Server cookie (client/server mode): the first 4 octets, big-endian, of
   H(client address || server address || 0x00000000 || seed) — the session-key function with

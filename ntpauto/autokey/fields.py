@@ -1,6 +1,6 @@
 """Autokey extension fields: the generic codec and the Autokey-level receive checks.
 
-RFC 5906 sections 10 and 13 (extension field format) and REFERENCE-NOTES sections 1.2-1.6::
+RFC 5906 sections 10 and 13 (extension field format) and interop.md sections 1.2-1.6::
 
      0                   1                   2                   3
      0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -159,7 +159,7 @@ class Field:
 
 def signed_octets(f: Field) -> bytes:
     """What a field's signature covers: timestamp, filestamp, value length and the value,
-    without value padding (REFERENCE-NOTES section 5, "General")."""
+    without value padding (interop.md section 5, "General")."""
     return _STAMPS.pack(f.timestamp, f.filestamp, len(f.value)) + f.value
 
 

@@ -1,34 +1,58 @@
 """Autokey for an engine's associations: sessions, the Autokey checks of a received packet,
-resets and status logging.
+restarts and status logging.
 
 The dance itself is :class:`~ntpauto.autokey.association.AutokeyAssociation`; key lists and
 session-key MACs are :class:`~ntpauto.autokey.session.AutokeySession`.  This module connects
 them to the engine's associations: it builds an association's session, runs a received
-packet's extension fields through the state machine and the autokey test, restarts the dance
-when it must, and hands a symmetric peer's identity request to the identity worker.
+packet's extension fields through the state machine and its key ID through the autokey
+test, returning their verdicts (:class:`PacketVerdicts`) for :mod:`ntpauto.receive` to decide
+from, restarts the dance when a proven packet says it must, and hands a symmetric peer's
+identity request to the identity worker.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from attrs import frozen
 from twisted.logger import Logger
 
-from ntpauto.autokey.association import AutokeyAssociation, ProtocolError, group_gate
+from ntpauto.autokey.association import AutokeyAssociation, group_gate
 from ntpauto.autokey.budget import BudgetExceeded
 from ntpauto.autokey.fields import Field
 from ntpauto.autokey.session import AutokeySession
 from ntpauto.autokey.status import Flag, flag_names
-from ntpauto.events import AutokeyError, FieldError
-from ntpauto.ntp.peer import BCOUNT, BTIME, HMODE_BCLIENT, Association, Flash
+from ntpauto.events import AutokeyError, Event, FieldError
+from ntpauto.ntp.peer import BCOUNT, BTIME, HMODE_BCLIENT, Association
+from ntpauto.verdict import Check, Verdict
 from ntpauto.wire.packet import MODE_BROADCAST, MODE_CLIENT, MODE_SERVER, Packet
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
 
-__all__ = ["AutokeyGlue"]
+__all__ = ["REFETCH_POLLS", "AutokeyGlue", "PacketVerdicts"]
 
 log = Logger()
+REFETCH_POLLS = 3
+"""Polls without a packet passing the autokey test after which the values are asked for
+again (symmetric peers ask with an AUTO request; a broadcast client goes back to its
+client-mode volley)."""
+_NOT_TESTED = Verdict.na(Check.AUTOKEY, "not tested: a field failed")
+
+
+@frozen
+class PacketVerdicts:
+    """The Autokey verdicts on one packet: one per extension field processed (in order;
+    processing stops at the first failure) and the autokey test's on its key ID."""
+
+    fields: list[Verdict]
+    key: Verdict
+
+    @property
+    def failure(self) -> Verdict | None:
+        """The failed field verdict, if any: the packet then gives no sample and changes no
+        on-wire state."""
+        return next((v for v in self.fields if v.failed), None)
 
 
 class AutokeyGlue:
@@ -59,45 +83,57 @@ class AutokeyGlue:
             return assoc.autokey.auto_field
         return None
 
-    def receive(self, assoc: Association, pkt: Packet, mode: int, now: float) -> bool:
-        """Autokey processing of an authenticated association packet: the fields through
-        the state machine, then the autokey test.  False: drop the packet (no sample)."""
+    def mac_verdict(self, assoc: Association, pkt: Packet, mode: int) -> Verdict:
+        """The packet's MAC under the association's session key (see
+        :meth:`AutokeySession.mac_verdict`)."""
+        return assoc.autokey.mac_verdict(pkt, src=assoc.address[0],
+                                         dst=self._receiver_address(assoc, mode))
+
+    def _receiver_address(self, assoc: Association, mode: int) -> str:
+        """Our side of the peer's session keys: the broadcast address for broadcasts."""
+        if mode == MODE_BROADCAST and assoc.broadcast_address:
+            return assoc.broadcast_address
+        return self.local_for(assoc)
+
+    def check(self, assoc: Association, pkt: Packet, mode: int, now: float, *,
+              proven: bool, mac: Verdict) -> PacketVerdicts:
+        """The Autokey checks of an association's packet whose MAC verified (``mac``) and
+        which passed the on-wire tests (``proven``: it answers our last transmit): its
+        extension fields through the state machine, then the autokey test.  Each field
+        changes the association only on its own verified verdict; the caller decides from
+        the returned verdicts what the packet may do (a sample, on-wire state, a restart)."""
         engine = self.engine
         session = assoc.autokey
         state = session.state
         counters = engine.counters
-        if state.refresh_due(int(now)):
-            self.reset(assoc, now, "refresh")
         try:
             fields = session.fields(pkt)
         except FieldError as e:
+            # Malformed: dropped, never a reason to restart (security CASES 11).
             counters["autokey_badfield"] += 1
-            log.debug("malformed Autokey field from {host}: {error}", host=assoc.address[0],
-                      error=e)
-            return False
-        before = state.status
-        if mode == MODE_SERVER and not session.solicited(fields):
-            counters["autokey_unsolicited"] += 1
-            return False
+            return PacketVerdicts([Verdict.fail(Check.FIELD, f"malformed field: {e.message}",
+                                                Event.LEN)], _NOT_TESTED)
         for f in fields:
             if not group_gate(engine.autokey.host.name, f, state.ident):
                 counters["declined"] += 1
-                return False
-        try:
-            events = state.receive(fields, packet_mode=mode, now=engine.crypto_now())
-        except ProtocolError as e:
-            counters["autokey_protocol_error"] += 1
-            # At most one protocol-error reset per poll interval (CASES 19, 43).
-            if not state.error_reset_allowed(now, 2.0**assoc.hpoll):
-                counters["autokey_reset_limited"] += 1
-                return False
-            log.warn("Autokey protocol error from {host}: {error}; association reset",
-                     host=assoc.address[0], error=e)
-            self.reset(assoc, now, str(e))
-            return False
-        for event in events:
-            if event:
-                counters[f"autokey_{event.name.lower()}"] += 1
+                return PacketVerdicts([Verdict.fail(Check.FIELD, "ASSOC of another group",
+                                                    Event.CRT)], _NOT_TESTED)
+        client = mode == MODE_SERVER
+        bait = session.unsolicited(fields) if client else None
+        if bait is not None:
+            counters["autokey_unsolicited"] += 1
+            return PacketVerdicts([bait], _NOT_TESTED)
+        before = state.status
+        verdicts = state.receive(fields, packet_mode=mode, now=engine.crypto_now(),
+                                 proven=proven)
+        for verdict in verdicts:
+            if verdict.protocol_error:
+                counters["autokey_protocol_error"] += 1
+            elif verdict.event is not Event.OK:
+                counters[f"autokey_{verdict.event.name.lower()}"] += 1
+            if verdict.failed:
+                log.debug("Autokey field from {host} refused: {verdict}",
+                          host=assoc.address[0], verdict=str(verdict))
         if engine.offload is not None:
             self._offload_peer_identity(assoc, now)
         self.log_status(assoc, before)
@@ -111,27 +147,55 @@ class AutokeyGlue:
             assoc.burst = BCOUNT - 1
             assoc.nextdate = min(assoc.nextdate, now + BTIME)
             engine.timers_changed()
-        signed = any(f.signature for f in fields) and not any(events)
-        dst = assoc.broadcast_address if mode == MODE_BROADCAST else None
-        if not session.sequence_ok(pkt, src=assoc.address[0],
-                                   dst=dst or self.local_for(assoc),
-                                   client=mode == MODE_SERVER, signed=signed):
-            counters["autokey_sequence"] += 1
-            assoc.flash = Flash.TEST8
+        if any(v.failed for v in verdicts):
+            return PacketVerdicts(verdicts, _NOT_TESTED)
+        key = session.key_verdict(pkt, mac, src=assoc.address[0],
+                                  dst=self._receiver_address(assoc, mode), client=client)
+        return PacketVerdicts(verdicts, key)
+
+    def restart(self, assoc: Association, now: float, reason: str) -> bool:
+        """Restart ``assoc``'s dance after a protocol error or crypto-NAK in a packet that
+        answers our last transmit, at most once per poll interval (security CASES 19, 43);
+        an association is never removed for it.  True when it restarted."""
+        state = assoc.autokey.state
+        if not state.error_reset_allowed(now, 2.0**assoc.hpoll):
+            self.engine.counters["autokey_reset_limited"] += 1
             return False
+        log.warn("Autokey association {associd} with {host} restarts its dance: {reason}",
+                 associd=assoc.associd, host=assoc.address[0], reason=reason)
+        self.reset(assoc, now, reason)
         return True
 
     def reset(self, assoc: Association, now: float, reason: str) -> None:
-        """Restart ``assoc``'s dance (all Autokey state cleared); an ephemeral association
-        is demobilised instead."""
-        engine = self.engine
+        """Restart ``assoc``'s dance: every Autokey value cleared (a refresh, a clock step, a
+        proven protocol error)."""
         before = assoc.autokey.state.status
         assoc.autokey.state.reset(at=int(now))
         assoc.autokey.reset()
-        engine.counters["autokey_resets"] += 1
+        self.engine.counters["autokey_resets"] += 1
         self.log_status(assoc, before, reason=reason)
-        if assoc.ephemeral:
-            engine.demobilise(assoc, f"Autokey reset: {reason}")
+
+    def on_poll(self, assoc: Association, now: float) -> None:
+        """Time-driven Autokey upkeep at each poll of ``assoc`` (never a received packet's
+        doing): the refresh every 2**19 s (reference: checked on packet receipt), and the
+        autokey values asked for again when no packet passed the autokey test for
+        :data:`REFETCH_POLLS` polls (the peer's key list changed and its announcement was
+        lost; the reference clears AUTO on the first failing packet, which a forger can
+        send)."""
+        session = assoc.autokey
+        state = session.state
+        if state.refresh_due(int(now)):
+            self.reset(assoc, now, "refresh")
+            return
+        if assoc.hmode == MODE_CLIENT or assoc.volley:
+            return  # client mode (and a broadcast client's volley) has no key-ID chain
+        session.keyed_polls += 1
+        if session.keyed_polls > REFETCH_POLLS and state.refetch_auto():
+            session.keyed_polls = 0
+            self.engine.counters["autokey_refetch"] += 1
+            log.info("association {associd} {host}: no packet passed the autokey test for "
+                     "{polls} polls; asking for the autokey values again",
+                     associd=assoc.associd, host=assoc.address[0], polls=REFETCH_POLLS)
 
     def log_status(self, assoc: Association, before: int, reason: str = "") -> None:
         """Log ``assoc``'s Autokey status word when it changed from ``before``."""

@@ -429,6 +429,18 @@ class HostCredentials:
             self.refresh(now)
         return entry
 
+    def install_certificates(self, trail: Iterable[tuple[CertInfo, int]], now: int) -> None:
+        """Install a verified certificate trail ((certificate, filestamp) pairs) and re-sign
+        once if any of them is new: one signature update per trail, and none for
+        certificates no trusted one vouches for (the reference installs and re-signs at
+        every CERT response)."""
+        changed = False
+        for cert, filestamp in trail:
+            before = self.cache.find(cert.subject, cert.issuer)
+            changed = self.cache.install(cert, filestamp) is not before or changed
+        if changed:
+            self.signature_update(now)
+
     def autokey_field(self, value: AutoValue | KeyList, timestamp: int | None = None,
                       associd: int = 0) -> Field:
         """The AUTO response announcing a key list: value = final key ID and N, Timestamp =

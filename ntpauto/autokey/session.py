@@ -1,5 +1,5 @@
 """Autokey on the wire for one association: its key list, session-key MACs and the autokey
-test (REFERENCE-NOTES 3, 8).
+test (interop.md 3, 8).
 
 The dance itself (which request to send, what a response proves) is
 :class:`~ntpauto.autokey.association.AutokeyAssociation`; the answers are the
@@ -23,7 +23,9 @@ from ntpauto.auth.autokey import (
 from ntpauto.autokey.association import AutokeyAssociation
 from ntpauto.autokey.fields import Field, decode
 from ntpauto.autokey.serving import MIN_AUTOKEY_DIGEST, AutokeyNode
-from ntpauto.wire.packet import MODE_BROADCAST, Packet
+from ntpauto.events import Event
+from ntpauto.verdict import Check, Verdict
+from ntpauto.wire.packet import MAX_EXTENSION_END, MODE_BROADCAST, Packet
 
 __all__ = ["AutokeySession"]
 
@@ -42,6 +44,9 @@ class AutokeySession:
         self._poll: int | None = None
         self._announce = False
         self.sent_keyid: int | None = None
+        self.keyed_polls = 0
+        """Polls since a packet last passed the autokey test (the poll process asks for the
+        autokey values again when it grows: :meth:`AutokeyAssociation.refetch_auto`)."""
         self.sent_codes: frozenset[int] = frozenset()
         """Codes of the requests in our last transmission (client mode: what a reply may
         answer)."""
@@ -52,7 +57,7 @@ class AutokeySession:
 
     def _cookie(self, broadcast_packet: bool = False) -> int:
         """The cookie for packets without extension fields: 0 for broadcasts, the server's
-        cookie for a broadcast client's unicast volley (REFERENCE-NOTES 3.2, 11)."""
+        cookie for a broadcast client's unicast volley (interop.md 3.2, 11)."""
         if self.broadcast_server or broadcast_packet:
             return 0
         return self.state.cookie
@@ -85,61 +90,95 @@ class AutokeySession:
         else:
             fields = state.next_fields(now, synchronized=synced, peer_leap=peer_leap,
                                        own_associd=associd, autokey_value=self.auto_field)
-        data = header + b"".join(f.encode() for f in fields)
+        data, sent = header, []
+        for f in fields:
+            octets = f.encode()
+            if len(data) + len(octets) > MAX_EXTENSION_END:
+                continue  # as the reference: a field that would not fit is left out
+            data += octets
+            sent.append(f)
         self.sent_keyid = keyid
-        self.sent_codes = frozenset(f.code for f in fields if not f.response)
+        self.sent_codes = frozenset(f.code for f in sent if not f.response)
+        fields = sent
         key = self.keylist.mac_key(keyid, has_fields=bool(fields))
         return data + mac(key, keyid, data, self.digest)
 
     # ------------------------------------------------------------------ receive
 
-    def authenticate(self, pkt: Packet, *, src: str, dst: str) -> bool:
-        """The packet's MAC verifies under its Autokey session key (cookie 0 when it carries
-        extension fields or is a broadcast, REFERENCE-NOTES 3.2)."""
+    def mac_verdict(self, pkt: Packet, *, src: str, dst: str) -> Verdict:
+        """The packet's MAC under its Autokey session key (interop.md 3.2): failed when
+        it does not verify; verified when the key holds our secret cookie; not applicable
+        when the key is cookie 0 (a packet with extension fields, a broadcast, or before
+        COOK), which anyone who knows the addresses can compute."""
         keyid = pkt.keyid
         if keyid is None or keyid <= 65535 or len(pkt.digest) < MIN_AUTOKEY_DIGEST:
-            return False
+            return Verdict.fail(Check.MAC, "no Autokey MAC")
         cookie = 0 if pkt.fields else self._cookie(pkt.header.mode == MODE_BROADCAST)
         key = session_key(src, dst, keyid, cookie, self.digest)
-        return verify_mac(key, pkt.authenticated_part, pkt.digest, self.digest)
+        if not verify_mac(key, pkt.authenticated_part, pkt.digest, self.digest):
+            return Verdict.fail(Check.MAC, f"MAC does not verify (key ID {keyid:#x})")
+        if not cookie:
+            return Verdict.na(Check.MAC, "cookie-0 session key: anyone can compute it")
+        return Verdict.ok(Check.MAC, "session key with our cookie")
 
-    def solicited(self, fields: list[Field]) -> bool:
+    def unsolicited(self, fields: list[Field]) -> Verdict | None:
         """In client mode, every response in a reply must answer a request of our last
         transmission: the stateless server answers only what we asked.  A reply with
         fields to a request without any (every packet after the dance) is bait; its cookie-0
-        MAC proves nothing (security CASES 19, 43 and the reset storms)."""
-        return all(not f.response or f.code in self.sent_codes for f in fields)
+        MAC proves nothing (security CASES 19, 43 and the reset storms).  None when every
+        response was asked for."""
+        for f in fields:
+            if f.response and f.code not in self.sent_codes:
+                return Verdict.fail(Check.FIELD, f"{f.name} response to a request we did "
+                                                 "not send", Event.CRT)
+        return None
 
     def fields(self, pkt: Packet) -> list[Field]:
         """The packet's extension fields; FieldError for the first malformed one."""
         return [decode(f.data) for f in pkt.fields]
 
-    def sequence_ok(self, pkt: Packet, *, src: str, dst: str, client: bool,
-                    signed: bool = False) -> bool:
-        """The autokey test (REFERENCE-NOTES 3.4) for a packet already authenticated.
+    def key_verdict(self, pkt: Packet, mac: Verdict, *, src: str, dst: str,
+                    client: bool) -> Verdict:
+        """The autokey test (RFC 5906 section 7, interop.md 3.4) for a packet whose
+        MAC verified (``mac``): does its key ID prove the sender?
 
-        Client mode: the reply's key ID must be that of the request just sent.  Otherwise a
-        packet carrying a signature that verified (``signed``) resets the chain to its key
-        ID; any other must hash to the previous key ID or the announced final key within the
-        remaining sequence."""
+        Client mode: the reply's key ID is that of the request just sent and its MAC holds
+        the server cookie (a reply with fields is MACed under cookie 0: not applicable).
+        Otherwise the key ID must hash forward to the last accepted one (``pkeyid``, the
+        announced final key until the first packet) within the remaining sequence: the
+        sender knew a preimage, which only the holder of the key list does.  Stricter than
+        the reference: a verified signature in the packet does not replace the test, the
+        walk ends at ``pkeyid`` (not at the final key, which every older key of the list
+        also reaches), and a failure changes nothing (the reference clears AUTO)."""
         keyid = pkt.keyid
         if client:
-            return keyid == self.sent_keyid
+            if keyid != self.sent_keyid:
+                return Verdict.fail(Check.AUTOKEY, "reply key ID is not our request's",
+                                    Event.KEY)
+            if not mac.verified:
+                return Verdict.na(Check.AUTOKEY, "reply under the cookie-0 session key")
+            return Verdict.ok(Check.AUTOKEY, "reply to our request under our cookie")
         state = self.state
-        state.seq = decrement_seq(state.seq)
-        if signed:
-            state.pkeyid = keyid
-            return True
-        values = state.autokey
-        if values is None:
-            return False
-        result = autokey_test(src, dst, keyid,
-                              self._cookie(pkt.header.mode == MODE_BROADCAST),
-                              pkeyid=state.pkeyid, final=values.keyid, seq=state.seq,
+        if state.autokey is None:
+            return Verdict.fail(Check.AUTOKEY, "no autokey values yet", Event.KEY)
+        cookie = self._cookie(pkt.header.mode == MODE_BROADCAST)
+        # Only pkeyid is trusted: passing it as the final key too ends the walk there.
+        result = autokey_test(src, dst, keyid, cookie, pkeyid=state.pkeyid,
+                              final=state.pkeyid, seq=decrement_seq(state.seq),
                               digest=self.digest)
-        # New pkeyid/seq on success; AUTO cleared (fetched again) when the walk ran out.
-        state.apply_autokey_result(result)
-        return result.ok
+        if not result.ok and cookie and pkt.fields:
+            # A symmetric peer that has not taken our COOK response yet still generates
+            # its key lists under cookie 0 (its fields are MACed under cookie 0 anyway).
+            # The chain then proves what a broadcast's does: a preimage of the signed values.
+            result = autokey_test(src, dst, keyid, 0, pkeyid=state.pkeyid,
+                                  final=state.pkeyid, seq=decrement_seq(state.seq),
+                                  digest=self.digest)
+        if not result.ok:
+            return Verdict.fail(Check.AUTOKEY, f"key ID {keyid:#x} does not hash to "
+                                               f"{state.pkeyid:#x}", Event.KEY)
+        state.pkeyid, state.seq = result.pkeyid, result.seq
+        self.keyed_polls = 0
+        return Verdict.ok(Check.AUTOKEY, f"key ID {keyid:#x} on the chain")
 
     def reset(self) -> None:
         """Forget the key list and the autokey-test state (the dance restarts)."""

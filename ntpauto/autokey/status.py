@@ -1,6 +1,6 @@
 """The Autokey status word: host flags, association progress bits and the ASSOC receive rules.
 
-RFC 5906 section 10.1 (Status Word) and REFERENCE-NOTES section 2.
+RFC 5906 section 11.1 (Status Word) and interop.md section 2.
 
 The 32-bit word is ``nid << 16 | flags``: the high half is the OpenSSL NID of the signature
 algorithm of the host's own certificate, the low half the flags of :class:`Flag`.  A host
@@ -77,7 +77,7 @@ NID_DIGESTS: Mapping[int, str] = {
     668: "sha256",  # sha256WithRSAEncryption
 }
 """Signature-algorithm NID -> digest name (OpenSSL short name, lower case), as the reference's
-``EVP_get_digestbynid`` resolves the NIDs listed in REFERENCE-NOTES section 2."""
+``EVP_get_digestbynid`` resolves the NIDs listed in interop.md section 2."""
 
 SUPPORTED_NID_DIGESTS: Mapping[int, str] = {
     nid: name for nid, name in NID_DIGESTS.items() if name in ("md5", "sha1", "sha256")

@@ -2,7 +2,7 @@
 identity-scheme structure: ASSOC host name, AUTO values, LEAP values, COOK request (public
 key) and COOK response (encrypted cookie).
 
-RFC 5906 sections 10.2-10.6 (message formats) and REFERENCE-NOTES sections 4.2, 4.3, 5.1,
+RFC 5906 sections 10.2-10.6 (message formats) and interop.md sections 4.2, 4.3, 5.1,
 5.4 and 5.5.  Decoders raise :class:`~ntpauto.events.FieldError` with the event the
 reference reports.
 

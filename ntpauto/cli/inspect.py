@@ -9,7 +9,7 @@ for symmetric keys files the number and types of keys.  Encrypted keys need ``-p
 the rest is still shown.  A file that cannot be read gives one line ``FILE: problem`` on
 stderr and exit status 1.
 
-reference: REFERENCE-NOTES 6.1-6.4 (identity file layouts), 7 (files), 7.3 (certificate).
+reference: interop.md 6.1-6.4 (identity file layouts), 7 (files), 7.3 (certificate).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 With ntp-keygen's option letters and file names.
 
-reference: ntpd 4.2.8 docs keygen.md; REFERENCE-NOTES 7.1 (names and links), 7.2 (format),
+reference: ntpd 4.2.8 docs keygen.md; interop.md 7.1 (names and links), 7.2 (format),
 7.3 (certificate), 6.2-6.4 (identity files for the -e/-q exports); util/ntp-keygen.c.
 
 What one run does, as ntp-keygen does it (all files share one filestamp = NTP seconds now):
@@ -16,7 +16,7 @@ What one run does, as ntp-keygen does it (all files share one filestamp = NTP se
   (activating all others) and rewrite the existing bundle with it, keeping its name and
   filestamp (requesters require the server's filestamp to equal their client file's); then
   the exports, when ``-e`` / ``-q`` are given too.  A fresh ``-V n`` bundle revokes client n,
-  as the reference's always does (REFERENCE-NOTES 6.3 step 10).
+  as the reference's always does (interop.md 6.3 step 10).
 * otherwise: the host key (``-H`` or when there is none), a sign key (``-S``; else an existing
   one; else the host key signs), and always a new self-signed certificate (``-T`` trusted,
   ``-P`` private; inherited from the existing certificate when neither is given).
@@ -26,7 +26,7 @@ reference's size, from our own primes; DSA keys are 1024, 2048, 3072 or 4096 bit
 scheme RSA-SHA256 (DSA-SHA1
 for a DSA sign key), files mode 0600, the default password is the ``-s`` host name (what ntpd's
 ``crypto pw`` defaults to), DSA-structured exports are traditional PEM so the IFF/MV public
-values survive (REFERENCE-NOTES 6.4), exports write no certificate, and the GQ key for the
+values survive (interop.md 6.4), exports write no certificate, and the GQ key for the
 certificate is looked up through the ``ntpkey_gqkey_<host>`` link the GQ generation makes.
 Identity keys (``-I``, ``-G``, ``-V n``, the trusted-authority side) come from the identity
 schemes (:data:`IDENTITY_GENERATORS`), 2048 bits unless ``-b`` says otherwise.
@@ -517,7 +517,7 @@ def _replace_file(path: Path, data: bytes) -> None:
 
 def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
                    mv_client: int = 1) -> tuple[str, bytes]:
-    """(type, PEM) of ``-e`` for one identity file (REFERENCE-NOTES 6.1-6.3); for MV, client
+    """(type, PEM) of ``-e`` for one identity file (interop.md 6.1-6.3); for MV, client
     key ``mv_client`` (1-based: key 2 + ``mv_client`` of the bundle)."""
     if name == "iffkey":
         p, q, g, _y, b = _dsa_numbers(kf.private_key)
@@ -534,7 +534,7 @@ def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
                           f"(1 to {count})")
     if not kf.traditional:
         say(f"warning: {kf.path.name} is PKCS#8, whose DSA keys lost their public values; "
-            "the exported MV client key will not verify (REFERENCE-NOTES 6.4)")
+            "the exported MV client key will not verify (interop.md 6.4)")
     client = _dsa_numbers(kf.private_keys[1 + mv_client])
     if kf.traditional:
         p, _q, e, ghat, gbar = _dsa_numbers(kf.private_keys[1])

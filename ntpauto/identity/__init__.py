@@ -14,6 +14,6 @@ what the challenge-response schemes share (digest of a bignum, challenge codec, 
 SEQUENCE of INTEGERs, primality).  The modules are sans-I/O apart from reading and writing
 their ``ntpkey_*`` files; no Twisted reactor is involved.
 
-reference: REFERENCE-NOTES 5.8 (message formats), 6 (formulas, nonces, DER), 7 (files);
+reference: interop.md 5.8 (message formats), 6 (formulas, nonces, DER), 7 (files);
 ``docs/identity.md`` says how to choose a scheme.
 """

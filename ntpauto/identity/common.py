@@ -2,7 +2,7 @@
 DER SEQUENCE of INTEGERs of the responses, primality testing, file helpers and the common
 scheme/factory machinery.
 
-reference: REFERENCE-NOTES 6 (common part):
+reference: interop.md 6 (common part):
 
 * h(X) ("digest-of-bignum") = MD5 of the minimal big-endian octets of X (0 is the empty
   string), the 16-octet digest read as an unsigned big-endian integer -- always MD5,
@@ -14,9 +14,17 @@ reference: REFERENCE-NOTES 6 (common part):
   unsigned integer over all of its V octets;
 * responses are DER ``SEQUENCE { INTEGER ... }`` (2 INTEGERs for IFF and GQ, 3 for MV).
 
-Server-side input checks (a challenge of length 0, longer than the modulus, or not below it)
-raise ValueError, which the responder turns into an error response.  Client-side, a response
-that is not exactly the expected SEQUENCE is simply not verified (False).
+Every value received for identity arithmetic is checked before any of it is used (the checks
+go before any ``pow`` and before the fixed-base tables), with the helpers :func:`check_range`,
+:func:`check_unit` and :func:`check_subgroup`, which raise :class:`IdentityValueError`:
+
+* server side, the challenge must be exactly L octets and 0 < r < M (:func:`decode_challenge`);
+  anything else raises the ValueError that the responder turns into an error response.  (The
+  reference's server draws its secret nonce k from 8*V bits: a 1-octet challenge gives the
+  IFF group key b away in one response, and two give the GQ server key u.)
+* client side, a response that is not exactly the expected SEQUENCE, or one of whose
+  INTEGERs is outside its range or group (:meth:`ChallengeResponseScheme._check_response`),
+  is not verified (False).
 
 Randomness is injectable everywhere as a ``randbits``-like callable (:func:`system_randbits` by
 default), so tests can be deterministic.
@@ -39,9 +47,11 @@ from ntpauto.pki import keyfiles
 from ntpauto.pki.keyfiles import KeyFileError
 
 __all__ = [
+    "DIGEST_BOUND",
     "SMALL_PRIMES",
     "ChallengeResponseScheme",
     "IdentitySchemeError",
+    "IdentityValueError",
     "InvalidIdentityArguments",
     "KeysdirSchemeFactory",
     "MissingKeyError",
@@ -51,6 +61,9 @@ __all__ = [
     "bignum_bytes",
     "bignum_digest",
     "challenge_value",
+    "check_range",
+    "check_subgroup",
+    "check_unit",
     "decode_challenge",
     "decode_der_integers",
     "dsa_fields",
@@ -64,6 +77,7 @@ __all__ = [
     "octet_length",
     "prepare_scheme",
     "parse_keysdir_argstring",
+    "random_below",
     "random_prime",
     "random_top_bits",
     "read_identity_file",
@@ -77,6 +91,14 @@ RandBits = Callable[[int], int]
 class MissingKeyError(ValueError):
     """The scheme lacks the key or parameters this operation needs (e.g. ``respond`` without
     the server key); a ValueError, so the responder answers with an error response."""
+
+
+class IdentityValueError(ValueError):
+    """A value received for identity arithmetic is outside its range or group (raised by
+    :func:`check_range`, :func:`check_unit`, :func:`check_subgroup` and
+    :func:`decode_challenge`).  A ValueError, so ``respond`` refuses with it as the interface
+    requires; ``verify_response`` turns it into False.  The message names the value, never
+    its digits (a modulus may be a group secret)."""
 
 
 class IdentitySchemeError(Exception):
@@ -125,8 +147,12 @@ def bignum_bytes(value: int) -> bytes:
     return value.to_bytes(octet_length(value), "big")
 
 
+DIGEST_BOUND = 1 << 128
+"""Every h(X) is below this: an MD5 digest read as an integer."""
+
+
 def bignum_digest(value: int) -> int:
-    """h(X): MD5 of ``bignum_bytes(X)`` as an unsigned big-endian integer (REFERENCE-NOTES 6;
+    """h(X): MD5 of ``bignum_bytes(X)`` as an unsigned big-endian integer (interop.md 6;
     always MD5)."""
     return int.from_bytes(hashlib.md5(bignum_bytes(value)).digest(), "big")
 
@@ -138,15 +164,32 @@ def random_top_bits(bits: int, rng: RandBits | None = None) -> int:
     return _rng(rng)(bits) | (1 << (bits - 1))
 
 
+def random_below(modulus: int, rng: RandBits | None = None) -> int:
+    """A uniform random integer 0 < k < ``modulus`` (64 extra bits reduced, bias below
+    2^-64; 0 drawn again): a nonce with no bit fixed or skewed."""
+    if modulus < 2:
+        raise ValueError("modulus must be at least 2")
+    randbits = _rng(rng)
+    while True:
+        value = randbits(modulus.bit_length() + 64) % modulus
+        if value:
+            return value
+
+
 # --- challenges ---------------------------------------------------------------------------
 
 
 def challenge_value(modulus: int, rng: RandBits | None = None) -> int:
     """r = (8*L random bits, least significant bit forced to 1) mod ``modulus``, L = octets of
-    the modulus (REFERENCE-NOTES 6)."""
+    the modulus (interop.md 6); drawn again in the (rare) case r = 0, which servers
+    refuse."""
     if modulus < 2:
         raise ValueError("challenge modulus must be at least 2")
-    return (_rng(rng)(8 * octet_length(modulus)) | 1) % modulus
+    randbits = _rng(rng)
+    while True:
+        value = (randbits(8 * octet_length(modulus)) | 1) % modulus
+        if value:
+            return value
 
 
 def encode_challenge(value: int, modulus: int) -> bytes:
@@ -162,18 +205,24 @@ def make_challenge(modulus: int, rng: RandBits | None = None) -> bytes:
 
 
 def decode_challenge(data: bytes, modulus: int) -> int:
-    """The responder's reading of a challenge: unsigned big-endian over all V octets.
+    """A challenge read back: exactly L octets (L = octets of ``modulus``), unsigned
+    big-endian, 0 < r < ``modulus``; IdentityValueError (a ValueError) for anything else.
 
-    ValueError when V is 0, V exceeds the octets of ``modulus``, or the value is not below
-    ``modulus`` (the responder's input checks)."""
+    The reference and ntpauto always send L octets.  A shorter challenge is refused because
+    the reference's server draws its nonce from 8*V bits (ours no longer does): answering a
+    1-octet challenge that way gives the IFF group key away."""
     if not data:
-        raise ValueError("empty identity challenge")
-    if len(data) > octet_length(modulus):
-        raise ValueError(f"identity challenge of {len(data)} octets is longer than the "
-                         f"modulus ({octet_length(modulus)} octets)")
+        raise IdentityValueError("empty identity challenge")
+    length = octet_length(modulus)
+    if len(data) != length:
+        longer = "longer" if len(data) > length else "shorter"
+        raise IdentityValueError(f"identity challenge of {len(data)} octets is {longer} than "
+                                 f"the modulus ({length} octets)")
     value = int.from_bytes(data, "big")
     if value >= modulus:
-        raise ValueError("identity challenge is not below the modulus")
+        raise IdentityValueError("identity challenge is not below the modulus")
+    if value == 0:
+        raise IdentityValueError("identity challenge is zero")
     return value
 
 
@@ -354,6 +403,39 @@ def jacobi(a: int, n: int) -> int:
     return result if n == 1 else 0
 
 
+# --- checks of received values -----------------------------------------------------------
+#
+# For the schemes and for plugin authors: call these on every integer received from the
+# peer (and on the challenge a server receives) before it meets a key or a pow().
+
+
+def check_range(name: str, value: int, low: int, high: int) -> None:
+    """IdentityValueError unless ``low <= value < high`` (Python's ``range``: the upper bound
+    is excluded).  E.g. 0 < y < q is ``check_range("y", y, 1, q)``."""
+    if not low <= value < high:
+        raise IdentityValueError(f"{name} is out of range")
+
+
+def check_unit(name: str, value: int, modulus: int) -> None:
+    """IdentityValueError unless ``value`` is a unit modulo ``modulus`` other than 1 and
+    -1: 1 < value < modulus - 1 and gcd(value, modulus) = 1.  Those excluded are exactly the
+    values whose powers are trivial (0, 1, +-1) or that share a factor with the modulus."""
+    check_range(name, value, 2, modulus - 1)
+    if math.gcd(value, modulus) != 1:
+        raise IdentityValueError(f"{name} shares a factor with the modulus")
+
+
+def check_subgroup(name: str, value: int, p: int, q: int) -> None:
+    """IdentityValueError unless ``value`` is an element other than 1 of the subgroup of
+    order ``q`` of Z_p* (p prime, q dividing p - 1): 1 < value < p and value^q = 1 (mod p).
+    When p = 2q + 1 (a safe prime, as MV's) the subgroup is that of the quadratic residues
+    and the Legendre symbol decides, much cheaper than the power."""
+    check_range(name, value, 2, p)
+    member = jacobi(value, p) == 1 if p == 2 * q + 1 else pow(value, q, p) == 1
+    if not member:
+        raise IdentityValueError(f"{name} is not in the subgroup of order q")
+
+
 # --- files --------------------------------------------------------------------------------
 
 
@@ -382,7 +464,7 @@ def read_identity_file(path: str | os.PathLike[str], password: str | bytes | Non
 
 def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
     """(p, q, g, private x, public y) of a DSA "cuckoo" key as loaded (for PKCS#8 files the
-    public value is g^x mod p, recomputed on load: REFERENCE-NOTES 6.4)."""
+    public value is g^x mod p, recomputed on load: interop.md 6.4)."""
     try:
         numbers = key.private_numbers()
         params = numbers.public_numbers.parameter_numbers
@@ -392,7 +474,7 @@ def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, i
 
 
 def rsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
-    """(n, e, d, p, q) of an RSA "cuckoo" key (GQ, REFERENCE-NOTES 6.2)."""
+    """(n, e, d, p, q) of an RSA "cuckoo" key (GQ, interop.md 6.2)."""
     try:
         numbers = key.private_numbers()
         return numbers.public_numbers.n, numbers.public_numbers.e, numbers.d, numbers.p, \
@@ -457,8 +539,11 @@ class ChallengeResponseScheme:
     """Common part of IFF, GQ and MV: challenge codec, input checks, DER, filestamps.
 
     Subclasses set the class attributes and implement ``_server_modulus``,
-    ``_client_modulus``, ``_respond(r, length)`` and ``_verify(r, integers)``.  ``server`` and
-    ``client`` are the scheme's parameter objects (``None`` when not loaded)."""
+    ``_client_modulus``, ``_respond(r)``, ``_check_response(integers)`` and
+    ``_verify(r, integers)``.  ``respond`` hands ``_respond`` only a challenge already
+    checked (L octets, 0 < r < M); ``verify_response`` hands ``_verify`` only integers that
+    ``_check_response`` passed.  ``server`` and ``client`` are the scheme's parameter
+    objects (``None`` when not loaded)."""
 
     name: ClassVar[str] = ""
     status_bit: ClassVar[int] = 0
@@ -526,7 +611,7 @@ class ChallengeResponseScheme:
     def from_keysdir(cls, keysdir: str | os.PathLike[str], group: str,
                      password: str | bytes | None = None, rng: RandBits | None = None) -> Any:
         """The scheme from ``ntpkey_<server_kind>_<group>`` and ``ntpkey_<client_kind>_<group>``
-        in ``keysdir``, whichever exist (REFERENCE-NOTES 7.4); KeyFileError when neither
+        in ``keysdir``, whichever exist (interop.md 7.4); KeyFileError when neither
         does."""
         server_path = link_path(keysdir, cls.server_kind, group)
         client_path = link_path(keysdir, cls.client_kind, group)
@@ -543,10 +628,17 @@ class ChallengeResponseScheme:
     def _client_modulus(self) -> int:
         raise NotImplementedError
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
+        """The response INTEGERs to the checked challenge 0 < r < M."""
+        raise NotImplementedError
+
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        """IdentityValueError unless every received INTEGER is in its range and group (the
+        helpers :func:`check_range`, :func:`check_unit`, :func:`check_subgroup`)."""
         raise NotImplementedError
 
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
+        """The scheme's equation, on integers :meth:`_check_response` passed."""
         raise NotImplementedError
 
     def _tables(self) -> tuple[Any, ...]:
@@ -561,30 +653,32 @@ class ChallengeResponseScheme:
             self._tables()
 
     def make_challenge(self) -> bytes:
-        """A fresh L-octet challenge (REFERENCE-NOTES 6); MissingKeyError without the client
+        """A fresh L-octet challenge (interop.md 6); MissingKeyError without the client
         parameters."""
         if self.client is None:
             raise MissingKeyError(f"{self.name.upper()} client parameters are not loaded")
         return make_challenge(self._client_modulus(), self.rng)
 
     def respond(self, challenge: bytes) -> bytes:
-        """The DER response to ``challenge``; ValueError for a malformed challenge (empty,
-        longer than the modulus, not below it) and MissingKeyError without the server
-        key."""
+        """The DER response to ``challenge``; IdentityValueError (a ValueError) unless the
+        challenge is L octets with 0 < r < M (checked before the server key touches it),
+        MissingKeyError without the server key."""
         if self.server is None:
             raise MissingKeyError(f"{self.name.upper()} server key is not loaded")
         r = decode_challenge(bytes(challenge), self._server_modulus())
-        return encode_der_integers(*self._respond(r, len(challenge)))
+        return encode_der_integers(*self._respond(r))
 
     def verify_response(self, challenge: bytes, response: bytes) -> bool:
         """True when ``response`` answers ``challenge`` (which we sent); False without the
-        client parameters, for any malformed response, and for a zero challenge (which
-        ``make_challenge`` does not produce and which anybody could answer)."""
-        r = int.from_bytes(bytes(challenge), "big")
-        if self.client is None or r == 0:
+        client parameters, for a challenge ``make_challenge`` does not produce (r = 0 could
+        be answered by anybody), for any malformed response, and for one with an INTEGER
+        outside its range or group (checked before any arithmetic)."""
+        if self.client is None:
             return False
         try:
+            r = decode_challenge(bytes(challenge), self._client_modulus())
             integers = decode_der_integers(bytes(response), self.response_integers)
+            self._check_response(integers)
         except ValueError:
             return False
         return self._verify(r, integers)
@@ -607,7 +701,7 @@ class ChallengeResponseScheme:
 
 
 def link_path(keysdir: str | os.PathLike[str], kind: str, group: str) -> Path:
-    """``KEYSDIR/ntpkey_<kind>_<group>``, the name ntpd opens (REFERENCE-NOTES 7.4)."""
+    """``KEYSDIR/ntpkey_<kind>_<group>``, the name ntpd opens (interop.md 7.4)."""
     return Path(keysdir) / f"ntpkey_{kind}_{group}"
 
 

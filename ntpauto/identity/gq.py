@@ -1,7 +1,7 @@
-"""GQ, the Guillou-Quisquater identity scheme (RFC 5906 appendix E; message code 8, status
+"""GQ, the Guillou-Quisquater identity scheme (RFC 5906 appendix F; message code 8, status
 bit 0x40).
 
-reference: REFERENCE-NOTES 6.2 (exchange, key generation, file layout), 6.4 (certificate
+reference: interop.md 6.2 (exchange, key generation, file layout), 6.4 (certificate
 extension), 7.1 (files).  Values live in an RSA "cuckoo" structure: n = an RSA modulus,
 **e field = group key b**, **p field = server private key u**, **q field = public key
 v = (u^-1)^b mod n**, d = dmp1 = dmq1 = iqmp = 1.  The client parameter file has the same
@@ -10,11 +10,22 @@ layout with p = q = 1: clients get n and b from it and v from the server's certi
 
 Exchange (challenge r of V octets, L = octets of n):
 
-* server: k = random of 8*V bits with the lowest bit set, reduced mod n; y = k*u^r mod n;
-  x = k^b mod n; response = DER SEQUENCE { INTEGER y, INTEGER h(x) };
+* server: k = random mod n; y = k*u^r mod n; x = k^b mod n; response = DER SEQUENCE
+  { INTEGER y, INTEGER h(x) };
 * client: z = v^r * y^b mod n; accepted iff h(z) equals the second INTEGER
   (v^r (k u^r)^b = u^(-rb) k^b u^(rb) = k^b).  Without v ("bad or missing group key") no
   response verifies.
+
+Checks (ours; the reference has none).  The client accepts only a y that is a unit other
+than +-1 (1 < y < n - 1, gcd(y, n) = 1), a digest below 2^128, and a v (from the
+certificate) of the same kind, before any power: the reference accepts {y = 0, h(0)} for
+every challenge from anybody (z = 0), {n, h(0)} likewise, {1, h(v^r)} and {n - 1, h(+-v^r)}
+from anybody who knows n and v but neither b nor u, a multiple of a factor of n, and y + n
+for y.  The server answers only an L-octet challenge with 0 < r < n: the reference draws k
+from 8*V bits, so two 1-octet challenges {1} give u away (y1/y2 = k1/k2 picks the pair out
+of 128^2), and with u anybody answers {u^r, h(1)} (k = 1).  Our k is uniform mod n
+(:func:`~ntpauto.identity.common.random_below`), drawn again in the rare case y would fail
+the client's check.
 
 The client takes v from the peer's trusted certificate with :meth:`GQScheme.for_peer`.  The
 reference reads the Subject Key Identifier by skipping the first 2 octets of its extnValue,
@@ -42,10 +53,15 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from ntpauto.identity.common import (
+    DIGEST_BOUND,
     ChallengeResponseScheme,
+    IdentityValueError,
     KeysdirSchemeFactory,
     RandBits,
     bignum_digest,
+    check_range,
+    check_unit,
+    random_below,
     random_prime,
     read_identity_file,
     rsa_fields,
@@ -117,7 +133,7 @@ def _modulus(bits: int, rng: RandBits) -> int:
 
 
 def generate_gq(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> GQParameters:
-    """New GQ values (ntp-keygen -G; REFERENCE-NOTES 6.2): n an RSA modulus of ``bits``
+    """New GQ values (ntp-keygen -G; interop.md 6.2): n an RSA modulus of ``bits``
     bits, b and u random of |n| bits mod n (u invertible), v = (u^-1)^b mod n, then one
     protocol round as a self-test.  ``rng`` draws b and u (and the primes below 1024 bits)."""
     if not MIN_BITS <= bits <= MAX_BITS:
@@ -271,20 +287,33 @@ class GQScheme(ChallengeResponseScheme):
     def _client_modulus(self) -> int:
         return self.client.n
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
         key = self.server
         (u_table,) = self._tables()
-        k = (self.rng(8 * length) | 1) % key.n
-        y = k * u_table.power(r) % key.n
-        return y, bignum_digest(pow(k, key.b, key.n))
+        u_r = u_table.power(r)
+        while True:
+            k = random_below(key.n, self.rng)
+            y = k * u_r % key.n
+            try:
+                check_unit("GQ y", y, key.n)  # what every client requires
+            except IdentityValueError:
+                continue
+            return y, bignum_digest(pow(k, key.b, key.n))
 
     def _tables(self) -> tuple[FixedBase, ...]:
         key = self.server
         return (fixed_base(key.u, key.n, key.n.bit_length()),)
 
-    def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        y, digest = integers
+        n = self.client.n
         if not self.peer_key:
-            return False
+            raise IdentityValueError("no GQ key v from the peer's certificate")
+        check_unit("GQ v", self.peer_key, n)
+        check_unit("GQ y", y, n)
+        check_range("GQ h(x)", digest, 0, DIGEST_BOUND)
+
+    def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, digest = integers
         n, b = self.client.n, self.client.b
         z = pow(self.peer_key, r, n) * pow(y, b, n) % n

@@ -1,18 +1,28 @@
-"""IFF, the Schnorr identity scheme (RFC 5906 appendix D; message code 7, status bit 0x20).
+"""IFF, the Schnorr identity scheme (RFC 5906 appendix E; message code 7, status bit 0x20).
 
-reference: REFERENCE-NOTES 6.1 (exchange and key generation), 6.4 (storage caveat), 7.1
+reference: interop.md 6.1 (exchange and key generation), 6.4 (storage caveat), 7.1
 (files).  Parameters live in a DSA "cuckoo" structure: p, q, g as DSA domain parameters, the
 group key b as the DSA private value, the client key v = g^(q-b) mod p as the public value.
 
 Exchange (challenge r of V octets, L = octets of q):
 
-* server (Bob): k = random of 8*V bits with the lowest bit set, *not* reduced mod q;
-  y = (b*r mod q + k) mod q; x = g^k mod p; response = DER SEQUENCE { INTEGER y,
-  INTEGER h(x) } (h = MD5 of the minimal octets, :func:`~ntpauto.identity.common.bignum_digest`);
+* server (Bob): k = random; y = (b*r mod q + k) mod q; x = g^k mod p; response = DER
+  SEQUENCE { INTEGER y, INTEGER h(x) } (h = MD5 of the minimal octets,
+  :func:`~ntpauto.identity.common.bignum_digest`);
 * client (Alice): z = v^r * g^y mod p; accepted iff h(z) equals the second INTEGER
   (v^r g^y = g^(-br + br + k) = g^k).
 
-Files (REFERENCE-NOTES 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
+Checks (ours; the reference has none): the server answers only an L-octet challenge with
+0 < r < q; the client accepts only 0 < y < q and 0 <= h < 2^128, before any power.  The
+reference's k is 8*V random bits with the lowest bit set, *not* reduced mod q: V comes from
+the requester, so a 1-octet challenge leaves 128 possible k and one response gives b away
+(b = (y - k)/r); and even at V = L, k mod q is odd whenever k < q (at least half the
+time), a nonce bias of the kind that lattice attacks on Schnorr-type schemes use.  Ours is
+uniform in 0 < k < q (:func:`~ntpauto.identity.common.random_below`), drawn again in the
+rare case y = 0; any k makes a valid response (g^k depends only on k mod q), so the
+reference's clients verify ours as before.
+
+Files (interop.md 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
 ``ntpkey_iffkey_<host>``; encrypted) and the client parameters ``ntpkey_iffpar_<group>.<fs>``
 (unencrypted, private value 1).  The reference writes both as PKCS#8, which has no field for
 the DSA public value: on load it becomes g^x mod p, so the reference's client loads v = g from
@@ -43,13 +53,16 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from ntpauto.identity.common import (
+    DIGEST_BOUND,
     ChallengeResponseScheme,
     KeysdirSchemeFactory,
     RandBits,
     bignum_digest,
+    check_range,
     dsa_fields,
     is_probable_prime,
     octet_length,
+    random_below,
     random_prime,
     random_top_bits,
     read_identity_file,
@@ -111,7 +124,7 @@ class IFFParameters:
 @attrs.frozen
 class IFFClientParameters:
     """The clients' IFF values p, q, g, v.  ``public_value_recomputed`` is True when v came
-    from a PKCS#8 file, where it is g^x mod p rather than the true v (REFERENCE-NOTES 6.4)."""
+    from a PKCS#8 file, where it is g^x mod p rather than the true v (interop.md 6.4)."""
 
     p: int
     q: int
@@ -146,7 +159,7 @@ def dsa_domain_parameters(bits: int, rng: RandBits | None = None) -> tuple[int, 
 
 
 def generate_iff(bits: int = DEFAULT_BITS, rng: RandBits | None = None) -> IFFParameters:
-    """New IFF parameters (ntp-keygen -I; REFERENCE-NOTES 6.1): DSA parameters of ``bits``
+    """New IFF parameters (ntp-keygen -I; interop.md 6.1): DSA parameters of ``bits``
     bits (raised to 512 below that, as the reference's OpenSSL does), b = random of |q| bits
     mod q, v = g^(q-b) mod p, then one protocol round as a self-test.  ``rng`` draws b (and p,
     q, g for the sizes ``cryptography`` does not make)."""
@@ -179,7 +192,7 @@ def server_key_pem(params: IFFParameters, password: str | bytes | None = None) -
 
 def client_parameters_pem(params: IFFParameters | IFFClientParameters) -> bytes:
     """The client parameters as unencrypted traditional PEM {p, q, g, pub = v, priv = 1}: the
-    layout that keeps v (REFERENCE-NOTES 6.4, vectors iff-trad)."""
+    layout that keeps v (interop.md 6.4, vectors iff-trad)."""
     return keyfiles.dsa_traditional_pem(params.p, params.q, params.g, params.v, 1)
 
 
@@ -227,7 +240,7 @@ def load_client_parameters(path: str | os.PathLike[str]
                            ) -> tuple[IFFClientParameters, int | None]:
     """(parameters, filestamp) of an IFF client parameter file (unencrypted).  v is the
     file's public value: the true one in traditional PEM, g^x mod p (= g in the reference's
-    exports) in PKCS#8, as in the reference (REFERENCE-NOTES 6.4)."""
+    exports) in PKCS#8, as in the reference (interop.md 6.4)."""
     key_file = read_identity_file(path, None, ("iffpar",))
     p, q, g, _, v = dsa_fields(key_file.private_key, key_file.path)
     if q < 2 or p <= q or not 1 < g < p or not 0 < v < p or pow(g, q, p) != 1:
@@ -281,23 +294,28 @@ class IFFScheme(ChallengeResponseScheme):
     def _client_modulus(self) -> int:
         return self.client.q
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
         key = self.server
-        k = self.rng(8 * length) | 1
-        y = (key.b * r % key.q + k) % key.q
         (g_table,) = self._tables()
-        return y, bignum_digest(g_table.power(k))
+        while True:
+            k = random_below(key.q, self.rng)
+            y = (key.b * r % key.q + k) % key.q
+            if y:  # every client refuses y = 0 (it proves nothing: z = v^r)
+                return y, bignum_digest(g_table.power(k))
 
     def _tables(self) -> tuple[FixedBase, ...]:
         key = self.server
         return (fixed_base(key.g, key.p, 8 * octet_length(key.q)),)
 
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        y, digest = integers
+        check_range("IFF y", y, 1, self.client.q)
+        check_range("IFF h(x)", digest, 0, DIGEST_BOUND)
+
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, digest = integers
         params = self.client
-        # g has order q, so reducing the exponent changes nothing but bounds the cost of an
-        # oversized y (the reference uses y as sent).
-        z = pow(params.v, r, params.p) * pow(params.g, y % params.q, params.p) % params.p
+        z = pow(params.v, r, params.p) * pow(params.g, y, params.p) % params.p
         return bignum_digest(z) == digest
 
 

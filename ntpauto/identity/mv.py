@@ -1,7 +1,7 @@
-"""MV, the Mu-Varadharajan identity scheme (RFC 5906 appendix F; message code 9, status bit
+"""MV, the Mu-Varadharajan identity scheme (RFC 5906 appendix G; message code 9, status bit
 0x80).
 
-reference: REFERENCE-NOTES 6.3 (exchange and the key generation steps 1-12), 6.4 (storage
+reference: interop.md 6.3 (exchange and the key generation steps 1-12), 6.4 (storage
 caveat), 7.1 (files); ntpd docs ident.md.
 
 Values live in DSA "cuckoo" structures:
@@ -22,12 +22,14 @@ Exchange (challenge r of L = octets of p, reduced mod p):
   SEQUENCE { INTEGER y, INTEGER A, INTEGER B } (an OpenSSL DSAparams encoding);
 * client j: z = A^xhat * B^xbar * y mod p; accepted iff z == r (exact equality, no hash).
 
-One addition of ours to the client check: the reference accepts the response
-{y = r, A = 1, B = 1}, which anybody can send.  We require 0 < y < p and A, B quadratic
-residues mod p other than 1 (honest A and B are powers of g, whose order is q; p - 1 = 2q),
-so such responses are refused; honest responses are unaffected.
+Checks (ours; the reference has none).  The reference's client accepts the response
+{y = r, A = 1, B = 1}, which anybody can send.  We require 0 < y < p and A, B in the
+subgroup of order q other than 1, i.e. quadratic residues (honest A and B are powers of g,
+whose order is q; p - 1 = 2q), checked before any power, so such responses (and A or B of
+0, 1, p - 1 or >= p) are refused; honest responses are unaffected.  The server answers only
+an L-octet challenge with 0 < r < p.
 
-Key generation (:func:`generate_mv`, ntp-keygen -V n; REFERENCE-NOTES 6.3 steps 1-11):
+Key generation (:func:`generate_mv`, ntp-keygen -V n; interop.md 6.3 steps 1-11):
 n distinct primes s_j of floor(M/n) bits with p = 2q + 1 prime, q = prod s_j; g of order q
 with gcd(g, p - 1) = 1; roots x_j; polynomial coefficients a_i of prod (x - x_j) mod q by the
 reference's in-place expansion; A = prod_j prod_{i<n} g_i^(x_j^i) with g_i = g^a_i; group key
@@ -49,7 +51,7 @@ requesters require the response Filestamp to equal their client file's.  The ref
 bundle does not store the primes s_j: :func:`load_bundle` recovers them from b and the client
 keys when n >= 3 (gcd(xhat_j + b xbar_j - xhat_k - b xbar_k, q) is the product of the other
 primes), so :func:`reissue` works from a bundle file; not for n = 2, nor for the reference's
-PKCS#8 bundles, whose public values (b, ghat, xhat_j) are lost (REFERENCE-NOTES 6.4).
+PKCS#8 bundles, whose public values (b, ghat, xhat_j) are lost (interop.md 6.4).
 
 Files: we write traditional ``DSA PRIVATE KEY`` PEM, which keeps the public values (vectors
 mv-trad; the reference reads it); encrypted keys use BestAvailableEncryption
@@ -95,6 +97,8 @@ from ntpauto.identity.common import (
     ChallengeResponseScheme,
     KeysdirSchemeFactory,
     RandBits,
+    check_range,
+    check_subgroup,
     dsa_fields,
     is_probable_prime,
     jacobi,
@@ -152,7 +156,7 @@ class MVServerKey:
     gbar: int = attrs.field(repr=False)
     ghat: int = attrs.field(repr=False)
     public_value_recomputed: bool = attrs.field(default=False, eq=False)
-    """True when read from PKCS#8, where ghat became E^gbar mod p (REFERENCE-NOTES 6.4)."""
+    """True when read from PKCS#8, where ghat became E^gbar mod p (interop.md 6.4)."""
 
 
 @attrs.frozen
@@ -163,7 +167,7 @@ class MVClientKey:
     xbar: int = attrs.field(repr=False)
     xhat: int = attrs.field(repr=False)
     public_value_recomputed: bool = attrs.field(default=False, eq=False)
-    """True when read from PKCS#8, where xhat became 1 (REFERENCE-NOTES 6.4)."""
+    """True when read from PKCS#8, where xhat became 1 (interop.md 6.4)."""
 
 
 @attrs.frozen
@@ -308,7 +312,7 @@ def _coefficients(roots: list[int], q: int) -> list[int]:
 def generate_mv(bits: int = DEFAULT_BITS, n_clients: int = DEFAULT_CLIENTS,
                 rng: RandBits | None = None, *,
                 revoked: Iterable[int] | None = None) -> MVParameters:
-    """A new MV system (ntp-keygen -V ``n_clients``; REFERENCE-NOTES 6.3 steps 1-11, see the
+    """A new MV system (ntp-keygen -V ``n_clients``; interop.md 6.3 steps 1-11, see the
     module docstring) with a modulus of about ``bits`` bits and ``n_clients`` client keys;
     the server key revokes ``revoked`` (default: client n, as the reference).  One exchange
     per active client is run as a self-test."""
@@ -418,7 +422,7 @@ def client_key_pem(client: MVClientKey) -> bytes:
 
 def bundle_pem(system: MVParameters, password: str | bytes | None = None) -> bytes:
     """The TA bundle: 2 + n traditional PEM keys (TA {p, q, g, pub = b, priv = A}, server,
-    clients 1..n), each encrypted with ``password`` when given (REFERENCE-NOTES 6.3 step 12)."""
+    clients 1..n), each encrypted with ``password`` when given (interop.md 6.3 step 12)."""
     blocks = [keyfiles.dsa_traditional_pem(system.p, system.q, system.g, system.b, system.a,
                                            password=password),
               _server_pem(system.server, password)]
@@ -569,7 +573,7 @@ class MVScheme(ChallengeResponseScheme):
     def _client_modulus(self) -> int:
         return self.client.p
 
-    def _respond(self, r: int, length: int) -> tuple[int, ...]:
+    def _respond(self, r: int) -> tuple[int, ...]:
         key = self.server
         q_bits = key.q.bit_length()
         while True:
@@ -585,14 +589,17 @@ class MVScheme(ChallengeResponseScheme):
         bits = key.q.bit_length()
         return tuple(fixed_base(base, key.p, bits) for base in (key.e, key.gbar, key.ghat))
 
+    def _check_response(self, integers: tuple[int, ...]) -> None:
+        y, big_a, big_b = integers
+        p = self.client.p
+        check_range("MV y", y, 1, p)
+        check_subgroup("MV A", big_a, p, (p - 1) // 2)
+        check_subgroup("MV B", big_b, p, (p - 1) // 2)
+
     def _verify(self, r: int, integers: tuple[int, ...]) -> bool:
         y, big_a, big_b = integers
         key = self.client
         p = key.p
-        if not (0 < y < p and 1 < big_a < p - 1 and 1 < big_b < p - 1):
-            return False
-        if jacobi(big_a, p) != 1 or jacobi(big_b, p) != 1:
-            return False
         z = pow(big_a, key.xhat, p) * pow(big_b, key.xbar, p) * y % p
         return z == r
 

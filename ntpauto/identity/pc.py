@@ -2,7 +2,7 @@
 group shares one private key and one certificate marked EKU "Private"; the certificate acts
 as a symmetric group key and is never sent.
 
-reference: REFERENCE-NOTES 2 (PRIV status bit 0x10 and its gate), 5.9 (signatures verified
+reference: interop.md 2 (PRIV status bit 0x10 and its gate), 5.9 (signatures verified
 with the receiver's own key), 6.4 (PC bullet).  PC has no identity exchange (message code 0):
 the ASSOC exchange lights CERT, VRFY and SIGN at once when both ends carry the PRIV bit.  The
 shared host key and private certificate are read by :mod:`ntpauto.pki` (ntpauto keygen -P),

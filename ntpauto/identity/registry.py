@@ -10,7 +10,7 @@ Argument strings of the built-in schemes:
 * ``iff:KEYSDIR:GROUP[:PASSWORD]``, ``gq:...``, ``mv:...`` -- read
   ``KEYSDIR/ntpkey_<iff|gq|mv>key_GROUP`` (server key, decrypted with PASSWORD; the password
   may contain ':') and ``KEYSDIR/ntpkey_<iff|gq|mv>par_GROUP`` (client parameters), whichever
-  exist; at least one must (REFERENCE-NOTES 7.4).
+  exist; at least one must (interop.md 7.4).
 
 ``IdentityOptionsMixin`` gives a ``usage.Options`` subclass ``--ident SCHEME:ARGS``
 (repeatable; the schemes are collected in ``options["identity_schemes"]``), ``--help-ident``

@@ -1,7 +1,7 @@
-"""TC, the trusted-certificate identity scheme (RFC 5906 section 6.1 and appendix B):
+"""TC, the trusted-certificate identity scheme (RFC 5906 section 6.1 and appendix D):
 identity by a certificate trail up to a self-signed certificate with EKU "Trust Root".
 
-reference: REFERENCE-NOTES 6.4 (TC bullet), 5.2-5.3 (the CERT exchange that builds the trail).
+reference: interop.md 6.4 (TC bullet), 5.2-5.3 (the CERT exchange that builds the trail).
 TC has no identity exchange of its own, no status bit (0) and no message code (0): the
 certificate trail is handled by :mod:`ntpauto.pki.certificates` and the Autokey state machine.
 The scheme object exists so that all five schemes are found and configured the same way;

@@ -58,6 +58,11 @@ UNREACH_EPHEMERAL = 8
 """Polls without a packet before an ephemeral association is demobilised."""
 VOLLEY = 4
 """Client-mode packets a new broadcast client sends to calibrate the delay."""
+RESYNC_POLLS = 3
+"""Polls without a packet that answers ours after which a symmetric association forgets
+the exchange (``org``) and sends origin 0, which its peer takes as the start of a new one:
+two peers whose packets crossed each echo a timestamp the other no longer expects, and
+unlike RFC 5905 we never take ``org`` from a packet that fails the origin test."""
 
 
 @dataclass(slots=True, eq=False)
@@ -92,6 +97,10 @@ class Association:
     org: int = 0
     rec: int = 0
     xmt: int = 0
+    exchanged_at: float | None = None
+    """Reactor seconds of the last packet that started or continued the exchange (passed
+    the origin test); a symmetric exchange silent for :data:`RESYNC_POLLS` polls starts
+    again from origin 0."""
     # Poll process.
     hpoll: int = 6
     reach: int = 0
@@ -100,9 +109,11 @@ class Association:
     nextdate: float = 0.0
     outdate: float = 0.0
     good_polls: int = 0
-    # Broadcast client calibration.
+    # Broadcast client calibration, and when its last broadcast sample was taken (reactor
+    # seconds: the next comes no sooner than the broadcast poll interval allows).
     volley: int = 0
     caldelay: float | None = None
+    bcast_at: float | None = None
     # Clock filter output.
     filter: ClockFilter = field(default_factory=ClockFilter)
     offset: float = 0.0

@@ -1,5 +1,5 @@
 """Autokey public-key infrastructure: signature profiles, X.509 certificates, the certificate
-cache and the ntp-keygen key files (RFC 5906 sections 6 and 10; REFERENCE-NOTES 5.3, 5.6,
+cache and the ntp-keygen key files (RFC 5906 sections 6 and 10; interop.md 5.3, 5.6,
 5.7, 5.9, 6.4 and 7).
 
 Sans-I/O apart from reading and writing key files: nothing here imports ``twisted.internet``.

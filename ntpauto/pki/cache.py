@@ -1,7 +1,7 @@
 """The certificate cache: own certificates, certificates received in CERT responses and the
 one the SIGN exchange installed; what a CERT response serves; certificate trails.
 
-reference: REFERENCE-NOTES 5.3 and 9 (cert flags); ntpd/ntp_crypto.c cert_install(),
+reference: interop.md 5.3 and 9 (cert flags); ntpd/ntp_crypto.c cert_install(),
 cert_hike(), crypto_xmit() CRYPTO_CERT|CRYPTO_RESP.
 
 * Order: most recently installed first (the reference links new entries at the head).

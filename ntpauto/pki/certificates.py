@@ -1,7 +1,7 @@
 """X.509 certificates as Autokey uses them: parse (the RFC 5906 "CIS" is just the DER),
 check a CERT response, build ntp-keygen's self-signed certificate and sign a SIGN request.
 
-reference: REFERENCE-NOTES 5.3 (CERT response, receive checks), 5.6/5.7 (SIGN), 6.4 (GQ key
+reference: interop.md 5.3 (CERT response, receive checks), 5.6/5.7 (SIGN), 6.4 (GQ key
 in the Subject Key Identifier, trust/private EKU), 7.3 (ntp-keygen's certificate);
 ntpd/ntp_crypto.c cert_parse(), cert_sign(), util/ntp-keygen.c x509().
 
@@ -72,7 +72,7 @@ OID_SUBJECT_KEY_IDENTIFIER = "2.5.29.14"
 OID_EXTENDED_KEY_USAGE = "2.5.29.37"
 
 SIGN_LIFETIME = 31_536_000
-"""Validity of a certificate made in the SIGN exchange: 365 days (REFERENCE-NOTES 5.7)."""
+"""Validity of a certificate made in the SIGN exchange: 365 days (interop.md 5.7)."""
 
 _SHORT_NAMES = {
     NameOID.COMMON_NAME: "CN",
@@ -117,7 +117,7 @@ def gq_key_reference(ski_value: bytes) -> int | None:
     skip the first 2 octets (OCTET STRING tag and a one-octet length), the rest is v.
 
     This misreads keys longer than 127 octets, whose DER length takes two or more octets:
-    the long-form length octet is taken as the first octet of v (REFERENCE-NOTES 6.4).
+    the long-form length octet is taken as the first octet of v (interop.md 6.4).
     ``None`` when the extnValue is shorter than 2 octets."""
     if len(ski_value) < 2:
         return None
@@ -294,7 +294,7 @@ def check_cert_response(
     own_name: str,
     now: int | None = None,
 ) -> CertInfo:
-    """The receive-side checks of a CERT (or SIGN) response value (REFERENCE-NOTES 5.3).
+    """The receive-side checks of a CERT (or SIGN) response value (interop.md 5.3).
 
     In the reference's order: DER parse and CN (``CRT``); a self-signed certificate must verify
     with its own key, any other must not be issued by ``own_name`` (trail loop) (``CRT``);
@@ -355,7 +355,7 @@ def build_self_signed(
     private: bool = False,
     gq_key: int | None = None,
 ) -> bytes:
-    """DER of ntp-keygen's self-signed certificate (REFERENCE-NOTES 7.3).
+    """DER of ntp-keygen's self-signed certificate (interop.md 7.3).
 
     ``not_before`` is the generation time in NTP seconds (the filestamp), also the serial;
     notAfter is ``days`` later.  v3; subject = issuer = one RDN CN=``name`` as UTF8String;
@@ -408,7 +408,7 @@ def sign_request(
     *,
     allow_trust_root: bool = False,
 ) -> bytes:
-    """DER of the certificate a SIGN response carries (REFERENCE-NOTES 5.7).
+    """DER of the certificate a SIGN response carries (interop.md 5.7).
 
     Serial = ``now`` (NTP seconds); validity now .. now + 365 days; issuer = CN=``issuer_name``
     (UTF8String); subject, public key and every extension copied from the request in order,

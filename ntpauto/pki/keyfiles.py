@@ -1,6 +1,6 @@
 """The ``ntpkey_*`` files of ntp-keygen: read, write, and find them in the keys directory.
 
-reference: REFERENCE-NOTES 6.4 (storage of identity parameters), 7.1 (names and links), 7.2
+reference: interop.md 6.4 (storage of identity parameters), 7.1 (names and links), 7.2
 (format), 7.4 (how ntpd finds files); util/ntp-keygen.c fheader(), ntpd/ntp_crypto.c
 crypto_key(), crypto_cert().
 
@@ -395,7 +395,7 @@ def write_key_file(
 def dsa_traditional_pem(p: int, q: int, g: int, pub: int, priv: int,
                         password: str | bytes | None = None) -> bytes:
     """Traditional ``DSA PRIVATE KEY`` PEM of a DSA "cuckoo" structure, keeping ``pub`` as
-    given (needed for IFF/MV, REFERENCE-NOTES 6.4).
+    given (needed for IFF/MV, interop.md 6.4).
 
     ``cryptography``'s ``DSAPrivateNumbers`` refuses these values (p must be 1024..4096 bits,
     y must equal g^x), so the DER ``SEQUENCE { 0, p, q, g, pub, priv }`` is written with
@@ -415,7 +415,7 @@ def dsa_traditional_pem(p: int, q: int, g: int, pub: int, priv: int,
 
 def rsa_cuckoo_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int,
                    password: str | bytes | None = None) -> bytes:
-    """PKCS#8 PEM of an RSA "cuckoo" structure (GQ keys, REFERENCE-NOTES 6.2), whose fields
+    """PKCS#8 PEM of an RSA "cuckoo" structure (GQ keys, interop.md 6.2), whose fields
     ``RSAPrivateNumbers`` refuses: the PKCS#1 DER is written with legacy_x509's helpers,
     loaded without RSA validation and serialized as PKCS#8 by ``cryptography``."""
     der = legacy_x509.der_sequence(*(legacy_x509.der_integer(v)
@@ -429,7 +429,7 @@ def rsa_cuckoo_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int,
 
 @attrs.frozen
 class HostFiles:
-    """The files ntpd opens for a host (REFERENCE-NOTES 7.4): link paths in the keys
+    """The files ntpd opens for a host (interop.md 7.4): link paths in the keys
     directory; optional ones are ``None`` when absent."""
 
     keysdir: Path

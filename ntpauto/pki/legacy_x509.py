@@ -4,7 +4,7 @@ tiny DER reader/writer of ntpauto.
 Why this module exists: the reference ntp-keygen signs certificates with
 md5WithRSAEncryption by default (``-c RSA-MD5``), or sha1WithRSAEncryption, dsaWithSHA1 or
 dsaWithSHA, and its ntpd signs certificates in the SIGN exchange with the digest of its own
-certificate (REFERENCE-NOTES 5.7, 7.3).  ``cryptography``'s ``CertificateBuilder.sign``
+certificate (interop.md 5.7, 7.3).  ``cryptography``'s ``CertificateBuilder.sign``
 refuses MD5 and SHA-1 ("Hash algorithm 'md5' not supported for signatures"), although its
 low-level ``private_key.sign(data, PKCS1v15(), MD5())`` still works.
 
@@ -25,7 +25,7 @@ signs it with SHA-256 as a placeholder; then the placeholder signature is replac
 Both routes produce the same TBSCertificate octets (tests/test_pki_legacy_x509.py pins this,
 and that ``cryptography`` parses and verifies the result).  The DER helpers are also used by
 :mod:`ntpauto.pki.keyfiles` for the traditional DSA/PKCS#1 structures of identity keys
-(REFERENCE-NOTES 6.4), so that all hand-made DER lives here.
+(interop.md 6.4), so that all hand-made DER lives here.
 """
 
 from __future__ import annotations

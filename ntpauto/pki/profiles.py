@@ -1,5 +1,5 @@
 """Signature profiles: how Autokey values and certificates are signed (RFC 5906 section 6,
-REFERENCE-NOTES sections 2 and 5.9).
+interop.md sections 2 and 5.9).
 
 A profile pairs a key type with a digest, named as ntp-keygen's ``-c`` names it
 (``RSA-MD5``, the reference default) and identified on the wire by the OpenSSL NID of the
@@ -174,7 +174,7 @@ class DSAProfile(_Profile):
     key_type = "DSA"
 
     def sign(self, private_key: Any, data: bytes) -> bytes:
-        """DER signature of ``data`` whose length is :meth:`max_signature_size` (REFERENCE-NOTES
+        """DER signature of ``data`` whose length is :meth:`max_signature_size` (interop.md
         5.9: shorter ones are refused by the reference as "bad signature length")."""
         if not isinstance(private_key, dsa.DSAPrivateKey):
             raise TypeError(f"{self.name} signs with a DSA private key")

@@ -2,7 +2,7 @@
 
 Each module-level object provides ``ISignatureProfile`` and ``IPlugin``, so
 ``getPlugins(ISignatureProfile, ntpauto.plugins)`` finds them exactly as it finds a third
-party's profiles (see :mod:`ntpauto.pki.profiles`, REFERENCE-NOTES 5.9).
+party's profiles (see :mod:`ntpauto.pki.profiles`, interop.md 5.9).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The sans-I/O analysis behind ``ntpauto trace``: datagrams in, verdicts out.
 
 :class:`Tracer` is fed the NTP datagrams of one capture in order and checks what a third
-party can check offline (REFERENCE-NOTES 3, 4 and 5; vectors ``ANALYSIS.md``):
+party can check offline (docs/interop.md 3, 4 and 5; ``tests/vectors``' verify.txt):
 
 * every extension field decodes; signed fields verify with the public key of the sender's
   certificate as seen in the capture (CERT responses, SIGN requests and responses carry

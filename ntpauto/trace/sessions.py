@@ -1,6 +1,6 @@
 """Session keys seen from the wire: which cookie each packet's MAC uses, whether it verifies,
-and whether key IDs follow their hash chains (REFERENCE-NOTES 3 and 4; vectors
-``ANALYSIS.md`` 4-6).  Sans-I/O; :class:`ntpauto.trace.analysis.Tracer` drives it.
+and whether key IDs follow their hash chains (docs/interop.md 3 and 4).  Sans-I/O;
+:class:`ntpauto.trace.analysis.Tracer` drives it.
 
 * A packet with extension fields, and every broadcast, uses cookie 0.
 * Client/server without fields: 0 before the client received a COOK response, afterwards the

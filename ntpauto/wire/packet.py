@@ -1,6 +1,6 @@
 """The NTP packet: header codec, extension-field framing and MAC detection.
 
-RFC 5905 section 7.3 (header) and REFERENCE-NOTES section 1.2 (how the reference separates
+RFC 5905 section 7.3 (header) and interop.md section 1.2 (how the reference separates
 extension fields from the MAC)::
 
      0                   1                   2                   3
@@ -144,7 +144,7 @@ class ExtensionField(NamedTuple):
 
     @property
     def word(self) -> int:
-        """The first 32-bit word: R, E, version, code and length (REFERENCE-NOTES 1.3)."""
+        """The first 32-bit word: R, E, version, code and length (interop.md 1.3)."""
         return _WORD.unpack_from(self.data)[0]
 
 

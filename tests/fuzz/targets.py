@@ -4,7 +4,7 @@
 A target is a function ``run(data: bytes) -> None`` with a tuple of *expected* exception types:
 the errors the module under test declares for bad input (MalformedPacket, FieldError,
 CertificateError, KeyFileError, ConfigError, ...).  Any other exception escaping ``run`` is a
-bug.  Seed corpora come from the reference vectors (``../shared/vectors``): the captured
+bug.  Seed corpora come from the reference vectors (``tests/vectors``): the captured
 packets, the ntpd configurations, the ntp-keygen files and the certificates inside them.
 
 Targets:
@@ -19,14 +19,14 @@ Targets:
 ``config``   :func:`ntpauto.config.parse_config`
 ``engine``   :meth:`ntpauto.engine.Engine.receive` (any exception is a bug: bad packets are
              dropped and counted), for a plain, a symmetric-key and an Autokey engine
-``mode6``    ``ntpauto.mode6`` when that module exists
+``mode6``    :func:`ntpauto.mode6.handle` and the ``ntpauto.mode6_client`` parsers
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
-import importlib.util
 import json
 import random
 import re
@@ -35,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ntpauto import mode6
+from ntpauto import mode6_client as mc
 from ntpauto.auth.keys import KeyStore, parse_keys
-from ntpauto.autokey.association import AutokeyAssociation, ProtocolError
+from ntpauto.autokey.association import AutokeyAssociation
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, LEAP, SIGN, decode, decode_all
 from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.serving import AutokeyNode
@@ -59,7 +61,7 @@ from ntpauto.wire.packet import MODE_ACTIVE, MODE_CLIENT, MalformedPacket, parse
 from ntpauto.wire.timestamps import unix_to_ntp
 
 REPO = Path(__file__).resolve().parents[2]
-VECTORS = REPO.parent / "shared" / "vectors"
+VECTORS = REPO / "tests" / "vectors"
 PCAP = VECTORS / "pcap"
 KEYS = VECTORS / "keys"
 EPOCH = 1_795_460_000.0
@@ -233,10 +235,11 @@ class _AutokeyHarness:
             self.responder.respond(f, packet_mode=pkt.header.mode, now=NTP_NOW,
                                    own_associd=7, client="127.0.0.3", server="127.0.0.1")
         for state in self.states:
-            try:
-                state.receive(fields, packet_mode=pkt.header.mode, now=NTP_NOW)
-            except ProtocolError:
-                state.reset()
+            for proven in (False, True):
+                verdicts = state.receive(fields, packet_mode=pkt.header.mode, now=NTP_NOW,
+                                         proven=proven)
+                if any(v.protocol_error for v in verdicts):
+                    state.reset()
             state.next_fields(NTP_NOW, synchronized=True)
 
 
@@ -276,8 +279,10 @@ _LOADERS = (
 
 @functools.cache
 def _scratch() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="ntpauto-fuzz-"))
-    return folder
+    """The keyfile target's directory: one per process, removed when the process exits."""
+    folder = tempfile.TemporaryDirectory(prefix="ntpauto-fuzz-")
+    atexit.register(folder.cleanup)
+    return Path(folder.name)
 
 
 def run_keyfile(data: bytes) -> None:
@@ -377,9 +382,6 @@ class _Mode6Harness:
     mutated datagram as a response."""
 
     def __init__(self) -> None:
-        from ntpauto import mode6
-
-        self.mode6 = mode6
         self.now = 1000.0
         clock = SimulatedClock(lambda: self.now, epoch=EPOCH)
         host = _host("tc-rsa-md5", "brenda")
@@ -394,12 +396,9 @@ class _Mode6Harness:
         if not data:
             return
         data = bytes([(data[0] & 0xF8) | 6]) + data[1:] if data[0] & 7 != 7 else data
-        self.mode6.handle(self.engine, data, frozenset(), self.now)
-        client = importlib.util.find_spec("ntpauto.mode6_client")
-        if client is None or len(data) < 12:
+        mode6.handle(self.engine, data, frozenset(), self.now)
+        if len(data) < 12:
             return
-        from ntpauto import mode6_client as mc
-
         response = mc.Response(data[1] & 0x1F, int.from_bytes(data[2:4], "big"))
         if response.add(bytes([data[0], data[1] | 0x80]) + data[2:]) and response.complete:
             mc.parse_variables(response.data)
@@ -409,9 +408,6 @@ class _Mode6Harness:
 def mode6_seeds() -> list[bytes]:
     """Requests for every opcode (status, variables, the Autokey ones), and the engine's
     answers to them."""
-    from ntpauto import mode6
-    from ntpauto.mode6_client import request
-
     harness = _Mode6Harness()
     out = []
     associds = [0, *harness.engine.associations]
@@ -419,7 +415,7 @@ def mode6_seeds() -> list[bytes]:
         for associd in associds[:3]:
             for body in (b"", b"stratum,offset,flags", b"cert,hostname,signature",
                          b"x" * 40):
-                req = request(opcode, opcode * 7 + 1, associd, body)
+                req = mc.request(opcode, opcode * 7 + 1, associd, body)
                 out.append(req)
                 out.extend(mode6.handle(harness.engine, req, frozenset(), harness.now))
     return out
@@ -433,19 +429,6 @@ def run_mode6(data: bytes) -> None:
     if _mode6_harness is None:
         _mode6_harness = _Mode6Harness()
     _mode6_harness.run(data)
-
-
-def _mode6_target() -> Target | None:
-    """``ntpauto.mode6`` (another helper's) once it exists: the server must raise nothing;
-    the client may raise only its ControlError."""
-    if importlib.util.find_spec("ntpauto.mode6") is None:
-        return None
-    expected: tuple[type[BaseException], ...] = ()
-    if importlib.util.find_spec("ntpauto.mode6_client") is not None:
-        from ntpauto.mode6_client import ControlError
-
-        expected = (ControlError,)
-    return Target("mode6", run_mode6, expected, mode6_seeds)
 
 
 # ------------------------------------------------------------------ registry
@@ -464,10 +447,9 @@ def targets() -> dict[str, Target]:
         "keyfile": Target("keyfile", run_keyfile, (KeyFileError,), keyfile_seeds),
         "config": Target("config", run_config, (ConfigError,), config_seeds),
         "engine": Target("engine", run_engine, (), packet_seeds),
+        # The server must raise nothing; the client may raise only its ControlError.
+        "mode6": Target("mode6", run_mode6, (mc.ControlError,), mode6_seeds),
     }
-    mode6 = _mode6_target()
-    if mode6 is not None:
-        out["mode6"] = mode6
     return out
 
 

@@ -1,4 +1,4 @@
-"""Shared rigs for the security cases (``/work/shared/security/CASES.md``) and the storms.
+"""Shared rigs for the security cases (``tests/security/CASES.md``) and the storms.
 
 * :func:`server_engine` / :func:`send`: a started engine driven directly with datagrams.
 * :class:`ClientRig`: an engine with one client association to :data:`SERVER`; ``poll()``

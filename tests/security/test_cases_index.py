@@ -1,4 +1,4 @@
-"""Every case of ``../shared/security/CASES.md`` has a ``test_case_NN_...`` test here.
+"""Every case of ``CASES.md`` (beside this file) has a ``test_case_NN_...`` test here.
 
 A test named ``test_case_21_22_...`` covers cases 21 and 22."""
 
@@ -7,13 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.conftest import SHARED
-
 HERE = Path(__file__).resolve().parent
 
 
 def case_numbers() -> set[int]:
-    text = (SHARED / "security" / "CASES.md").read_text()
+    text = (HERE / "CASES.md").read_text()
     return {int(n) for n in re.findall(r"^(\d+)\. ", text, re.MULTILINE)}
 
 

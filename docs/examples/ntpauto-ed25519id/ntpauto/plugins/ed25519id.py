@@ -22,6 +22,14 @@ request stops replays; the response also travels in an Autokey field signed with
 server's host key, which the client checks before it looks at the value.  What the scheme
 proves is what IFF, GQ and MV prove: that whoever answers can use the group key.
 
+Received values (the ``IIdentityScheme`` contract: range and group checked before use): the
+scheme does no arithmetic of its own, so it needs none of ``ntpauto.identity.common``'s
+``check_range``/``check_unit``/``check_subgroup``.  The server takes the challenge as opaque
+octets of a fixed length; the client's only received value, the 64-octet signature, is
+decoded and checked by ``cryptography``'s Ed25519 verification (RFC 8032: it refuses, for
+instance, S at or above the group order), against the group public key from the client's
+own file, not a received one.
+
 Allocation (ntpauto's rule for third parties): message code **64** (reference codes 0-9 are
 taken; third parties use 64-127) and status bit **0x0004** (the reference ignores 0x0004 and
 0x0008; the built-in scheme bits are 0x10-0x80).
