@@ -19,7 +19,7 @@ session keys.
 Rate limiting follows ntpd: a limited source gets at most one RATE kiss per ``discard
 average`` interval (:class:`~ntpauto.ntp.restrict.RateLimiter`), the others are dropped and
 counted (``kod_withheld``).  Autokey requests with extension fields get the response to
-their first field (REFERENCE-NOTES 3.5, 8.2); those costing private-key work pass the
+their first field (interop.md 3.5, 8.2); those costing private-key work pass the
 per-source rate limit, the private-key budget and, from a source that has not completed a
 normal exchange, the amplification limit (:mod:`ntpauto.autokey.amplification`); identity
 requests may be answered by the identity worker (:mod:`ntpauto.autokey.offload`).
@@ -282,7 +282,7 @@ class Server:
                       flags: frozenset[str], local: tuple[str, int] | None
                       ) -> list[Datagram]:
         """A client request under an Autokey session key: stateless reply with the response
-        to its first extension field (REFERENCE-NOTES 3.5, 8.2).  Requests with fields
+        to its first extension field (interop.md 3.5, 8.2).  Requests with fields
         pass ``limited`` (the per-source rate, dropped when over) and, from a source that has
         not completed a normal exchange, the amplification limit (docs/autokey.md)."""
         engine = self.engine

@@ -15,10 +15,10 @@ timestamps and echoes them in its next request, which then gets the full respons
 
 ASSOC is the exception: its response names the server, which is longer than the client's
 name whenever the operator chose so, and the ASSOC group gate of a ``host@group`` client
-(REFERENCE-NOTES 5.1, ours and the reference's alike) drops an ASSOC response without a name
+(interop.md 5.1, ours and the reference's alike) drops an ASSOC response without a name
 before it looks at the timestamps, so an empty ASSOC response would leave the client asking
 forever.  An ASSOC request is sent only before the cookie (COOK) is known, when the client
-verifies replies without fields under cookie 0 (REFERENCE-NOTES 3.2): the cut ASSOC answer
+verifies replies without fields under cookie 0 (interop.md 3.2): the cut ASSOC answer
 is the bare header under that key, which any client accepts for its timestamps.
 
 The table of what we sent is capped, like the restrict MRU: sources that have echoed at

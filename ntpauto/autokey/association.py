@@ -782,6 +782,7 @@ class AutokeyAssociation:
         verdict = self._verify(f, (COOK,))
         if not verdict.verified:
             return verdict
+        self._cook_pending = False  # one decryption per request, whatever the peer sends
         try:
             received = decrypt_cookie(f.value, self.host.host_key)
         except FieldError as exc:
@@ -789,7 +790,6 @@ class AutokeyAssociation:
         self._accept((COOK,), f)
         self._cookie = combine_cookie(self.hcookie or 0, received, mode)
         self._status |= Flag.COOK
-        self._cook_pending = False
         self.keylist_generation += 1
         return verdict
 

@@ -3,13 +3,13 @@ signed values, identity schemes) and how it is loaded from, or generated into, a
 directory.
 
 RFC 5906 sections 6 (identity schemes), 10.1 (status word) and 11 (host state), and
-REFERENCE-NOTES sections 2 (status word), 4.2 (COOK request value), 5 (what is signed with
+interop.md sections 2 (status word), 4.2 (COOK request value), 5 (what is signed with
 which stamps), 5.9 ("what is signed when") and 7.4 (how files are found).
 
 What :class:`HostCredentials` holds:
 
 * ``name``: the subject CN of the host certificate (``alice@alice``), sent in ASSOC; ``group``
-  the part after ``@`` (the ASSOC group gate, REFERENCE-NOTES 5.1);
+  the part after ``@`` (the ASSOC group gate, interop.md 5.1);
 * the RSA **host key** (COOK requests carry its PKCS#1 public key; COOK responses are
   decrypted with it) and its filestamp; the **sign key** (``ntpkey_sign_H`` or the host key)
   and the **signature profile** of the host certificate's signature algorithm, whose NID is
@@ -32,7 +32,7 @@ while unsynchronised (``now`` = 0).  The TAI status bit is set by the first upda
 update a peer's value causes (:meth:`HostCredentials.refresh`) is private-key work a packet
 asked for, so it passes the private-key budget like a COOK or SIGN response.
 
-Loading (:func:`load_host`) follows REFERENCE-NOTES 7.4: H = ``crypto host`` or the host
+Loading (:func:`load_host`) follows interop.md 7.4: H = ``crypto host`` or the host
 name, G = ``crypto ident`` or H, password = ``crypto pw`` or H; ``ntpkey_host_H`` (must be
 RSA) and ``ntpkey_cert_H`` (must be self-signed and hold the sign key) are required,
 ``ntpkey_sign_H`` and the identity server keys optional.  A keys directory made by the
@@ -143,7 +143,7 @@ class HostCredentials:
         rng: RandomSource | None = None,
     ) -> None:
         if not isinstance(host_key, rsa.RSAPrivateKey):
-            raise TypeError("the Autokey host key must be RSA (REFERENCE-NOTES 7.3)")
+            raise TypeError("the Autokey host key must be RSA (interop.md 7.3)")
         if digest not in AUTOKEY_DIGESTS:
             raise ValueError(f"unsupported crypto digest {digest!r} (use one of "
                              f"{', '.join(AUTOKEY_DIGESTS)})")
@@ -242,7 +242,7 @@ class HostCredentials:
         """The ``name`` scheme (``"iff"``, ``"gq"``, ``"mv"``) with the client parameters of
         ``group`` (``ntpkey_<name>par_<group>`` in the keys directory), loaded on first use;
         ``None`` when the file is missing or unusable (the requester then sends a NULL
-        request, REFERENCE-NOTES 5.8)."""
+        request, interop.md 5.8)."""
         key = (name.lower(), group)
         if key not in self._client_schemes:
             self._client_schemes[key] = self._load_client_scheme(name.lower(), group)
@@ -290,7 +290,7 @@ class HostCredentials:
 
     def signature_update(self, now: int) -> bool:
         """Re-sign the COOK request value, every cached certificate and the leap values with
-        Timestamp ``now`` (reference crypto_update(); REFERENCE-NOTES 5.9).  Does nothing and
+        Timestamp ``now`` (reference crypto_update(); interop.md 5.9).  Does nothing and
         returns False when ``now`` is 0 (unsynchronised)."""
         if not now:
             return False
@@ -349,13 +349,13 @@ class HostCredentials:
 
     def assoc_field(self, associd: int, *, response: bool) -> Field:
         """An ASSOC request or response: our name, Timestamp = update, the status word in
-        the Filestamp slot, unsigned (REFERENCE-NOTES 5.1)."""
+        the Filestamp slot, unsigned (interop.md 5.1)."""
         return Field(code=ASSOC, response=response, associd=associd, timestamp=self.update,
                      filestamp=self.status, value=encode_assoc_name(self.name))
 
     def cook_request(self, associd: int) -> Field:
         """The COOK request: our PKCS#1 host public key, Timestamp = update, Filestamp = the
-        host-key filestamp, signed when updated (REFERENCE-NOTES 4.2)."""
+        host-key filestamp, signed when updated (interop.md 4.2)."""
         if self._cook is None:
             return Field(code=COOK, associd=associd, filestamp=self.host_filestamp,
                          value=self.public_value)
@@ -367,7 +367,7 @@ class HostCredentials:
                           response: bool = True) -> Field:
         """A CERT response (or, with ``response=False``, a SIGN request) carrying
         ``entry``'s certificate: Timestamp = update, Filestamp = the certificate's, signed
-        at the last signature update (REFERENCE-NOTES 5.3, 5.6).  Needs ``update`` != 0."""
+        at the last signature update (interop.md 5.3, 5.6).  Needs ``update`` != 0."""
         if not self.update:
             raise ValueError("nothing is signed before the first signature update")
         signed = self._sign_certificate(entry)
@@ -384,7 +384,7 @@ class HostCredentials:
 
     def sign_request(self, associd: int) -> Field:
         """The SIGN request: our self-signed host certificate, Timestamp = update, Filestamp
-        = the certificate file's, signed (REFERENCE-NOTES 5.6)."""
+        = the certificate file's, signed (interop.md 5.6)."""
         return self.certificate_field(self.own_entry(), associd, response=False)
 
     def certificate_valid(self, now: int) -> bool:
@@ -410,7 +410,7 @@ class HostCredentials:
     def install_leap(self, value: LeapValue, now: int) -> bool:
         """Accept a verified LEAP response: its values replace ours when newer (later
         expiration; the newest wins), then everything is re-signed at ``now``, as the
-        reference does on every accepted LEAP response (REFERENCE-NOTES 5.5).  Returns True
+        reference does on every accepted LEAP response (interop.md 5.5).  Returns True
         when the values were taken."""
         taken = _newer(value, self._leap) and _newer(value, self._peer_leap)
         if taken:
@@ -422,7 +422,7 @@ class HostCredentials:
     def install_certificate(self, cert: CertInfo, filestamp: int, now: int, *,
                             own: bool = False) -> CacheEntry:
         """Install a received certificate (``own`` for the one a SIGN response returned) in
-        the cache; when it is new, re-sign everything (REFERENCE-NOTES 5.3, 5.7)."""
+        the cache; when it is new, re-sign everything (interop.md 5.3, 5.7)."""
         before = self.cache.find(cert.subject, cert.issuer)
         entry = self.cache.install(cert, filestamp, own=own)
         if entry is not before:
@@ -445,7 +445,7 @@ class HostCredentials:
                       associd: int = 0) -> Field:
         """The AUTO response announcing a key list: value = final key ID and N, Timestamp =
         when the list was generated, Filestamp = update, signed when the Timestamp is not 0
-        (REFERENCE-NOTES 3.3, 5.4).  ``value`` is a :class:`~ntpauto.auth.autokey.KeyList`
+        (interop.md 3.3, 5.4).  ``value`` is a :class:`~ntpauto.auth.autokey.KeyList`
         (its ``timestamp`` is used) or an AutoValue with an explicit ``timestamp``."""
         if isinstance(value, KeyList):
             auto, stamp = AutoValue(value.final, value.index), value.timestamp
@@ -508,7 +508,7 @@ def load_host(
     cert: str | None = None,
     rng: RandomSource | None = None,
 ) -> HostCredentials:
-    """Load the host's Autokey credentials from ``keysdir`` (REFERENCE-NOTES 7.4).
+    """Load the host's Autokey credentials from ``keysdir`` (interop.md 7.4).
 
     ``host`` is ``crypto host`` (default: the system host name), ``password`` ``crypto pw``
     (default: the host name), ``ident`` ``crypto ident`` (the group of the identity server

@@ -1,21 +1,21 @@
 """The Autokey responder: builds the response to one request field.
 
-RFC 5906 sections 10.2-10.9 (message responses) and REFERENCE-NOTES sections 4.1/4.3
+RFC 5906 sections 10.2-10.9 (message responses) and interop.md sections 4.1/4.3
 (cookies), 5 (message contents), 8.2 (the association-less server answers the first field of
 a client request) and 8.5 (error responses).
 
 One :class:`Responder` serves a host (:class:`~ntpauto.autokey.host.HostCredentials`): the
 engine calls it association-less for client-mode requests (mode 3, replies in mode 4) and
 the symmetric association calls it for the request the peer queued.  Requests are never
-signature-checked (REFERENCE-NOTES 5.9).  Responses echo the request's association ID,
+signature-checked (interop.md 5.9).  Responses echo the request's association ID,
 except the ASSOC response to a symmetric-mode request, which carries our own ID
-(REFERENCE-NOTES 1.5).
+(interop.md 1.5).
 
 ========  ===================================================================================
 request   response
 ========  ===================================================================================
 ASSOC     our name, Timestamp = update, status word in the Filestamp slot, unsigned
-CERT      the cached certificate for the requested name (cache lookup of REFERENCE-NOTES
+CERT      the cached certificate for the requested name (cache lookup of interop.md
           5.3), Timestamp = update, Filestamp = the certificate's, signed; the 8-octet
           "nothing" response (no E bit) when there is none, when unsynchronised or before the
           first signature update; error response for a name of 0 or more than 512 octets
@@ -26,7 +26,7 @@ COOK      the cookie RSA-OAEP encrypted to the requester's PKCS#1 host key: the 
 AUTO      the association's signed autokey values (given by the caller); error response when
           there are none (unknown association)
 LEAP      the 12-octet leap values signed at the last update
-SIGN      the requester's certificate signed by us (REFERENCE-NOTES 5.7): Timestamp = now,
+SIGN      the requester's certificate signed by us (interop.md 5.7): Timestamp = now,
           Filestamp = the request's; error response when unsynchronised, the certificate is
           unusable, our certificate is not valid now, or the policy below refuses it
 IFF/GQ/MV the identity scheme's response to the challenge (plugin schemes too, by their
@@ -38,7 +38,7 @@ other     error response (E bit), including NULL
 
 Error responses are the 8-octet short form with R and E set (e.g. ``0xC2030008``).
 
-Size (REFERENCE-NOTES 1.1): a response must fit a packet, at most :data:`MAX_RESPONSE_LEN`
+Size (interop.md 1.1): a response must fit a packet, at most :data:`MAX_RESPONSE_LEN`
 (2048) octets between the 48-octet header and a MAC of at most 24, so that no reply is ever
 longer than 2120 octets.  A response that would not fit gets the error response
 (``Event.LEN``), decided before the work where its size is known beforehand: a COOK
@@ -110,7 +110,7 @@ MAX_VALUE_LEN = 65511
 """reference: the largest value (or signature) length accepted (COOK requests need less)."""
 MAX_RESPONSE_LEN = MAX_EXTENSION_END - HEADER_LEN
 """The largest response field a packet carries: the reference appends no field ending past
-octet 2096 (REFERENCE-NOTES 1.1), which leaves room for a MAC of 24 octets in 2120."""
+octet 2096 (interop.md 1.1), which leaves room for a MAC of 24 octets in 2120."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
 _SIGNING = frozenset({COOK, SIGN})

@@ -1,6 +1,6 @@
 """The stateless Autokey server: answers to client requests under session keys.
 
-RFC 5906 sections 5 and 10 and REFERENCE-NOTES 3.5, 8.2: the server keeps no per-client
+RFC 5906 sections 5 and 10 and interop.md 3.5, 8.2: the server keeps no per-client
 state.  A request without extension fields must verify under the session key (client,
 server, key ID, server cookie) and is answered under (server, client, key ID, server
 cookie); a request with fields verifies under cookie 0 and gets the response to its first
@@ -34,7 +34,7 @@ ADDRESS_PAIRS_CAP = 4096
 """(client, server) address pairs kept as session-key prefixes; cleared when full."""
 _COOKIE = struct.Struct("!I")
 MIN_AUTOKEY_DIGEST = 16
-"""An Autokey MAC needs at least a 16-octet digest (REFERENCE-NOTES 1.2: MAC >= 20 octets)."""
+"""An Autokey MAC needs at least a 16-octet digest (interop.md 1.2: MAC >= 20 octets)."""
 
 
 class AutokeyNode:
@@ -57,7 +57,7 @@ class AutokeyNode:
 
     def serve(self, pkt: Packet, reply: bytes, client: str, server: str, now: int,
               auto_for: Callable[[int], Field | None]) -> tuple[bytes | None, str]:
-        """The stateless server's answer to an Autokey client request (REFERENCE-NOTES 3.5,
+        """The stateless server's answer to an Autokey client request (interop.md 3.5,
         8.2): ``reply`` is the reply header; returns the datagram (or None) and the counter
         naming the outcome.  Only the first extension field is answered."""
         if not pkt.fields:
@@ -106,7 +106,7 @@ class AutokeyNode:
                keyid: int, now: int) -> bytes:
         """The reply datagram: ``reply`` (the header) with ``response``, MACed with the
         request's key ID under cookie 0 when it carries the response, else under the
-        server cookie (REFERENCE-NOTES 3.5)."""
+        server cookie (interop.md 3.5)."""
         digest = self.digest
         data = reply + (response.encode() if response is not None else b"")
         cookie = 0 if response is not None else self.responder.server_cookie(client, server,
@@ -120,7 +120,7 @@ class AutokeyNode:
         """The common case, a request without extension fields (the server's hot path):
         ``data`` is the request (header, key ID, digest), ``reply`` the reply header.  The
         request's MAC must verify under session key (client, server, key ID, server cookie);
-        the reply is MACed under (server, client, key ID, server cookie) (REFERENCE-NOTES
+        the reply is MACed under (server, client, key ID, server cookie) (interop.md
         3.5).  Returns the reply datagram and the counter naming the outcome."""
         pair = self._pairs.get((client, server))
         seed = self._seed

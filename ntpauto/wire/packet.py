@@ -39,7 +39,7 @@ MAX_FIELDS = 2
 """Extension fields a packet may carry; a packet with more is dropped (counter
 ``toomanyfields``) before the next is framed.  Autokey, the only extension-field protocol
 spoken here, never sends more: the reference builds at most the response to the peer's
-queued request and one request of its own (REFERENCE-NOTES 8.1, confirmed in every
+queued request and one request of its own (interop.md 8.1, confirmed in every
 capture), and ntpauto's associations follow the same rule.  Without the cap a 2120-octet
 datagram could frame 500 four-octet fields."""
 CRYPTO_NAK_LEN = 4
