@@ -83,6 +83,10 @@ _SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
 """The restrict flags that bear on answering a client request (the others do not)."""
 
 
+LOCAL_ADDRESSES_CAP = 64
+"""Local addresses whose session-key side is kept (a wildcard socket learns one per
+destination address its requests arrive on)."""
+
 class Server:
     """The stateless server of one engine (see the module docstring)."""
 
@@ -237,8 +241,11 @@ class Server:
         return self.kiss(version_bits, poll, origin, rx, mode)
 
     def _server_for(self, local: tuple[str, int] | None) -> str:
-        """Our side of a client's session keys for requests arriving on ``local`` (one entry
-        per bound socket)."""
+        """Our side of a client's session keys for requests arriving on ``local``: one entry
+        per bound socket, or per destination address of a wildcard socket (bounded: cleared
+        when full)."""
+        if len(self._servers) >= LOCAL_ADDRESSES_CAP:
+            self._servers.clear()
         server = self._servers[local] = self.server_address(local)
         return server
 
