@@ -35,9 +35,9 @@ from ntpauto.ntp.discipline import write_drift
 from ntpauto.protocol import NTPDatagramProtocol, listen_udp
 
 DEFAULT_INTERFACE = "0.0.0.0"
+"""Where the node listens when the config names no interface."""
 DRIFT_INTERVAL = 3600.0
 """Seconds between drift file updates (ntpd: hourly)."""
-"""Where the node listens when the config names no interface."""
 
 
 def _describe(association: Any) -> str:
@@ -54,6 +54,17 @@ def _describe(association: Any) -> str:
     if getattr(association, "autokey", False):
         text += " autokey"
     return text
+
+
+def listen_addresses(config: Config) -> list[str]:
+    """The addresses a node of ``config`` listens on: its ``interface`` lines, or
+    :data:`DEFAULT_INTERFACE`."""
+    return [item.address for item in config.listen] or [DEFAULT_INTERFACE]
+
+
+def _alternatives(names: list[str]) -> str:
+    """``A, B or C``."""
+    return " or ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "-"
 
 
 class NTPAutokeyService(MultiService):
@@ -136,8 +147,7 @@ class NTPAutokeyService(MultiService):
 
     def interfaces(self) -> list[str]:
         """The addresses to listen on: the config's ``interface`` lines, or ``0.0.0.0``."""
-        listen = [item.address for item in self.config.listen]
-        return listen or [DEFAULT_INTERFACE]
+        return listen_addresses(self.config)
 
     # -- service life -----------------------------------------------------------------------
 
@@ -159,6 +169,7 @@ class NTPAutokeyService(MultiService):
                       count=len(config.associations), refclocks=len(config.refclocks))
         for association in config.associations:
             self.log.info("Association: {association}", association=_describe(association))
+        self._check_identity_groups()
         scheduler: NTPDatagramProtocol | None = None
         try:
             for interface in self.interfaces():
@@ -179,6 +190,33 @@ class NTPAutokeyService(MultiService):
             self.protocols.clear()
             raise
         self._listen_stats(reactor)
+
+    def _check_identity_groups(self) -> None:
+        """Warn, at start-up, of every ``ident`` group without a usable client file: its
+        associations can never become proventic with a server that proves its identity with
+        IFF, GQ or MV (the client files are loaded here, so a broken one is reported now)."""
+        node = self.engine.autokey
+        if node is None:
+            return
+        from ntpauto.identity.registry import all_factories
+
+        names = sorted(str(f.scheme_name) for f in all_factories() if int(f.message_code))
+        users: dict[str, str] = {}
+        for association in self.config.associations:
+            if association.autokey and association.ident:
+                where = f"{self.config.path}:{association.line}: " if association.line else ""
+                users.setdefault(association.ident, where + _describe(association))
+        if self.config.ident:
+            users.setdefault(self.config.ident, "ident (associations the network mobilises)")
+        for group, user in users.items():
+            if any(node.host.client_scheme(name, group) is not None for name in names):
+                continue
+            files = ", ".join(f"ntpkey_{name}par_{group}" for name in names)
+            self.log.warn("{user}: ident {group}: no usable identity client file ({files}) "
+                          "in {keysdir}: it can never become proventic with a server that "
+                          "proves its identity with {schemes}", user=user, group=group,
+                          files=files, keysdir=node.host.keysdir,
+                          schemes=_alternatives([name.upper() for name in names]))
 
     def _listen_stats(self, reactor: Any) -> None:
         """The Prometheus ``/metrics`` endpoint on ``statsaddress`` (a failure to bind is

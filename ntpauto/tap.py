@@ -8,18 +8,24 @@ key 0600, encrypted with the host name as ntp-keygen's default password) and loa
 afterwards (``--no-autokey``: plain and symmetric-key service only).  ``--config FILE``
 reads an ntp.conf-style file instead; ``--port``, ``--interface`` and ``--rcvbuf`` override
 what it says.
-A bad config stops twistd with ``file:line: message``.
+A bad config stops twistd with ``file:line: message``.  A port that cannot be bound (in use,
+or privileged) stops it with one line naming address and port, before anything is written
+(the first run's keys included), daemonised or logged (:func:`check_listen`).
+``--version`` prints ntpauto's version.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.copyright import version as twisted_version
 from twisted.python import usage
 
+from ntpauto import __version__
 from ntpauto.auth.keys import KeyFileError
 from ntpauto.autokey.host import generate_missing_host
 from ntpauto.config import (
@@ -34,7 +40,7 @@ from ntpauto.config import (
 from ntpauto.identity.registry import IdentityOptionsMixin
 from ntpauto.leapfile import LeapFileError
 from ntpauto.pki import keyfiles
-from ntpauto.service import NTPAutokeyService
+from ntpauto.service import NTPAutokeyService, listen_addresses
 
 LOAD_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, keyfiles.KeyFileError,
                                              LeapFileError)
@@ -45,13 +51,40 @@ DEFAULT_KEYSDIR = "ntpkeys"
 """Where the default configuration keeps (and on first run makes) its Autokey keys."""
 
 
+def check_listen(config: Config) -> None:
+    """Try to bind each UDP address ``config`` listens on (and let go at once); the first that
+    cannot be bound stops the program with one line, ``ntpauto: cannot listen on UDP ADDRESS
+    port N: REASON`` (``SystemExit``, status 1; twistd prints it without a traceback).  Port
+    0 (any free port) is not tried."""
+    if config.port == 0:
+        return
+    for address in listen_addresses(config):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((address, config.port))
+            except OSError as exc:
+                raise SystemExit(f"ntpauto: cannot listen on UDP {address} port "
+                                 f"{config.port}: {exc.strerror or exc}") from None
+
+
+def _host_key_missing(folder: Path, name: str) -> bool:
+    try:
+        keyfiles.resolve_link(folder / f"ntpkey_host_{name}")
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def autokey_default(config: Config, keysdir: str | Path, host: str | None = None) -> Config:
     """``config`` with Autokey on: the host key and certificate of ``host`` (default this
-    host name) in ``keysdir``, generated there when the host key is absent.  Existing files
-    are never replaced; the service reads them (a broken set is a load error naming the
-    file)."""
+    host name) in ``keysdir``, generated there when the host key is absent, once
+    :func:`check_listen` found ``config``'s ports free.  Existing files are never replaced;
+    the service reads them (a broken set is a load error naming the file)."""
     folder = Path(keysdir).resolve()  # twistd may change directory later
     name = host or socket.gethostname()
+    if _host_key_missing(folder, name):
+        check_listen(config)  # no keys are made for a daemon that cannot start
     try:
         generate_missing_host(folder, name)
     except (OSError, ValueError) as exc:
@@ -104,16 +137,17 @@ class Options(IdentityOptionsMixin, usage.Options):
                              "service only."],
     ]
 
+    def opt_version(self) -> None:
+        """Show the versions of ntpauto and Twisted and exit."""
+        print(f"ntpauto {__version__} (Twisted {twisted_version}, Python "
+              f"{sys.version.split()[0]})")
+        raise SystemExit(0)
+
     def postOptions(self) -> None:
         """Load the config, apply the overrides and build the service (errors as usage)."""
         try:
             port = _port_number(self["port"]) if self["port"] is not None else None
-            if self["config"]:
-                config = load_config(self["config"])
-            elif self["no-autokey"]:
-                config = default_config()
-            else:
-                config = autokey_default(default_config(), self["keysdir"])
+            config = load_config(self["config"]) if self["config"] else default_config()
             changes: dict[str, Any] = {}
             if port is not None:
                 changes["port"] = port
@@ -123,6 +157,8 @@ class Options(IdentityOptionsMixin, usage.Options):
                 changes["rcvbuf"] = _rcvbuf(self["rcvbuf"])
             if changes:
                 config = attrs.evolve(config, **changes)
+            if not (self["config"] or self["no-autokey"]):
+                config = autokey_default(config, self["keysdir"])
             self.config = config
             self.service = NTPAutokeyService(config)
         except LOAD_ERRORS as exc:
@@ -155,9 +191,12 @@ class Options(IdentityOptionsMixin, usage.Options):
 
 
 def makeService(options: Options) -> NTPAutokeyService:
-    """The service for twistd (built while the options were checked)."""
+    """The service for twistd (built while the options were checked), once its ports were
+    found free (:func:`check_listen`: twistd calls this before it daemonises, writes its pid
+    file or starts logging, so a port in use is one line on the terminal)."""
     service = getattr(options, "service", None)
     if service is None:
         options.postOptions()
         service = options.service
+    check_listen(service.config)
     return service

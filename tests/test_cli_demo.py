@@ -193,3 +193,54 @@ def test_ctrl_c_stops_the_daemons(tmp_path):
     assert process.returncode == 130, output + errors
     assert "interrupted" in errors
     assert_nothing_left(output, tmp_path)
+
+
+class GonePipe:
+    """An output stream whose reader has gone away: every write fails as on a closed pipe."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_closed_output_ends_quietly(tmp_path, monkeypatch, capsys):
+    """Output into a pipe nobody reads: no message, the SIGPIPE exit status, and the
+    clean-up still done (the directory removed)."""
+    from argparse import Namespace
+
+    from ntpauto.cli import BROKEN_PIPE_STATUS
+
+    monkeypatch.setattr(demo.tempfile, "tempdir", str(tmp_path))
+    args = Namespace(ident="tc", timeout=5.0, keep=False, quiet=False)
+    assert demo.run(args, out=GonePipe()) == BROKEN_PIPE_STATUS
+    assert capsys.readouterr().err == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_head_leaving_stops_the_daemons(tmp_path):
+    """``ntpauto demo | head`` with head gone while the dances run: the daemons are stopped
+    and the directory removed, without a message, exit status of SIGPIPE."""
+    from ntpauto.cli import BROKEN_PIPE_STATUS
+
+    process = subprocess.Popen(command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=environment(tmp_path))
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "bob -> alice:" in line:  # the daemons are up and talking
+                break
+        process.stdout.close()
+        errors = process.stderr.read() if process.stderr else ""
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == BROKEN_PIPE_STATUS, errors
+    assert errors == ""
+    assert_nothing_left("".join(lines), tmp_path)

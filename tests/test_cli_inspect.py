@@ -38,8 +38,8 @@ def test_reference_trusted_certificate(vectors):
     assert "scheme:    RSA-MD5 (md5WithRSAEncryption, NID 8)" in out
     assert "key:       RSA 512 bits" in out
     assert "flags:     trusted" in out
-    assert "(365 days left)" in out
-    assert "GQ key:    none" in out
+    assert "(365 days; 365 days left)" in out
+    assert "GQ key" not in out  # only certificates that carry one say so
 
 
 def test_flags_gq_key_and_expiry(vectors):
@@ -49,11 +49,42 @@ def test_flags_gq_key_and_expiry(vectors):
     _s, out, _e = run(str(vectors / "keys/tc-rsa-md5/brenda/ntpkey_cert_brenda"))
     assert "flags:     none" in out and "issuer:    brenda@alice (self-signed)" in out
     _s, out, _e = run(str(vectors / "keys/gq/alice/ntpkey_cert_alice"))
-    assert "GQ key:    present (255 bits)" in out
+    assert "GQ key:    255 bits" in out
     _s, out, _e = run(str(vectors / "keys/tc-dsa-sha1/alice/ntpkey_cert_alice"), now=LATER)
     assert "scheme:    DSA-SHA1 (dsaWithSHA1, NID 113)" in out
     assert "key:       DSA 512 bits (q 160 bits)" in out
-    assert "EXPIRED" in out
+    assert "(365 days; EXPIRED 34 days ago)" in out
+
+
+def test_lifetime_in_whole_days_as_keygen_counts_them(tmp_path):
+    """``keygen -l 30``, inspected a second and then 29.5 days later: a 30-day lifetime with
+    30 and then 1 day left (a day begun counts), and "EXPIRED today" just after the end."""
+    parser = argparse.ArgumentParser()
+    keygen.register(parser.add_subparsers())
+    args = parser.parse_args(["keygen", "--keysdir", str(tmp_path), "-s", "ann", "-p", "pw",
+                              "-T", "-m", "1024", "-l", "30"])
+    assert args.func(args, clock=lambda: NOW, stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    cert = str(tmp_path / "ntpkey_cert_ann")
+    assert "(30 days; 30 days left)" in run(cert, now=NOW + 1)[1]
+    assert "(30 days; 1 day left)" in run(cert, now=NOW + 29.5 * 86400)[1]
+    assert "(30 days; EXPIRED today)" in run(cert, now=NOW + 30 * 86400 + 60)[1]
+
+
+def test_reference_iff_and_mv_client_files_are_flagged_unusable(vectors):
+    """IFF and MV client files in the reference's PKCS#8 lost their public value: inspect
+    says they cannot work and what makes one that does; traditional files are not flagged."""
+    status, out, _err = run(str(vectors / "keys/iff/brenda/ntpkey_iffpar_alice"))
+    assert status == 0
+    unusable = [line for line in out.splitlines() if line.startswith("  UNUSABLE: ")]
+    assert len(unusable) == 1
+    assert "lost the public value" in unusable[0]
+    assert "'ntpauto keygen -e' on the trusted host" in unusable[0]
+    assert "works with both ntpd and ntpauto" in unusable[0]
+    _status, out, _err = run(str(vectors / "keys/mv/brenda/ntpkey_mvpar_alice"))
+    assert "UNUSABLE:" in out and "'ntpauto keygen -V N'" in out
+    for good in ("iff-trad/brenda/ntpkey_iffpar_alice", "mv-trad/brenda/ntpkey_mvpar_alice",
+                 "gq/brenda/ntpkey_gqpar_alice", "iff/alice/ntpkey_cert_alice"):
+        assert "UNUSABLE" not in run(str(vectors / "keys" / good))[1], good
 
 
 def test_encrypted_key_with_and_without_password(vectors):

@@ -147,6 +147,46 @@ def test_modulus_limits(tmp_path):
     assert status == 1 and "DSA modulus" in err
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-H", "-m", "256"], "-m 256: RSA modulus out of range"),
+    (["-S", "DSA", "-m", "1536"], "-m 1536: DSA modulus must be one of"),
+    (["-c", "RSA-NOPE"], "RSA-NOPE"),
+    (["-S", "DSA", "-m", "1024", "-c", "RSA-SHA1"], "needs a RSA sign key"),
+    (["-c", "DSA-SHA1"], "needs a DSA sign key"),
+    (["-G", "-b", "100"], "-b 100: GQ modulus out of range"),
+    (["-I", "-b", "9000"], "-b 9000: IFF modulus out of range"),
+    (["-V", "1", "-b", "256"], "-V 1: MV needs at least 2 client keys"),
+    (["-V", "40", "-b", "256"], "-V 40: too many MV clients"),
+    (["-T", "-P"], "exclude each other"),
+    (["-l", "0"], "-l must be at least 1 day"),
+    (["-I", "-G"], "exclude each other"),
+])
+def test_options_are_checked_before_any_progress(tmp_path, argv, message):
+    """A bad option stops the run with its one line before anything is shown or written
+    (no host key made first, no keys directory created)."""
+    keysdir = tmp_path / "keys"
+    status, out, err = run(keysdir, "-s", "alice", "-p", "pw", "-m", "1024", *argv)
+    assert status == 1 and out == ""
+    assert err.startswith("ntpauto keygen: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not keysdir.exists()
+
+
+def test_gq_keys_above_the_reference_limit_say_so(tmp_path):
+    """-G at more than 1016 bits (the default is 2048) says, in one line, that reference
+    clients reject such keys and which option makes keys they accept; -b 1016 does not."""
+    status, _out, err = run(tmp_path / "big", "-T", "-G", "-b", "1024", "-m", "1024",
+                            "-s", "alice", "-p", "pw")
+    assert status == 0
+    notes = [line for line in err.splitlines() if "1016" in line]
+    assert notes == ["note: reference (ntpd 4.2.8) clients misread GQ keys above 1016 bits "
+                     "and reject this host's identity; for groups with such clients make the "
+                     "keys with -G -b 1016"]
+    status, _out, err = run(tmp_path / "small", "-T", "-G", "-b", "1016", "-m", "1024",
+                            "-s", "alice", "-p", "pw")
+    assert status == 0 and "note:" not in err
+
+
 def test_symmetric_keys_file(tmp_path):
     """-M writes ntpkey_MD5key_<group>.<fs> (0600) linked as ntp.keys: 10 MD5 keys of 20
     printable characters and 10 SHA1 keys of 40 hex digits, readable by ntpauto.auth.keys."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -102,10 +103,10 @@ def test_good_reply(serve, capsys) -> None:
     assert len(request) == 48
 
 
-def test_version_option(serve, capsys) -> None:
-    """``--version 3`` sends an NTPv3 request."""
+def test_ntp_version_option(serve, capsys) -> None:
+    """``--ntp-version 3`` sends an NTPv3 request (``--version`` is ntpauto's own)."""
     server = serve(lambda request: [answer(request)])
-    status, _, _ = run(capsys, "127.0.0.1", "--port", str(server.port), "--version", "3")
+    status, _, _ = run(capsys, "127.0.0.1", "--port", str(server.port), "--ntp-version", "3")
     assert status == 0
     assert parse(server.received[0]).header.version == 3
 
@@ -145,7 +146,27 @@ def test_timeout(serve, capsys) -> None:
     status, out, err = run(capsys, "127.0.0.1", "--port", str(server.port), "--timeout", "0.3")
     assert status == 1
     assert out == ""
-    assert err.startswith("ntpauto query: no answer from 127.0.0.1") and err.count("\n") == 1
+    assert err.startswith(f"ntpauto query: 127.0.0.1 port {server.port}: no answer within "
+                          "0.3 s") and err.count("\n") == 1
+
+
+def closed_port() -> int:
+    """A UDP port on 127.0.0.1 that was just free (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_closed_port_is_reported_at_once(capsys) -> None:
+    """Nothing listening: the ICMP port unreachable ends the wait at once (well before the
+    timeout), with one line saying so."""
+    port = closed_port()
+    started = time.monotonic()
+    status, out, err = run(capsys, "127.0.0.1", "--port", str(port), "--timeout", "5")
+    assert time.monotonic() - started < 1.0
+    assert status == 1 and out == ""
+    assert err == (f"ntpauto query: 127.0.0.1 port {port}: port unreachable (nothing listens "
+                   "on that port)\n")
 
 
 def test_unresolvable_host(capsys) -> None:

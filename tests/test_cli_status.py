@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import threading
+import time
 
 import pytest
 
@@ -162,6 +163,16 @@ def test_status_over_udp(daemon):
     assert document["counters"]["control"] == daemon.engine.counters["control"] - 3
 
 
+def test_status_into_a_closed_pipe_ends_quietly(daemon):
+    """``ntpauto status | head -1`` once head has gone: no traceback, no message."""
+    from ntpauto.cli import BROKEN_PIPE_STATUS
+    from tests.test_cli_main import closed_pipe_run
+
+    result = closed_pipe_run("status", "--port", str(daemon.port), "--timeout", "5")
+    assert result.stderr == ""
+    assert result.returncode == BROKEN_PIPE_STATUS
+
+
 def test_parser_defaults():
     parser = argparse.ArgumentParser()
     status_cli.register(parser.add_subparsers())
@@ -178,6 +189,53 @@ def test_missing_daemon_is_a_one_line_error(capsys):
         assert status_cli.run(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"127.0.0.1 port {port}: no answer" in err
+
+
+def test_status_and_query_word_failures_alike(capsys):
+    """A silent port and a closed one: ``status`` and ``query`` print the same line after
+    their names; the closed port is reported at once (ICMP port unreachable)."""
+    from ntpauto.cli import main
+
+    def both(port: int) -> tuple[str, str]:
+        assert main(["status", "--port", str(port), "--timeout", "0.2"]) == 1
+        status_err = capsys.readouterr().err
+        assert main(["query", "127.0.0.1", "--port", str(port), "--timeout", "0.2"]) == 1
+        query_err = capsys.readouterr().err
+        assert status_err.startswith("ntpauto status: ")
+        assert query_err.startswith("ntpauto query: ")
+        return status_err.removeprefix("ntpauto status: "), \
+            query_err.removeprefix("ntpauto query: ")
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        silent = both(port)
+    assert silent[0] == silent[1] == (f"127.0.0.1 port {port}: no answer within 0.2 s (no "
+                                      "server there, or it ignores this address)\n")
+    started = time.monotonic()
+    closed = both(port)
+    assert time.monotonic() - started < 0.2  # neither waited for its timeout
+    assert closed[0] == closed[1] == (f"127.0.0.1 port {port}: port unreachable (nothing "
+                                      "listens on that port)\n")
+
+
+def test_json_numbers_keep_the_precision_mode6_gave():
+    """Milliseconds from mode 6 become seconds with no binary noise: 0.000954 ms is
+    9.54e-07 s, not 9.539999999999999e-07."""
+    raw = {"system": [("sys_jitter", "0.000954"), ("rootdisp", "5.057"), ("offset", "-1.5")],
+           "counters": [], "associations": [
+               {"associd": 1, "status": 0x9614, "variables": [
+                   ("srcadr", "127.0.0.1"), ("offset", "0.123"), ("jitter", "0.001"),
+                   ("delay", "12.345678")]}]}
+    text = json.dumps(status_cli.document(raw))
+    document = json.loads(text)
+    assert document["system"]["jitter"] == 9.54e-07 and "9.539999" not in text
+    assert document["system"]["root_dispersion"] == 0.005057
+    assert document["system"]["offset"] == -0.0015
+    association = document["associations"][0]
+    assert (association["offset"], association["jitter"], association["delay"]) == \
+        (0.000123, 1e-06, 0.012345678)
+    assert "000000000" not in text and "99999999" not in text
 
 
 def test_refused_query_is_a_one_line_error(capsys):

@@ -325,9 +325,6 @@ def test_ipv6_and_another_port(tmp_path: Path, capsys: pytest.CaptureFixture[str
 # Bad files and output forms ----------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [
-    lambda data: data[:-7],                   # last record cut short
-    lambda data: data[:24 + 16 + 10],         # inside the first packet
-    lambda data: data[:30],                   # inside the first record header
     lambda data: data[:10],                   # inside the file header
     lambda data: b"",                         # empty
     lambda data: b"this is not a capture\n" * 20,
@@ -342,6 +339,44 @@ def test_bad_files_give_one_line_and_status_2(vectors: Path, tmp_path: Path,
     assert rc == 2 and out == ""
     assert err.startswith(f"ntpauto trace: {bad}: not a pcap or pcapng file")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("name", "cut", "packets"), [
+    ("sym.pcap", lambda data: data[:-7], 17),               # last record cut short
+    ("sym.pcap", lambda data: data[:24 + 16 + 10], 0),      # inside the first packet
+    ("sym.pcap", lambda data: data[:30], 0),                # inside the first record header
+    ("sym.pcapng", lambda data: data[:-7], 17),             # last block cut short
+])
+def test_truncated_capture_reports_what_it_read_then_the_cut(
+        vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+        cut: Any, packets: int) -> None:
+    """A capture cut short: the complete records are checked and listed as usual, then one
+    line on stderr says where it was cut; exit status 2 (``truncated`` in the JSON)."""
+    source = vectors / "pcap" / "sym.pcap"
+    if name.endswith("pcapng"):
+        source = tmp_path / name
+        with PcapReader(str(vectors / "pcap" / "sym.pcap")) as reader, \
+                PcapNgWriter(str(source)) as writer:
+            for packet in reader:
+                writer.write(packet)
+    cut_file = tmp_path / f"cut-{name}"
+    cut_file.write_bytes(cut(source.read_bytes()))
+    rc, out, err = trace(capsys, cut_file)
+    assert rc == 2
+    assert f"{_plural_packets(packets)} on port 123" in out
+    assert out.splitlines()[-1] == "result: clean"
+    assert len(re.findall(r"^ +\d+ \d\d:\d\d:", out, re.MULTILINE)) == packets
+    unit = "block" if name.endswith("pcapng") else "packet"
+    assert re.fullmatch(rf"ntpauto trace: {re.escape(str(cut_file))}: truncated after \d+ "
+                        rf"{unit}s?; the last record is cut short, the ones before it were "
+                        r"checked\n", err), err
+    rc, report = traced_json(capsys, cut_file)
+    assert rc == 2 and len(report["packets"]) == packets
+    assert report["truncated"].startswith("truncated after ")
+
+
+def _plural_packets(count: int) -> str:
+    return f"{count} NTP packet{'' if count == 1 else 's'}"
 
 
 def test_missing_file_and_bad_key_file(vectors: Path, tmp_path: Path,

@@ -16,7 +16,7 @@ from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from ntpauto.cli.query import make_request, query
@@ -26,6 +26,7 @@ from ntpauto.service import NTPAutokeyService
 from ntpauto.wire.packet import MODE_SERVER, parse
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+VECTORS = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 
 
 class FakeUDPPort:
@@ -195,6 +196,45 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(len(warned), 1)
         self.assertEqual(warned[0]["log_level"].name, "warn")
         service.stopService()
+
+    def test_identity_group_problems_are_warned_at_start(self) -> None:
+        """An ``ident`` group with no client file is one warning naming the association,
+        the files looked for and the consequence; a reference (PKCS#8) IFF client file is
+        one warning at load naming the file and the remedy; a usable group, none."""
+        keysdir = self.temp_file("keys")
+        shutil.copytree(VECTORS / "keys" / "iff" / "brenda", keysdir)
+        trad = VECTORS / "keys" / "iff-trad" / "brenda" / "ntpkey_iffpar_alice.4004436521"
+        shutil.copy(trad, keysdir / "ntpkey_iffpar_good")
+        (keysdir / "ntpkey_iffpar_broken").write_text("not a key\n")
+        path = self.temp_file("ntp.conf")
+        path.write_text(f"keysdir {keysdir}\ncrypto host brenda pw brendapw\n"
+                        "server 127.0.0.1 port 9 autokey ident nosuch\n"
+                        "server 127.0.0.2 port 9 autokey ident alice\n"
+                        "server 127.0.0.3 port 9 autokey ident good\nident nosuch2\n"
+                        "server 127.0.0.4 port 9 autokey ident broken\n")
+        service = NTPAutokeyService.from_file(path, reactor=self.reactor, clock=self.clock)
+        with capturedLogs() as events:
+            service.startService()
+        service.stopService()
+        warnings = [formatEvent(e) for e in events if e["log_level"].name == "warn"]
+        self.assertEqual(len(warnings), 5, warnings)
+        missing, lost, broken, broken_group, missing_global = warnings
+        self.assertEqual(missing, (
+            f"{path}:3: server 127.0.0.1 port 9 autokey: ident nosuch: no usable identity "
+            "client file (ntpkey_gqpar_nosuch, ntpkey_iffpar_nosuch, ntpkey_mvpar_nosuch) in "
+            f"{keysdir}: it can never become proventic with a server that proves its "
+            "identity with GQ, IFF or MV"))
+        self.assertTrue(lost.startswith(f"{keysdir / 'ntpkey_iffpar_alice'}: IFF client "
+                                        "parameters in PKCS#8"), lost)
+        self.assertIn("'ntpauto keygen -e' on the trusted host", lost)
+        self.assertEqual(broken, f"identity group broken: {keysdir / 'ntpkey_iffpar_broken'}: "
+                                 "no filestamp: the first line must be "
+                                 "'# ntpkey_<type>_<owner>.<filestamp>'")
+        self.assertTrue(broken_group.startswith(f"{path}:7: server 127.0.0.4 port 9 autokey: "
+                                                "ident broken: no usable"), broken_group)
+        self.assertTrue(missing_global.startswith("ident (associations the network "
+                                                  "mobilises): ident nosuch2: "),
+                        missing_global)
 
     def test_from_file(self) -> None:
         """``from_file`` loads the config it names and passes the keywords on."""

@@ -7,7 +7,8 @@ import re
 import socket
 import subprocess
 import sys
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -16,11 +17,11 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from ntpauto import tap
+from ntpauto import __version__, tap
 from ntpauto.cli import main as cli_main
-from ntpauto.cli.query import QueryError, query
+from ntpauto.cli.query import query
 from ntpauto.config import CryptoConfig, ListenConfig, default_config
-from ntpauto.service import NTPAutokeyService
+from ntpauto.service import NTPAutokeyService, listen_addresses
 
 REPO = Path(__file__).resolve().parents[1]
 TWISTD = [sys.executable, "-c",
@@ -59,10 +60,23 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def test_defaults(tmp_path: Path) -> None:
+@pytest.fixture
+def probes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """The (first listen address, port) of every :func:`tap.check_listen` call, which is
+    not carried out: tests of the default port must not depend on 12300 being free here (a
+    quick-start daemon may be running)."""
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(tap, "check_listen",
+                        lambda config: calls.append((listen_addresses(config)[0], config.port)))
+    return calls
+
+
+def test_defaults(tmp_path: Path, probes: list[tuple[str, int]]) -> None:
     """No options: the default stratum-1 configuration on 127.0.0.1:12300, with Autokey
-    keys generated into ./ntpkeys on first run (the key 0600) and loaded afterwards."""
+    keys generated into ./ntpkeys on first run (the key 0600, after the port was found
+    free) and loaded afterwards."""
     options = parse()
+    assert probes == [("127.0.0.1", 12300)]
     host = socket.gethostname()
     keys = tmp_path / "ntpkeys"
     assert options.config == attrs.evolve(default_config(), keysdir=str(keys),
@@ -75,13 +89,15 @@ def test_defaults(tmp_path: Path) -> None:
     assert service.config.port == 12300
     assert service.engine.autokey is not None and service.engine.autokey.host.name == host
     certificate = (keys / f"ntpkey_cert_{host}").resolve().read_bytes()
-    again = parse()  # second run: the same keys, nothing generated
+    assert probes == [("127.0.0.1", 12300)] * 2  # makeService tries the port again
+    again = parse()  # second run: the same keys, nothing generated, no probe
     assert again.config == options.config
     assert (keys / f"ntpkey_cert_{host}").resolve().read_bytes() == certificate
+    assert len(probes) == 2
     assert len(list(keys.iterdir())) == 4  # host key and certificate, each with its link
 
 
-def test_keysdir_and_no_autokey(tmp_path: Path) -> None:
+def test_keysdir_and_no_autokey(tmp_path: Path, probes: list[tuple[str, int]]) -> None:
     """``--keysdir`` moves the generated keys; ``--no-autokey`` makes none."""
     options = parse("--keysdir", str(tmp_path / "elsewhere"))
     assert options.config.keysdir == str(tmp_path / "elsewhere")
@@ -171,6 +187,57 @@ def test_bad_port(port: str) -> None:
         parse("--port", port)
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twistd ntpautokey --version``: ntpauto's version (and Twisted's), exit 0."""
+    with pytest.raises(SystemExit) as exited:
+        parse("--version")
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(f"ntpauto {__version__} (Twisted ")
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A UDP port on 127.0.0.1 that this test holds bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def test_port_in_use_on_first_run_makes_no_keys(tmp_path: Path, busy_port: int) -> None:
+    """The first run with its port taken: one line naming address and port, and no key
+    files made for a daemon that cannot start."""
+    with pytest.raises(SystemExit) as exited:
+        parse("--port", str(busy_port))
+    assert exited.value.code == (f"ntpauto: cannot listen on UDP 127.0.0.1 port {busy_port}: "
+                                 "Address already in use")
+    assert not (tmp_path / "ntpkeys").exists()
+
+
+def test_make_service_stops_on_a_port_in_use(busy_port: int) -> None:
+    """Existing keys or none, ``makeService`` (which twistd calls before it daemonises,
+    writes its pid file or logs) tries the ports first: one line, exit status 1."""
+    options = parse("--no-autokey", "--interface", "127.0.0.1", "--port", str(busy_port))
+    with pytest.raises(SystemExit) as exited:
+        tap.makeService(options)
+    assert exited.value.code == (f"ntpauto: cannot listen on UDP 127.0.0.1 port {busy_port}: "
+                                 "Address already in use")
+    assert tap.makeService(parse("--no-autokey", "--port", "0")) is not None
+
+
+def test_twistd_port_in_use(tmp_path: Path, busy_port: int) -> None:
+    """A real ``twistd -n ntpautokey`` on a port this test holds: exit status 1, one line on
+    stderr, no traceback, no key file, no pid file."""
+    result = subprocess.run(
+        [*TWISTD, "-n", "--pidfile", str(tmp_path / "twistd.pid"), "ntpautokey", "--port",
+         str(busy_port)],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"ntpauto: cannot listen on UDP 127.0.0.1 port {busy_port}: "
+                             "Address already in use\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_plugin_is_discoverable() -> None:
     """twistd finds the ``ntpautokey`` service maker, and it points at this module."""
     makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
@@ -187,15 +254,22 @@ def test_plugin_directory_has_no_init() -> None:
     assert not (REPO / "twisted" / "plugins" / "__init__.py").exists()
 
 
-def _retry_query(port: int, process: subprocess.Popen, deadline: float) -> dict:
-    """Query until the daemon answers (it needs a moment to start), bounded by deadline."""
-    while True:
-        assert process.poll() is None, process.communicate()[0]
-        try:
-            return query("127.0.0.1", port, timeout=0.5)
-        except QueryError:
-            if time.monotonic() > deadline:
-                raise
+def _wait_listening(process: subprocess.Popen, port: int) -> list[str]:
+    """The daemon's output up to the line saying it listens on ``port`` (not a loop of
+    queries: each would take an ephemeral port, which might be the daemon's own); a daemon
+    silent for 30 s is killed."""
+    lines: list[str] = []
+    assert process.stdout is not None
+    watchdog = threading.Timer(30, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if f"NTP listening on UDP 127.0.0.1:{port}" in line:
+                return lines
+    finally:
+        watchdog.cancel()
+    raise AssertionError("".join(lines))
 
 
 @pytest.mark.slow
@@ -209,7 +283,8 @@ def test_twistd_serves_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
-        result = _retry_query(port, process, time.monotonic() + 20)
+        started = _wait_listening(process, port)
+        result = query("127.0.0.1", port, timeout=5)
         assert result["stratum"] == 1
         assert abs(result["offset"]) < 0.05
         capsys.readouterr()
@@ -218,8 +293,8 @@ def test_twistd_serves_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert "stratum     1" in printed and "refid       LOCL" in printed
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=20)
-    assert f"NTP listening on UDP 127.0.0.1:{port}" in output
+        rest, _ = process.communicate(timeout=20)
+    output = "".join(started) + rest
     assert ntpauto_frames(output) == [], output
 
 
@@ -276,3 +351,24 @@ def test_help_ident_lists_every_scheme(capsys):
     text = options.identOutput.getvalue()
     for name in ("tc", "pc", "iff", "gq", "mv"):
         assert f"  {name}" in text
+
+
+def test_help_is_plain_and_wrapped() -> None:
+    """``twistd ntpautokey --help`` and ``--help-ident-scheme``: no markup, no line wider
+    than a terminal, and no ":(no arguments)" for schemes that take none."""
+    text = str(tap.Options())
+    assert "``" not in text and "--version" in text and "ntpauto" in text
+    for scheme in ("tc", "iff"):
+        options = tap.Options()
+        options.identOutput = __import__("io").StringIO()
+        with pytest.raises(SystemExit):
+            options.parseOptions(["--help-ident-scheme", scheme])
+        shown = options.identOutput.getvalue()
+        assert max(len(line) for line in shown.splitlines()) <= 80, shown
+        assert "(no arguments)" not in shown
+    assert shown.startswith("Usage: --ident iff:KEYSDIR:GROUP[:PASSWORD]\n")
+    options = tap.Options()
+    options.identOutput = __import__("io").StringIO()
+    with pytest.raises(SystemExit):
+        options.parseOptions(["--help-ident-scheme", "tc"])
+    assert options.identOutput.getvalue().startswith("Usage: --ident tc\n")

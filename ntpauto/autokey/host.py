@@ -274,8 +274,13 @@ class HostCredentials:
                 scheme = scheme_class.from_files(client_parameters=path)
             else:
                 scheme = factory.from_keysdir(self.keysdir, group)
-        except (KeyFileError, ValueError):
+        except (KeyFileError, ValueError) as exc:
+            error = str(exc) if isinstance(exc, KeyFileError) else f"{path}: {exc}"
+            log.warn("identity group {group}: {error}", group=group, error=error)
             return None
+        if getattr(getattr(scheme, "client", None), "public_value_recomputed", False):
+            log.warn("{path}: {problem}", path=path,
+                     problem=keyfiles.lost_public_value(kind))
         return scheme if getattr(scheme, "can_challenge", False) else None
 
     # -- signing ---------------------------------------------------------------------------

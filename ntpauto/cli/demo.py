@@ -108,6 +108,11 @@ _BY_NAME = {host.name: host for host in HOSTS}
 _BY_ADDRESS = {host.address: host for host in HOSTS}
 
 
+DESCRIPTION = ("Build a three-host Autokey group (alice, bob, carol) on loopback in a "
+               "temporary directory, run a real daemon for each, and watch their Autokey "
+               "exchanges complete. Nothing outside the temporary directory is touched.")
+
+
 class DemoError(Exception):
     """The demo cannot go on; ``str()`` says why."""
 
@@ -116,7 +121,7 @@ def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand to the ``ntpauto`` parser."""
     parser = subparsers.add_parser(
         "demo", help="run a three-host Autokey group on loopback and watch the dances",
-        description=__doc__.splitlines()[0])
+        description=DESCRIPTION)
     parser.add_argument("--ident", choices=SCHEMES, default="iff", type=str.lower,
                         help="identity scheme of the group (default iff)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -559,24 +564,35 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     except KeyboardInterrupt:
         print("ntpauto demo: interrupted", file=err)
         status = 130
+    except BrokenPipeError:  # the reader of our output left (| head): stop, quietly
+        from ntpauto.cli import BROKEN_PIPE_STATUS
+
+        status = BROKEN_PIPE_STATUS
     except (DemoError, OSError) as exc:
         print(f"ntpauto demo: {exc}", file=err)
         status = 1
     finally:
         with _no_interrupts():
             if daemons:
-                if talk:
-                    talk.write("\nstopping the daemons\n")
+                _tell(talk, "\nstopping the daemons\n")
                 stop_daemons(daemons)
             if args.keep:
-                out.write(f"kept {root} (per host: ntp.conf, keys, twistd.out; at the top: "
-                          "the daemons' logs)\n")
+                _tell(out, f"kept {root} (per host: ntp.conf, keys, twistd.out; at the top: "
+                           "the daemons' logs)\n")
             else:
                 shutil.rmtree(root, ignore_errors=True)
-                if talk:
-                    talk.write(f"removed {root}\n")
-            out.flush()
+                _tell(talk, f"removed {root}\n")
     return status
+
+
+def _tell(stream: TextIO | None, text: str) -> None:
+    """Write ``text`` to ``stream`` while cleaning up: a reader that has gone away (a
+    closed pipe) must not keep the daemons from being stopped."""
+    if stream is None:
+        return
+    with contextlib.suppress(BrokenPipeError):
+        stream.write(text)
+        stream.flush()
 
 
 def _demo(root: Path, scheme: str, timeout: float, started: float, daemons: list[Daemon],

@@ -4,7 +4,9 @@ printing a secret.
 For each file: its type and role, owner, filestamp (with its UTC date), whether it is
 encrypted and in which PEM layout, key types and sizes; for certificates the subject and
 issuer (host and group from the CN), scheme and NID, trust/private flags, validity with the
-days left and whether a GQ key is present; for identity files the sizes of their parameters;
+lifetime and the days left (in whole days, as ntp-keygen's ``-l`` counts them) and the GQ key
+when there is one; for identity files the sizes of their parameters (and, for IFF and MV
+client files in PKCS#8, that they are unusable and what to do instead);
 for symmetric keys files the number and types of keys.  Encrypted keys need ``-p``; without it
 the rest is still shown.  A file that cannot be read gives one line ``FILE: problem`` on
 stderr and exit status 1.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import sys
 import time
@@ -32,6 +35,11 @@ from ntpauto.pki.profiles import SIGNATURE_ALGORITHMS
 from ntpauto.wire.timestamps import ntp_to_unix
 
 __all__ = ["describe", "describe_certificate", "register", "run"]
+
+DESCRIPTION = ("Say what ntp-keygen and ntpauto key files (ntpkey_*, ntp.keys) hold: type, "
+               "owner, filestamp, format, key sizes, and for certificates the subject, "
+               "issuer, signature scheme, flags and validity. Secrets are never printed; "
+               "encrypted keys are opened only with --password.")
 
 _ROLES = {
     "host": "RSA host key",
@@ -51,11 +59,11 @@ _ROLES = {
 def register(subparsers: Any) -> None:
     """Add the ``inspect`` subcommand to the ``ntpauto`` parser."""
     parser = subparsers.add_parser(
-        "inspect", help="show what ntpkey_* key files hold",
-        description=__doc__.splitlines()[0])
+        "inspect", help="show what ntpkey_* key files hold", description=DESCRIPTION)
     parser.add_argument("files", nargs="+", metavar="FILE", help="ntpkey_* files or links")
     parser.add_argument("--password", "-p", metavar="PW",
-                        help="password of encrypted keys (otherwise they are not opened)")
+                        help="password of encrypted keys (without it they are not opened, "
+                             "and the rest of the file is still shown)")
     parser.set_defaults(func=run)
 
 
@@ -100,30 +108,42 @@ def describe_certificate(info: CertInfo, now: float | None = None) -> list[str]:
     scheme_text = (f"{scheme[1]} ({scheme[2]}, NID {scheme[0]})" if scheme
                    else f"unknown ({info.signature_oid})")
     flags = [name for name, on in (("trusted", info.trusted), ("private", info.private)) if on]
-    left = (info.not_after - current).total_seconds() / 86400
-    if current > info.not_after:
-        state = f"EXPIRED {int(-left)} days ago"
-    elif current < info.not_before:
-        state = "not yet valid"
-    else:
-        state = f"{int(left)} days left"
     group = f", group {info.group}" if info.group else ""
     issuer = " (self-signed)" if info.self_signed else ""
-    gq = "none"
-    if info.gq_key is not None:
-        gq = f"present ({(info.gq_key_correct or info.gq_key).bit_length()} bits)"
-        if info.gq_key != info.gq_key_correct:
-            gq += ", misread by the reference (key longer than 127 octets)"
-    return [
+    lines = [
         f"  subject:   {info.subject} (host {info.host}{group})",
         f"  issuer:    {info.issuer}{issuer}",
         f"  serial:    {info.serial}",
         f"  scheme:    {scheme_text}",
         f"  key:       {_key_text(info.public_key)}",
         f"  flags:     {', '.join(flags) or 'none'}",
-        f"  valid:     {_utc(info.not_before)} .. {_utc(info.not_after)} ({state})",
-        f"  GQ key:    {gq}",
+        f"  valid:     {_utc(info.not_before)} .. {_utc(info.not_after)} "
+        f"({_validity(info, current)})",
     ]
+    if info.gq_key is not None:
+        gq = f"{(info.gq_key_correct or info.gq_key).bit_length()} bits"
+        if info.gq_key != info.gq_key_correct:
+            gq += ", misread by the reference (key longer than 127 octets)"
+        lines.append(f"  GQ key:    {gq}")
+    return lines
+
+
+def _days(count: int) -> str:
+    return f"{count} day{'' if count == 1 else 's'}"
+
+
+def _validity(info: CertInfo, current: datetime.datetime) -> str:
+    """The lifetime in days as ntp-keygen's ``-l`` counts them (whole days of 86400 s from
+    notBefore to notAfter), then how many days are left: a day begun counts, so a
+    certificate made with ``-l 365`` has 365 days left on the day it was made."""
+    lifetime = _days(int((info.not_after - info.not_before).total_seconds() // 86400))
+    if current > info.not_after:
+        ago = int((current - info.not_after).total_seconds() // 86400)
+        return f"{lifetime}; EXPIRED {_days(ago) + ' ago' if ago else 'today'}"
+    if current < info.not_before:
+        return f"{lifetime}; not yet valid"
+    left = math.ceil((info.not_after - current).total_seconds() / 86400)
+    return f"{lifetime}; {_days(left)} left"
 
 
 def _layout(kf: KeyFile) -> str:
@@ -142,6 +162,7 @@ def describe(path: str, password: str | None = None, now: float | None = None) -
     kf = keyfiles.read_key_file(path, password, require_filestamp=False, allow_locked=True)
     role = _ROLES.get(kf.kind or "", kf.kind or "unknown")
     lines = [f"{path}:"]
+    unusable = keyfiles.lost_public_value(kf.kind, kf.traditional)
     if str(kf.path) != str(path):
         lines.append(f"  file:      {kf.path.name}")
     lines += [
@@ -163,6 +184,8 @@ def describe(path: str, password: str | None = None, now: float | None = None) -
     for cert in kf.certificates:
         info = parse_certificate(cert.public_bytes(serialization.Encoding.DER))
         lines += describe_certificate(info, now)
+    if unusable is not None:
+        lines.append(f"  UNUSABLE:  {unusable}")
     if kf.symmetric_keys:
         counts: dict[str, int] = {}
         for _keyid, algorithm in kf.symmetric_keys:

@@ -77,6 +77,11 @@ MD5_SIZE = 20
 _MD5_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
 
 
+DESCRIPTION = ("Make Autokey host and sign keys, certificates, identity keys (IFF, GQ, MV) "
+               "and symmetric keys, with ntp-keygen's option letters and file names. "
+               "Progress goes to standard error; -e and -q write to standard output.")
+
+
 class KeygenError(Exception):
     """A keygen run failed; ``str()`` is the one-line message for the user."""
 
@@ -106,7 +111,7 @@ def register(subparsers: Any) -> None:
     """Add the ``keygen`` subcommand to the ``ntpauto`` parser."""
     parser = subparsers.add_parser(
         "keygen", help="make Autokey keys and certificates (ntp-keygen options)",
-        description=__doc__.splitlines()[0])
+        description=DESCRIPTION)
     parser.add_argument("-H", dest="host_key", action="store_true",
                         help="generate a new RSA host key")
     parser.add_argument("-S", dest="sign_key", type=str.upper, choices=("RSA", "DSA"),
@@ -181,15 +186,58 @@ def make_symmetric_keys() -> str:
     return "".join(lines)
 
 
+def _check_modulus(key_type: str, bits: int) -> None:
+    """KeygenError unless we make ``key_type`` keys of ``bits`` bits (``-m``)."""
+    if key_type == "RSA" and bits not in RSA_BITS:
+        raise KeygenError(f"-m {bits}: RSA modulus out of range (512 to 16384 bits)")
+    if key_type == "DSA" and bits not in DSA_BITS:
+        raise KeygenError(f"-m {bits}: DSA modulus must be one of "
+                          f"{', '.join(map(str, DSA_BITS))} bits")
+
+
+def _check_generate(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """Check the options of a generating run that need no file; the identity keys asked
+    for, as (option letter, value) pairs."""
+    if args.trusted and args.private:
+        raise KeygenError("-T and -P exclude each other")
+    if args.days <= 0:
+        raise KeygenError("-l must be at least 1 day")
+    identity = [(letter, value) for letter, value in
+                (("I", args.iff or None), ("G", args.gq or None), ("V", args.mv))
+                if value is not None]
+    if len(identity) > 1:
+        raise KeygenError("-I, -G and -V exclude each other")
+    for letter, value in identity:
+        _check_identity(letter, value, args.identity_modulus)
+    return identity
+
+
+def _check_identity(letter: str, value: Any, bits: int | None) -> None:
+    """KeygenError unless the identity scheme of ``letter`` makes keys of ``bits`` (``-b``;
+    None: its default) for ``value`` (the -V client count)."""
+    from ntpauto.identity import gq, iff, mv
+
+    module: Any = {"I": iff, "G": gq, "V": mv}[letter]
+    size = bits or module.DEFAULT_BITS
+    smallest = 1 if letter == "I" else module.MIN_BITS  # IFF raises smaller sizes to 512
+    if not smallest <= size <= module.MAX_BITS:
+        raise KeygenError(f"-b {size}: {_IDENTITY_NAMES[letter]} modulus out of range "
+                          f"({module.MIN_BITS} to {module.MAX_BITS} bits)")
+    if letter == "V":
+        if value < 2:
+            raise KeygenError(f"-V {value}: MV needs at least 2 client keys (the last one "
+                              "is kept revoked)")
+        if size // value < mv.MIN_PRIME_BITS:
+            raise KeygenError(f"-V {value}: too many MV clients for -b {size} (each needs "
+                              f"{mv.MIN_PRIME_BITS} bits of the modulus)")
+
+
 def _generate(key_type: str, bits: int) -> Any:
+    _check_modulus(key_type, bits)
     if key_type == "RSA":
-        if bits not in RSA_BITS:
-            raise KeygenError(f"RSA modulus {bits} bits out of range (512 to 16384)")
         if bits < 1024:
             return _small_rsa_key(bits)
         return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    if bits not in DSA_BITS:
-        raise KeygenError(f"DSA modulus must be one of {', '.join(map(str, DSA_BITS))} bits")
     # Keep q in its upper quarter so that full-length signatures, which the reference
     # insists on, come at least one draw in nine (pki.profiles.dsa_signing_odds).
     while True:
@@ -329,21 +377,26 @@ class _Run:
         return 0
 
     def generate(self) -> int:
+        """Host key, sign key, identity keys and certificate: every option and existing
+        file is checked first, so that a mistake stops the run before any progress is shown
+        or any file written."""
         args = self.args
-        if args.trusted and args.private:
-            raise KeygenError("-T and -P exclude each other")
-        if args.days <= 0:
-            raise KeygenError("-l must be at least 1 day")
-        identity = [(letter, value) for letter, value in
-                    (("I", args.iff or None), ("G", args.gq or None), ("V", args.mv))
-                    if value is not None]
-        if len(identity) > 1:
-            raise KeygenError("-I, -G and -V exclude each other")
+        identity = _check_generate(args)
+        host_file = None if args.host_key else self.existing("host")
+        if host_file is not None and _key_type(host_file.private_key) != "RSA":
+            raise KeygenError(f"{host_file.path}: the host key must be RSA")
+        if host_file is None:
+            _check_modulus("RSA", args.modulus)
+        sign_file = None if args.sign_key else self.existing("sign")
+        if args.sign_key:
+            _check_modulus(args.sign_key, args.modulus)
+        sign_type = args.sign_key or (_key_type(sign_file.private_key) if sign_file else "RSA")
+        old_cert, old_cert_problem = self._old_certificate()
+        profile = self._profile(sign_type, old_cert)
         generators = _identity_generators()
+
         self.keysdir.mkdir(parents=True, exist_ok=True)
         self.say(f"Using host {self.host} group {self.group}")
-
-        host_file = None if args.host_key else self.existing("host")
         if host_file is None:
             self.say(f"Generating RSA keys ({args.modulus} bits)...")
             host_key = _generate("RSA", args.modulus)
@@ -352,8 +405,6 @@ class _Run:
                        "host")
         else:
             host_key = host_file.private_key
-            if _key_type(host_key) != "RSA":
-                raise KeygenError(f"{host_file.path}: the host key must be RSA")
             self.say(f"Using host key {host_file.path.name}")
 
         if args.sign_key:
@@ -363,7 +414,6 @@ class _Run:
             self.write(f"{args.sign_key}sign", self.host,
                        keyfiles.private_key_pem(sign_key, self.password), "sign")
         else:
-            sign_file = self.existing("sign")
             sign_key = sign_file.private_key if sign_file else host_key
             self.say(f"Using {'sign key ' + sign_file.path.name if sign_file else 'host key'}"
                      " as sign key")
@@ -373,9 +423,11 @@ class _Run:
                                     self.password, args.identity_modulus, self.now, self.stderr)
             self.say(f"Generating {_IDENTITY_NAMES[letter]} identity keys")
             generators[letter](context, value)
+            if letter == "G":
+                self._gq_size_note()
 
-        old_cert = self._old_certificate()
-        profile = self._profile(sign_key, old_cert)
+        if old_cert_problem:
+            self.say(f"ignoring the existing certificate: {old_cert_problem}")
         trusted, private = args.trusted, args.private
         if not (trusted or private) and old_cert is not None:
             trusted, private = old_cert.trusted, old_cert.private
@@ -388,18 +440,31 @@ class _Run:
         self.write(f"{profile.name}cert", self.host, pem, "cert")
         return 0
 
-    def _old_certificate(self) -> Any:
+    def _gq_size_note(self) -> None:
+        """One line when the GQ key is larger than reference clients can read."""
+        from ntpauto.identity import gq
+
+        bits = self.args.identity_modulus or gq.DEFAULT_BITS
+        if bits > gq.REFERENCE_SKI_MAX_BITS:
+            self.say(f"note: reference (ntpd 4.2.8) clients misread GQ keys above "
+                     f"{gq.REFERENCE_SKI_MAX_BITS} bits and reject this host's identity; "
+                     f"for groups with such clients make the keys with -G -b "
+                     f"{gq.REFERENCE_SKI_MAX_BITS}")
+
+    def _old_certificate(self) -> tuple[Any, str | None]:
+        """(the existing certificate or None, why it is ignored or None)."""
         try:
             kf = self.existing("cert")
             if kf is None or kf.certificate is None:
-                return None
-            return parse_certificate(kf.certificate.public_bytes(serialization.Encoding.DER))
+                return None, None
+            return parse_certificate(kf.certificate.public_bytes(serialization.Encoding.DER)), \
+                None
         except (KeyFileError, CertificateError) as exc:
-            self.say(f"ignoring the existing certificate: {exc}")
-            return None
+            return None, str(exc)
 
-    def _profile(self, sign_key: Any, old_cert: Any) -> Any:
-        key_type = _key_type(sign_key)
+    def _profile(self, key_type: str, old_cert: Any) -> Any:
+        """The signature profile: ``-c``, else the existing certificate's (for a sign key
+        of its type), else the default for ``key_type``."""
         name = self.args.scheme
         if name is None and old_cert is not None:
             try:

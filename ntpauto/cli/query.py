@@ -4,7 +4,9 @@ Sends one client-mode (3) packet, optionally with a symmetric-key MAC (``--key I
 FILE``), waits for the server-mode (4) answer whose origin timestamp is our transmit
 timestamp, and prints the on-wire offset and round-trip delay (RFC 5905 section 8) with the
 server's stratum, reference ID, leap indicator, poll and precision.  A kiss-o'-death reply
-prints its kiss code.  Exit status 0 on a good answer, 1 with a one-line message otherwise.
+prints its kiss code.  Exit status 0 on a good answer, 1 with a one-line message otherwise
+(worded as ``ntpauto status`` words the same failure, :mod:`ntpauto.cli.udp`); a closed port
+is reported as soon as the ICMP port unreachable arrives.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ntpauto.cli.udp import ExchangeError, connect, failure
 from ntpauto.wire.packet import (
     MODE_CLIENT,
     MODE_SERVER,
@@ -28,6 +31,9 @@ from ntpauto.wire.packet import (
 from ntpauto.wire.timestamps import from_short, ts_diff, unix_to_ntp
 
 DEFAULT_PORT = 123
+DESCRIPTION = ("Ask an NTP server for the time once and show its answer: offset and "
+               "round-trip delay, stratum, reference ID, leap indicator, poll and precision. "
+               "With --key and --keys the request and the answer carry a symmetric-key MAC.")
 LEAP_NAMES = {0: "none", 1: "add second", 2: "delete second", 3: "unsynchronized"}
 
 
@@ -38,18 +44,18 @@ class QueryError(Exception):
 def register(subparsers: Any) -> None:
     """Add the ``query`` subcommand to the ``ntpauto`` parser."""
     parser = subparsers.add_parser(
-        "query", help="ask an NTP server for the time once",
-        description=__doc__.splitlines()[0])
+        "query", help="ask an NTP server for the time once", description=DESCRIPTION)
     parser.add_argument("host", help="server name or address")
-    parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, metavar="N",
                         help=f"server UDP port (default {DEFAULT_PORT})")
-    parser.add_argument("--timeout", "-t", type=float, default=3.0,
+    parser.add_argument("--timeout", "-t", type=float, default=3.0, metavar="SECONDS",
                         help="seconds to wait for the answer (default 3)")
     parser.add_argument("--key", "-k", type=int, metavar="ID",
                         help="authenticate with this symmetric key (needs --keys)")
     parser.add_argument("--keys", metavar="FILE", help="ntp.keys file holding --key")
-    parser.add_argument("--version", "-V", type=int, default=4, choices=(1, 2, 3, 4),
-                        dest="ntp_version", help="NTP version number to send (default 4)")
+    parser.add_argument("--ntp-version", "-o", type=int, default=4, choices=(1, 2, 3, 4),
+                        dest="ntp_version", metavar="N",
+                        help="NTP version number to send, 1 to 4 (default 4)")
     parser.set_defaults(func=run)
 
 
@@ -116,37 +122,29 @@ def query(host: str, port: int = DEFAULT_PORT, timeout: float = 3.0, version: in
           now: Any = time.time) -> dict[str, Any]:
     """Send one request and return the measurement (offset/delay in seconds, header
     fields); :class:`QueryError` on timeout, error or a kiss-o'-death."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise QueryError(f"cannot resolve {host}: {exc}") from None
-    family, _, _, _, address = infos[0]
     deadline = time.monotonic() + timeout
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    try:
+        sock = connect(host, port)
+    except ExchangeError as exc:
+        raise QueryError(str(exc)) from None
+    address = sock.getpeername()
+    with sock:
         t1 = unix_to_ntp(now())
         request = make_request(t1, version, store, keyid)
         try:
-            sock.sendto(request, address)
+            sock.send(request)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                sock.settimeout(left)
+                data = sock.recv(4096)
+                t4 = unix_to_ntp(now())
+                packet = check_reply(data, t1, store, keyid)
+                if packet is not None:
+                    break
         except OSError as exc:
-            raise QueryError(f"cannot send to {host} port {port}: {exc.strerror or exc}") \
-                from None
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise QueryError(f"no answer from {host} port {port} within {timeout:g} s")
-            sock.settimeout(left)
-            try:
-                data, source = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                raise QueryError(f"{host} port {port}: {exc.strerror or exc}") from None
-            t4 = unix_to_ntp(now())
-            if source[:2] != address[:2]:
-                continue
-            packet = check_reply(data, t1, store, keyid)
-            if packet is not None:
-                break
+            raise QueryError(failure(host, port, exc, timeout)) from None
     header = packet.header
     t2, t3 = header.receive, header.transmit
     return {

@@ -4,7 +4,8 @@ Per association: peer, mode, reach, offset, delay, jitter and the Autokey state 
 name, identity scheme, certificate trail with expiry), read as ``ntpq`` reads them.
 
 Usage: ``ntpauto status [HOST] [--port N] [--json] [--timeout S]`` (HOST defaults to
-127.0.0.1 and the port to 12300, the embedded default's).
+127.0.0.1 and the port to 12300, the embedded default's).  A daemon that does not answer is a
+one-line error worded as ``ntpauto query`` words it (:mod:`ntpauto.cli.udp`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import socket
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from ntpauto.autokey.status import flag_names
+from ntpauto.cli.udp import ExchangeError, connect, failure
 from ntpauto.mode6 import OP_READSTAT, OP_READVAR
 from ntpauto.mode6_client import (
     ControlError,
@@ -42,18 +43,22 @@ CERT_PRIV = 0x08
 CERT_ERROR = 0x80
 VRFY = 0x0200
 PROV = 0x0400
+DESCRIPTION = ("Show a running ntpauto (or ntpd) daemon's system state and associations: peer, "
+               "mode, reach, offset, delay, jitter and the Autokey state (flags, identity "
+               "scheme, certificate trail), read over NTP mode 6 as ntpq reads them.")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``status`` subcommand."""
     parser = subparsers.add_parser("status", help="show a running daemon's associations",
-                                   description=__doc__.splitlines()[0])
+                                   description=DESCRIPTION)
     parser.add_argument("host", nargs="?", default="127.0.0.1",
                         help="the daemon's address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=12300,
+    parser.add_argument("--port", type=int, default=12300, metavar="N",
                         help="the daemon's NTP port (default 12300)")
-    parser.add_argument("--json", action="store_true", help="print the status as JSON")
-    parser.add_argument("--timeout", type=float, default=5.0,
+    parser.add_argument("--json", action="store_true",
+                        help="print the status as JSON (times in seconds)")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="seconds to wait for each answer (default 5)")
     parser.set_defaults(func=run)
 
@@ -65,9 +70,7 @@ class Session:
     """Mode 6 queries to one daemon over UDP (one retransmission, as ntpq does)."""
 
     def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_DGRAM)
-        self._sock.connect((host, port))
+        self._sock = connect(host, port)
         self._timeout = timeout
         self._sequence = int(time.monotonic() * 1000) & 0xFFFF
 
@@ -156,7 +159,11 @@ def _int(value: str | None) -> int:
 
 
 def _ms(value: str | None) -> float:
-    return _number(value) / 1e3
+    """Milliseconds as mode 6 writes them, in seconds, to the precision written (``0.123``:
+    0.000123, not 0.00012300000000000001)."""
+    seconds = _number(value) / 1e3
+    decimals = len(value.partition(".")[2]) if value else 0
+    return round(seconds, decimals + 3)
 
 
 def _until(value: str) -> str:
@@ -328,10 +335,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         status = fetch(args.host, args.port, args.timeout)
-    except (OSError, ControlError) as e:
-        reason = "no answer" if isinstance(e, TimeoutError) else str(e)
-        print(f"ntpauto status: {args.host} port {args.port}: {reason} (is the daemon "
-              f"running there, and does it allow queries from here?)", file=sys.stderr)
+    except ExchangeError as e:
+        print(f"ntpauto status: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"ntpauto status: {failure(args.host, args.port, e, args.timeout)}",
+              file=sys.stderr)
+        return 1
+    except ControlError as e:
+        print(f"ntpauto status: {args.host} port {args.port}: {e}", file=sys.stderr)
         return 1
     if args.json:
         json.dump(status, out, indent=2)

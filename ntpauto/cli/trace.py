@@ -4,7 +4,9 @@ One line per NTP packet (time, addresses, mode, key ID, the extension fields by 
 verdict), then a summary; ``-v`` adds the details of every field and check, ``--json`` prints
 the same as JSON.  Exit status 0 when nothing failed, 1 when a signature, MAC, key-ID chain,
 certificate or packet format failed, 2 when the capture (or a key file) cannot be read:
-``ntpauto trace: FILE: not a pcap or pcapng file``.
+``ntpauto trace: FILE: not a pcap or pcapng file``.  A capture cut short (tcpdump killed
+mid-write) is checked up to its last complete record, and then the truncation is reported
+(status 2; ``truncated`` in the JSON).
 
 What is checked, and which secrets make more of it computable (``--seed``, ``--key``,
 ``--cert``): docs/trace.md and :mod:`ntpauto.trace.analysis`.
@@ -26,12 +28,16 @@ from cryptography.utils import CryptographyDeprecationWarning
 from ntpauto.pki.certificates import CertificateError, CertInfo, parse_certificate
 from ntpauto.pki.keyfiles import KeyFileError, read_key_file
 from ntpauto.trace.analysis import MODE_NAMES, analyse
-from ntpauto.trace.capture import NTP_PORT, CaptureError, read_capture
+from ntpauto.trace.capture import NTP_PORT, CaptureError, TruncatedCapture, read_capture
 from ntpauto.trace.report import Check, FieldReport, PacketReport, Status, Summary
 
 __all__ = ["format_packet", "format_summary", "register", "run"]
 
 PROG = "ntpauto trace"
+DESCRIPTION = ("Check the NTP and Autokey packets of a pcap or pcapng capture: one line per "
+               "packet with its extension fields and a verdict (signatures, MACs, key-ID "
+               "chains, certificates), then a summary. Exit status 0 when nothing failed, 1 "
+               "when a check failed, 2 when the capture or a key file cannot be read.")
 _FIELDS_WIDTH = 72
 _SHORT = {Status.OK: "ok", Status.FAILED: "FAILED", Status.NOT_COMPUTABLE: "n/c",
           Status.NOT_CHECKED: "-", Status.ABSENT: "-", Status.PENDING: "?"}
@@ -46,9 +52,9 @@ def register(subparsers: Any) -> None:
     """Add the ``trace`` subcommand to the ``ntpauto`` parser."""
     parser = subparsers.add_parser(
         "trace", help="check the Autokey packets of a pcap/pcapng capture",
-        description=__doc__.splitlines()[0])
+        description=DESCRIPTION)
     parser.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
-    parser.add_argument("--port", type=int, default=NTP_PORT,
+    parser.add_argument("--port", type=int, default=NTP_PORT, metavar="N",
                         help="UDP port of the NTP traffic (default %(default)s)")
     parser.add_argument("--seed", type=_int, metavar="N",
                         help="server seed, to compute server cookies (the reference uses 0)")
@@ -59,7 +65,8 @@ def register(subparsers: Any) -> None:
                         help="password of encrypted --key files (repeatable)")
     parser.add_argument("--cert", action="append", default=[], metavar="FILE",
                         help="certificate file (ntpkey_cert_*) known beforehand (repeatable)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the packets and the summary as JSON")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every field's header values and every check")
     parser.set_defaults(func=run)
@@ -104,8 +111,11 @@ def _load_certs(paths: list[str]) -> list[CertInfo]:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Read, check and print; the exit status (0 clean, 1 failures, 2 unreadable)."""
     out = out if out is not None else sys.stdout
+    truncated: str | None = None
     try:
         datagrams, frames = read_capture(args.capture, args.port)
+    except TruncatedCapture as exc:
+        datagrams, frames, truncated = exc.datagrams, exc.frames, str(exc)
     except CaptureError as exc:
         return _fail(f"{args.capture}: not a pcap or pcapng file ({exc})")
     except OSError as exc:
@@ -121,9 +131,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         reports, summary = analyse(datagrams, frames=frames, seed=args.seed, host_keys=keys,
                                    certificates=certs)
     if args.json:
-        json.dump({"file": args.capture, "port": args.port,
-                   "packets": [r.as_dict() for r in reports],
-                   "summary": summary.as_dict()}, out, indent=1)
+        document = {"file": args.capture, "port": args.port,
+                    "packets": [r.as_dict() for r in reports], "summary": summary.as_dict()}
+        if truncated is not None:
+            document["truncated"] = truncated
+        json.dump(document, out, indent=1)
         out.write("\n")
     else:
         first = f", from {_date(reports[0].time)} UTC" if reports else ""
@@ -138,6 +150,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     print("        " + line, file=out)
         for line in format_summary(summary):
             print(line, file=out)
+    if truncated is not None:
+        out.flush()
+        return _fail(f"{args.capture}: {truncated}; the last record is cut short, the ones "
+                     "before it were checked")
     return 0 if summary.clean else 1
 
 

@@ -20,6 +20,7 @@ and ``--help-ident-scheme SCHEME``.
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Any, TextIO
 
 from twisted.plugin import getPlugins
@@ -123,8 +124,13 @@ class IdentityOptionsMixin:
         except UnknownIdentityScheme as exc:
             raise usage.UsageError(str(exc)) from None
         out = self.identOutput
-        out.write(f"Usage: --ident {factory.scheme_name}:{factory.argstring_format}\n")
+        arguments = str(factory.argstring_format)
+        usage_line = f"--ident {factory.scheme_name}"
+        if not arguments.startswith("("):  # "(no arguments)"
+            usage_line += f":{arguments}"
+        out.write(f"Usage: {usage_line}\n")
         out.write(f"Status bit {factory.status_bit:#06x}, message code "
                   f"{factory.message_code}\n\n")
-        out.write(f"  {factory.help_text.strip()}\n\n")
+        out.write(textwrap.fill(" ".join(str(factory.help_text).split()), width=78,
+                                initial_indent="  ", subsequent_indent="  ") + "\n\n")
         raise SystemExit(0)

@@ -52,6 +52,7 @@ __all__ = [
     "KeyFileError",
     "KeygenContext",
     "dsa_traditional_pem",
+    "lost_public_value",
     "file_header",
     "find_client_params",
     "find_host_files",
@@ -136,6 +137,28 @@ class KeyFile:
     def traditional(self) -> bool:
         """True when a key is in traditional (non-PKCS#8) PEM."""
         return any(label in ("RSA PRIVATE KEY", "DSA PRIVATE KEY") for label in self.pem_labels)
+
+
+_LOST_PUBLIC_VALUE = {
+    "iffpar": "IFF client parameters in PKCS#8 (as the reference's ntp-keygen writes them) "
+              "have lost the public value v, so no IFF proof checked with them can succeed "
+              "(in ntpd either); run 'ntpauto keygen -e' on the trusted host's IFF key for a "
+              "client file that works with both ntpd and ntpauto",
+    "mvpar": "an MV client key in PKCS#8 (as the reference's ntp-keygen writes it) has lost "
+             "its public value xhat, so no MV proof checked with it can succeed (in ntpd "
+             "either); make the group's MV keys with 'ntpauto keygen -V N' on the trusted "
+             "host and export client keys with 'ntpauto keygen -e' for files that work with "
+             "both ntpd and ntpauto",
+}
+
+
+def lost_public_value(kind: str | None, traditional: bool = False) -> str | None:
+    """Why an IFF or MV client file (``kind`` ``iffpar`` or ``mvpar``) that is not in
+    ``traditional`` PEM can never verify a proof, with the remedy, in one line (interop.md
+    6.4: PKCS#8 has no field for the DSA public value); ``None`` for any other file."""
+    if kind not in _LOST_PUBLIC_VALUE or traditional:
+        return None
+    return _LOST_PUBLIC_VALUE[kind]
 
 
 def _kind(type_name: str) -> str:

@@ -6,10 +6,10 @@
 """
 
 from ntpauto.trace.analysis import MODE_NAMES, Tracer, analyse
-from ntpauto.trace.capture import CaptureError, Datagram, read_capture
+from ntpauto.trace.capture import CaptureError, Datagram, TruncatedCapture, read_capture
 from ntpauto.trace.report import Check, FieldReport, PacketReport, Status, Summary
 
 __all__ = [
     "MODE_NAMES", "CaptureError", "Check", "Datagram", "FieldReport", "PacketReport",
-    "Status", "Summary", "Tracer", "analyse", "read_capture",
+    "Status", "Summary", "Tracer", "TruncatedCapture", "analyse", "read_capture",
 ]

@@ -6,8 +6,9 @@ from the NTP port and hands their payloads, addresses and times to the sans-I/O 
 (:mod:`ntpauto.trace.analysis`).
 
 Scapy stops quietly (with a logged warning) at a truncated record, so the record framing is
-checked first: a file whose last record or block is cut short is refused as a whole, like a
-file that is not a capture at all (:class:`CaptureError`).
+checked first: the records before one that is cut short are read, and then the truncation is
+reported (:class:`TruncatedCapture`, which carries them); a file that is not a capture at all
+is a :class:`CaptureError`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 from attrs import frozen
 
-__all__ = ["CaptureError", "Datagram", "NTP_PORT", "check_framing", "read_capture"]
+__all__ = ["CaptureError", "Datagram", "NTP_PORT", "TruncatedCapture", "check_framing",
+           "read_capture"]
 
 NTP_PORT = 123
 
@@ -37,6 +39,16 @@ _PCAP_RECORD_LEN = 16
 
 class CaptureError(ValueError):
     """The file is not a readable pcap or pcapng capture (or it is truncated)."""
+
+
+class TruncatedCapture(CaptureError):
+    """The capture ends inside a record or block; ``datagrams`` and ``frames`` are what
+    :func:`read_capture` read from the complete records before it."""
+
+    def __init__(self, message: str, datagrams: list[Datagram], frames: int) -> None:
+        super().__init__(message)
+        self.datagrams = datagrams
+        self.frames = frames
 
 
 @frozen
@@ -57,6 +69,15 @@ def check_framing(data: bytes) -> str:
     """Walk the record (pcap) or block (pcapng) headers of a whole capture file and return
     its format, ``"pcap"`` or ``"pcapng"``; :class:`CaptureError` when the file is neither or
     its last record or block does not end exactly at the end of the file."""
+    kind, _end, problem = _framing(data)
+    if problem is not None:
+        raise CaptureError(problem)
+    return kind
+
+
+def _framing(data: bytes) -> tuple[str, int, str | None]:
+    """(format, length of the complete records, what cuts the file short or None);
+    :class:`CaptureError` when the file is not a capture (its own header incomplete)."""
     magic = data[:4]
     if magic in _PCAP_MAGICS:
         endian = _PCAP_MAGICS[magic]
@@ -64,19 +85,18 @@ def check_framing(data: bytes) -> str:
             raise CaptureError("truncated pcap file header")
         offset, count = _PCAP_HEADER_LEN, 0
         while offset < len(data):
-            if len(data) - offset < _PCAP_RECORD_LEN:
-                raise CaptureError(f"truncated after {count} packets")
-            caplen = struct.unpack_from(endian + "I", data, offset + 8)[0]
+            caplen = struct.unpack_from(endian + "I", data, offset + 8)[0] \
+                if len(data) - offset >= _PCAP_RECORD_LEN else None
+            if caplen is None or offset + _PCAP_RECORD_LEN + caplen > len(data):
+                return "pcap", offset, f"truncated after {_packets(count)}"
             offset += _PCAP_RECORD_LEN + caplen
-            if offset > len(data):
-                raise CaptureError(f"truncated after {count} packets")
             count += 1
-        return "pcap"
+        return "pcap", offset, None
     if magic == _PCAPNG_SHB:
         offset, blocks, endian = 0, 0, "<"
         while offset < len(data):
             if len(data) - offset < 12:
-                raise CaptureError(f"truncated after {blocks} blocks")
+                return _pcapng_cut(offset, blocks)
             if data[offset:offset + 4] == _PCAPNG_SHB:
                 order = data[offset + 8:offset + 12]
                 if order not in _PCAPNG_BYTE_ORDER:
@@ -84,11 +104,21 @@ def check_framing(data: bytes) -> str:
                 endian = _PCAPNG_BYTE_ORDER[order]
             length = struct.unpack_from(endian + "I", data, offset + 4)[0]
             if length < 12 or length % 4 or offset + length > len(data):
-                raise CaptureError(f"truncated after {blocks} blocks")
+                return _pcapng_cut(offset, blocks)
             offset += length
             blocks += 1
-        return "pcapng"
+        return "pcapng", offset, None
     raise CaptureError("unknown file format")
+
+
+def _packets(count: int) -> str:
+    return f"{count} packet{'' if count == 1 else 's'}"
+
+
+def _pcapng_cut(offset: int, blocks: int) -> tuple[str, int, str]:
+    if blocks == 0:
+        raise CaptureError("truncated pcapng section header")
+    return "pcapng", offset, f"truncated after {blocks} block{'' if blocks == 1 else 's'}"
 
 
 def _quiet_scapy() -> None:
@@ -117,15 +147,17 @@ def read_capture(path: str | Path, port: int = NTP_PORT) -> tuple[list[Datagram]
     """The UDP datagrams from or to ``port`` in a pcap or pcapng file (gzip-compressed
     files too), in capture order, and the number of frames read in all.
 
-    :class:`CaptureError` when the file is not a capture or is truncated; ``OSError`` when
-    it cannot be read."""
+    :class:`CaptureError` when the file is not a capture, :class:`TruncatedCapture` (with
+    the datagrams of the complete records) when it is cut short; ``OSError`` when it cannot
+    be read."""
     data = Path(path).read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise CaptureError(f"bad gzip stream: {exc}") from None
-    check_framing(data)
+    _kind, end, truncated = _framing(data)
+    data = data[:end]
     _quiet_scapy()
     from scapy.error import Scapy_Exception
     from scapy.layers import inet, inet6, l2  # noqa: F401  (register the link types)
@@ -147,4 +179,6 @@ def read_capture(path: str | Path, port: int = NTP_PORT) -> tuple[list[Datagram]
     except (Scapy_Exception, EOFError, struct.error, ValueError) as exc:
         raise CaptureError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) \
             from None
+    if truncated is not None:
+        raise TruncatedCapture(truncated, out, frames)
     return out, frames
