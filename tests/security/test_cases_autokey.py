@@ -309,7 +309,9 @@ def assert_rate_limited(net, carol, assoc, inject, bad: Field,
 @pytest.fixture
 def sym_rig(vectors):
     """carol (symmetric active) and alice (passive) after their dance; ``inject(fields)``
-    delivers to carol a packet from alice that passes every on-wire test."""
+    makes carol transmit and delivers to carol a packet from alice that answers it, passing
+    every on-wire test (a second answer to one transmit proves nothing: it is dropped
+    unless its key ID is on the chain)."""
     from ntpauto.testing import SimulatedNetwork
     from tests.security.helpers import EPOCH
 
@@ -325,6 +327,7 @@ def sym_rig(vectors):
 
     def inject(fields: list[Field]) -> None:
         seq[0] += 1
+        carol.engine.poller.transmit(assoc, net.reactor.seconds())
         now = unix_to_ntp(carol.clock.now())
         header = Header(0, 4, 2, 1, 4, -20, 0, 0, b"LOCL", now - (1 << 32), assoc.xmt,
                         now + 10, now + 20 + seq[0]).encode()
