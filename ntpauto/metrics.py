@@ -4,9 +4,9 @@ Sans-I/O: :class:`EngineCollector` is a ``prometheus_client`` custom collector t
 :class:`~ntpauto.engine.Engine` (its ``counters``, its associations and its Autokey responder)
 into metric families at each scrape; ``prometheus_client`` writes the text exposition format
 0.0.4 (:func:`exposition`) and :func:`mode6_variables` flattens the same families into
-``name=value`` pairs for ntpq.  Nothing here counts: the
-counting happens where the packets are handled (``Engine.counters``, ``Responder.requests``
-and ``Responder.key_operations``) and the tables below say what each engine counter means.
+``name=value`` pairs for ntpq.  Nothing here counts: the counting happens where the packets
+are handled (``Engine.counters``, ``Responder.requests`` and ``Responder.key_operations``)
+and the tables below say what each engine counter means.
 Association gauges are computed from ``engine.associations`` at collection time.
 ``docs/metrics.md`` describes every metric.
 """

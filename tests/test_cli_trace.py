@@ -392,33 +392,84 @@ def _block(kind: int, body: bytes) -> bytes:
     return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
+SHB = _block(0x0A0D0D0A, bytes.fromhex("4d3c2b1a") + struct.pack("<HHq", 1, 0, -1))
+"""A little-endian pcapng section header."""
+
+
+def _idb(linktype: int, options: bytes = b"") -> bytes:
+    """An interface description block (``options`` without the end-of-options)."""
+    return _block(1, struct.pack("<HHI", linktype, 0, 0)
+                  + (options + struct.pack("<HH", 0, 0) if options else b""))
+
+
+def _epb(interface: int, ticks: int, frame: bytes) -> bytes:
+    """An enhanced packet block: ``ticks`` in its interface's timestamp units."""
+    padded = frame + bytes(-len(frame) % 4)
+    return _block(6, struct.pack("<IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF,
+                                 len(frame), len(frame)) + padded)
+
+
 def test_pcapng_with_two_interfaces_of_their_own_link_type_and_clock(tmp_path: Path) -> None:
     """Each packet is read with its interface's link type, timestamp resolution and offset
     (a capture on several interfaces); a second section starts a new interface list."""
     layers = IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=123, dport=123) / Raw(b"ntp!")
     ip, frame = bytes(layers), bytes(ETHER / layers)
-    shb = _block(0x0A0D0D0A, bytes.fromhex("4d3c2b1a") + struct.pack("<HHq", 1, 0, -1))
-    ether = _block(1, struct.pack("<HHI", 1, 0, 0))  # Ethernet, microseconds
-    raw = _block(1, struct.pack("<HHI", 101, 0, 0)  # raw IP, nanoseconds, 100 s later
-                 + struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HHq", 14, 8, 100)
-                 + struct.pack("<HH", 0, 0))
-
-    def epb(interface: int, ticks: int, frame: bytes) -> bytes:
-        padded = frame + bytes(-len(frame) % 4)
-        return _block(6, struct.pack("<IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF,
-                                     len(frame), len(frame)) + padded)
-
+    ether = _idb(1)  # Ethernet, microseconds
+    raw = _idb(101, struct.pack("<HHB3x", 9, 1, 9)  # raw IP, nanoseconds, 100 s later
+               + struct.pack("<HHq", 14, 8, 100))
     path = tmp_path / "two.pcapng"
-    path.write_bytes(shb + ether + raw + epb(0, 1_795_450_000_250_000, frame)
-                     + epb(1, 1_795_450_000_500_000_000, ip)
-                     + shb + raw + epb(0, 1_795_450_001_000_000_000, ip))
+    path.write_bytes(SHB + ether + raw + _epb(0, 1_795_450_000_250_000, frame)
+                     + _epb(1, 1_795_450_000_500_000_000, ip)
+                     + SHB + raw + _epb(0, 1_795_450_001_000_000_000, ip))
     datagrams, frames = read_capture(path)
     assert frames == 3
     assert [d.time for d in datagrams] == [1795450000.25, 1795450100.5, 1795450101.0]
     assert {d.payload for d in datagrams} == {b"ntp!"}
-    (tmp_path / "orphan.pcapng").write_bytes(shb + epb(0, 0, frame))
+    (tmp_path / "orphan.pcapng").write_bytes(SHB + _epb(0, 0, frame))
     with pytest.raises(CaptureError, match="malformed pcapng packet block"):
         read_capture(tmp_path / "orphan.pcapng")
+
+
+def test_a_time_no_date_holds_is_shown_as_unreadable(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt timestamp (here 2**40 seconds: beyond the year 9999) prints as question
+    marks; the packet is still checked."""
+    frame = bytes(ETHER / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=123, dport=123)
+                  / Raw(bytes([0x23]) + bytes(47)))
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(SHB + _idb(1, struct.pack("<HHB3x", 9, 1, 0)) + _epb(0, 1 << 40, frame))
+    rc, out, err = trace(capsys, path)
+    assert (rc, err) == (0, "")
+    assert "from ????-??-?? ??:??:?? UTC" in out
+    assert re.search(r"^ +0 \?\?:\?\?:\?\?\.\?{6} ", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_capture_files_never_crash_the_reader(vectors: Path, tmp_path: Path,
+                                                      seed: int) -> None:
+    """Random octet changes anywhere in a capture file (headers, lengths, link, IP and UDP
+    headers) give datagrams or a CaptureError, never another exception."""
+    import random
+
+    rng = random.Random(seed)
+    capture = vectors / "pcap" / "sym.pcap"
+    if seed % 2:  # pcapng: block lengths, interface options, packet blocks
+        capture = tmp_path / "sym.pcapng"
+        with PcapNgWriter(str(capture)) as writer:
+            for packet in _packets(vectors / "pcap" / "sym.pcap"):
+                writer.write(packet)
+    source = capture.read_bytes()
+    path = tmp_path / "mutated.pcap"
+    for _ in range(150):
+        data = bytearray(source)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.choice([0, 0x11, 0x2C, 0x80, 0xFF,
+                                                         rng.randrange(256)])
+        path.write_bytes(bytes(data))
+        try:
+            read_capture(path)
+        except CaptureError:
+            pass
 
 
 # Bad files and output forms ----------------------------------------------------------------
