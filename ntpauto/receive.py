@@ -368,6 +368,7 @@ class AssociationReceiver:
             return []
         assoc.owed = len(pkt.data)
         header = pkt.header
+        before = assoc.autokey.state.status
         on = self._on_wire(assoc, header, mode, trusted=False)
         if on is None:
             return []
@@ -390,6 +391,8 @@ class AssociationReceiver:
             return self._broadcast_sample(assoc, header, rx, now)
         if not self._exchange(assoc, header, rx, now, on):
             return []
+        if on is OnWire.PROVEN and mode in (MODE_ACTIVE, MODE_PASSIVE):
+            glue.answer_soon(assoc, now, before, header.leap)
         if pkt.fields:
             # A proven packet of the dance, every field taken: the peer is reachable
             # (RFC 5906 section 11.5) even where its key ID cannot be tested yet.

@@ -161,6 +161,54 @@ def test_symmetric_dance_with_xor_cookie(vectors):
     assert carol.engine.sys.offset == pytest.approx(-0.05, abs=0.002)
 
 
+def symmetric_peers(vectors, carol_clock: str):
+    """Alice (stratum 1) and carol (``peer alice autokey minpoll 3 maxpoll 3`` as in the
+    reference's ``sym`` capture, after ``carol_clock``) with the capture's keys."""
+    net = SimulatedNetwork(seed=5, latency=0.01, epoch=EPOCH)
+    alice = net.add_host(ALICE, "localclock stratum 1\n",
+                         autokey=host(vectors, "sym", "alice"))
+    carol = net.add_host("10.0.0.3", f"{carol_clock}peer {ALICE} autokey minpoll 3 maxpoll 3\n",
+                         autokey=host(vectors, "sym", "carol"), offset=0.05)
+    return net, alice, carol
+
+
+def lit(host) -> bool:
+    """Every Autokey association of ``host`` has all of 0x7F00."""
+    states = [a.autokey.state for a in host.engine.associations.values() if a.autokey]
+    return bool(states) and all(s.status & 0x7F00 == 0x7F00 for s in states)
+
+
+def test_symmetric_dance_is_paced_by_answers_not_polls(vectors):
+    """Each peer answers a packet that asks it something (or moved its dance on) 1.5 s
+    later, as the reference does (its capture: 16.5 s from ASSOC to the last LEAP
+    response), not at its next poll: both sides light every flag within 20 s at poll 8 s
+    (six round trips at the poll took 48 s).  Two packets of one side are never closer
+    than 2 s, and once the dance is over the peers go back to their polls."""
+    net, alice, carol = symmetric_peers(vectors, "localclock stratum 3\n")
+    net.run(20)
+    assert lit(alice) and lit(carol)
+    for side in (ALICE, "10.0.0.3"):
+        times = [d.time for d in net.capture if d.source[0] == side]
+        assert min(b - a for a, b in zip(times, times[1:])) >= 2.0
+    before = len(net.capture)
+    net.run(40)
+    assert len(net.capture) - before <= 2 * 6  # one packet per side and 8 s poll
+
+
+def test_unsynchronised_peer_gets_its_samples_promptly(vectors):
+    """Carol has no clock of her own: she can sign nothing (so answer none of alice's CERT
+    requests) until alice's packets have synchronised her.  Alice, synchronised, answers
+    her packets promptly meanwhile, at most BCOUNT times a dance, so that both dances end
+    within 35 s at poll 8 s (73 s at the poll)."""
+    from ntpauto.ntp.peer import BCOUNT
+
+    net, alice, carol = symmetric_peers(vectors, "")
+    net.run(35)
+    assert lit(alice) and lit(carol)
+    [passive] = [a for a in alice.engine.associations.values() if a.autokey]
+    assert 0 < passive.autokey.prompt_answers <= BCOUNT
+
+
 @pytest.mark.parametrize("scenario, word", [("tc-rsa-md5", 0x87F03), ("gq", 0x87F43)])
 def test_broadcast_dance(vectors, scenario, word):
     """A broadcast client mobilises on the first broadcast carrying an ASSOC response, runs

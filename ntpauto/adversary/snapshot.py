@@ -138,6 +138,7 @@ def _autokey(session: Any) -> tuple[Any, ...]:
         state.queued_request, state.offloading, state.keylist_generation, state.reset_at,
         dict(getattr(state, "_accepted", {})), getattr(state, "_cook_pending", None),
         getattr(state, "_error_reset_at", None), session.keyed_polls, session.sent_keyid,
+        session.prompt_answers,
         (keylist.final, keylist.remaining) if keylist is not None else None)
 
 

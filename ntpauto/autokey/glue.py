@@ -25,7 +25,13 @@ from ntpauto.autokey.status import Flag, flag_names
 from ntpauto.events import AutokeyError, Event, FieldError
 from ntpauto.ntp.peer import BCOUNT, BTIME, HMODE_BCLIENT, Association
 from ntpauto.verdict import Check, Verdict
-from ntpauto.wire.packet import MODE_BROADCAST, MODE_CLIENT, MODE_SERVER, Packet
+from ntpauto.wire.packet import (
+    LEAP_UNSYNC,
+    MODE_BROADCAST,
+    MODE_CLIENT,
+    MODE_SERVER,
+    Packet,
+)
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
@@ -37,6 +43,11 @@ REFETCH_POLLS = 3
 """Polls without a packet passing the autokey test after which the values are asked for
 again (symmetric peers ask with an AUTO request; a broadcast client goes back to its
 client-mode volley)."""
+ANSWER_DELAY = 1.5
+"""Seconds after a symmetric peer's packet that asks us something before we answer it, as
+the reference does (its captures: 1.5 s; interop.md 8.3), rather than at our next poll."""
+MIN_SPACING = BTIME
+"""Seconds at least between two packets of ours to a peer, however fast it asks."""
 _NOT_TESTED = Verdict.na(Check.AUTOKEY, "not tested: a field failed")
 
 
@@ -160,6 +171,30 @@ class AutokeyGlue:
         if key is None:
             key = session.key_verdict(pkt, mac, src=src, dst=dst, client=client)
         return PacketVerdicts(verdicts, key)
+
+    def answer_soon(self, assoc: Association, now: float, before: int,
+                    peer_leap: int) -> None:
+        """A symmetric association took a proven packet (every field verified; our status
+        was ``before`` it, the peer's leap indicator in it ``peer_leap``).  Our next packet
+        goes out :data:`ANSWER_DELAY` from ``now`` (never within :data:`MIN_SPACING` of our
+        last) instead of at the next poll when the packet left a request of the peer's for
+        us to answer, or moved our dance on while flags remain dark, as the reference
+        answers a queued request (interop.md 8.3); and, up to :data:`~ntpauto.ntp.peer.
+        BCOUNT` times a dance, when the peer is unsynchronised and we are not (our answers
+        are its samples: it can sign nothing until it synchronises, nor finish our dance).
+        A packet nobody proved moves nothing."""
+        session = assoc.autokey
+        state = session.state
+        status = state.status
+        if state.queued_request is None and (status == before or state.volley_complete):
+            if peer_leap != LEAP_UNSYNC or self.engine.sys.leap == LEAP_UNSYNC \
+                    or session.prompt_answers >= BCOUNT:
+                return
+            session.prompt_answers += 1
+        due = max(now + ANSWER_DELAY, assoc.outdate + MIN_SPACING)
+        if due < assoc.nextdate:
+            assoc.nextdate = due
+            self.engine.timers_changed()
 
     def restart(self, assoc: Association, now: float, reason: str) -> bool:
         """Restart ``assoc``'s dance after a protocol error or crypto-NAK in a packet that

@@ -53,6 +53,9 @@ class AutokeySession:
         self.sent_codes: frozenset[int] = frozenset()
         """Codes of the requests in our last transmission (client mode: what a reply may
         answer)."""
+        self.prompt_answers = 0
+        """Packets sent early to an unsynchronised symmetric peer since the dance started
+        (:meth:`AutokeyGlue.answer_soon <ntpauto.autokey.glue.AutokeyGlue.answer_soon>`)."""
 
     @property
     def digest(self) -> str:
@@ -211,4 +214,5 @@ class AutokeySession:
     def reset(self) -> None:
         """Forget the key list and the autokey-test state (the dance restarts)."""
         self.keylist = None
+        self.prompt_answers = 0
         self.auto_field = None
