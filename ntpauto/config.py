@@ -44,6 +44,8 @@ LOCAL_DRIVER = 1
 MAX_INCLUDE_DEPTH = 10
 DEFAULT_RCVBUF = 4 << 20
 """Bytes of UDP receive buffer asked for per socket when the configuration names none."""
+MAX_WORKERS = 256
+"""The most processes ``workers`` may ask for."""
 MIN_RCVBUF = 4096
 MAX_RCVBUF = 1 << 30
 
@@ -197,6 +199,8 @@ class Config:
     rcvbuf: int | None = None
     """``rcvbuf``: bytes of UDP receive buffer per socket; None: :data:`DEFAULT_RCVBUF`,
     0: the system's default."""
+    workers: int = 1
+    """``workers``: processes answering client requests (0: ``auto``, one per core)."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -244,6 +248,28 @@ def default_config(port: int = 12300) -> Config:
         listen=(ListenConfig(address="127.0.0.1"),),
         port=port,
     )
+
+
+def parse_workers(text: str, error: Callable[[str], Exception] = ValueError) -> int:
+    """``N`` (1..:data:`MAX_WORKERS`) or ``auto`` (0: one per core, :func:`worker_count`);
+    ``error(message)`` is raised otherwise."""
+    if text == "auto":
+        return 0
+    if not _INTEGER.fullmatch(text) or not 1 <= int(text) <= MAX_WORKERS:
+        raise error(f"workers needs 'auto' or a number of processes 1..{MAX_WORKERS}, "
+                    f"not {text!r}")
+    return int(text)
+
+
+def worker_count(workers: int) -> int:
+    """The processes ``workers`` asks for: itself, or for ``auto`` (0) the cores this
+    process may run on."""
+    if workers:
+        return workers
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def rcvbuf_problem(size: int) -> str | None:
@@ -432,6 +458,7 @@ class _Builder:
             "includefile": self._includefile,
             "statsaddress": self._statsaddress,
             "rcvbuf": self._rcvbuf,
+            "workers": self._workers,
         }
 
     # -- driver ------------------------------------------------------------------------
@@ -777,6 +804,11 @@ class _Builder:
             raise where.error(f"rcvbuf {problem}")
         self.values["rcvbuf"] = int(text)
 
+    def _workers(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``workers N|auto`` (ntpauto extension): processes answering client requests."""
+        self.values["workers"] = parse_workers(self._single(where, directive, args),
+                                               where.error)
+
     def _autokeybudget(self, where: _Where, directive: str, args: list[str]) -> None:
         """``autokeybudget SHARE|unlimited [burst SECONDS]`` (ntpauto extension)."""
         if not args:
@@ -862,6 +894,7 @@ DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "includefile": frozenset(),
     "statsaddress": frozenset(),
     "rcvbuf": frozenset(),
+    "workers": frozenset({"auto"}),
 }
 """Every implemented directive and the keywords the parser accepts after it (options,
 flags, actions; not their values).  ``tests/test_docs.py`` checks that docs/configuration.md

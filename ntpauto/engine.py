@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import secrets
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +47,7 @@ from ntpauto.autokey.offload import (
     answer,
     offloadable_schemes,
 )
-from ntpauto.autokey.serving import AutokeyNode
+from ntpauto.autokey.serving import AutokeyNode, SessionKeys
 from ntpauto.autokey.status import flag_names
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.counters import Counters
@@ -114,7 +115,9 @@ class Engine:
                  frequency_ppm: float | None = None,
                  resolve: Callable[[str, int], str] | None = None,
                  autokey: AutokeyNode | None = None,
-                 local_address: str | None = None) -> None:
+                 local_address: str | None = None,
+                 session_keys: SessionKeys | None = None,
+                 precision: int | None = None) -> None:
         self.config = config
         self.clock = clock
         self.keys = keys if keys is not None else KeyStore()
@@ -123,7 +126,7 @@ class Engine:
         self.counters = Counters()
         self.restrict = RestrictList.from_config(config.restrictions)
         self.limiter = RateLimiter(config.discard_average, config.discard_minimum)
-        self.precision = clock.precision()
+        self.precision = precision if precision is not None else clock.precision()
         self._wakeup: float | None = None
         self._wakeup_valid = False
         self.timer_generation = 0
@@ -140,6 +143,9 @@ class Engine:
             self.discipline = Discipline(clock, frequency_ppm=frequency_ppm)
         self._next_tick: float | None = None
         self.autokey = autokey
+        self.session_keys = autokey.sessions if autokey is not None else session_keys
+        """The session keys of Autokey requests without fields (the Autokey node's, or, in
+        a server worker process, one of its own: :mod:`ntpauto.workerstate`)."""
         self.local_address = local_address
         """Our address towards peers (Autokey session keys need it); None: learn it from the
         address packets arrive on."""
@@ -147,6 +153,11 @@ class Engine:
         self.offload: IdentityOffload | None = None
         """Identity responses computed by a worker (set with :meth:`enable_offload`)."""
         self.offload_codes: frozenset[int] = frozenset()
+        self.system_listeners: list[Callable[[], None]] = []
+        """Called (no arguments) whenever the system variables change: the daemon's worker
+        processes answer with them (:mod:`ntpauto.workerpool`)."""
+        self.server_processes = 1
+        """Processes answering this engine's clients: 1, or with ``workers`` those up now."""
         self.server = Server(self)
         self.receiver = AssociationReceiver(self)
         self.glue = AutokeyGlue(self)
@@ -185,6 +196,8 @@ class Engine:
     def sys(self, value: SystemVariables) -> None:
         self._sys = value
         self.server.invalidate()
+        for listener in self.system_listeners:
+            listener()
 
     def crypto_now(self) -> int:
         """NTP seconds for Autokey stamps, 0 while unsynchronised (interop.md)."""
@@ -506,7 +519,7 @@ def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
     """The host's Autokey credentials and responder from the ``crypto``/``keysdir``/
     ``automax``/``revoke`` directives (interop.md 7.4).  The keys directory defaults to
     the configuration file's directory.  KeyFileError names the file that is wrong."""
-    from ntpauto.autokey.cookie import ServerSeed
+    from ntpauto.autokey.cookie import KEY_REVOKE, SEED_SECRET_SIZE, ServerSeed, SharedSeed
     from ntpauto.autokey.host import load_host
     from ntpauto.autokey.responder import Responder
 
@@ -516,7 +529,12 @@ def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
     host = load_host(keysdir, host=crypto.host, password=crypto.pw,
                      ident=crypto.ident or config.ident, digest=digest, leap=leap_table,
                      cert=crypto.cert)
-    seed = ServerSeed(revoke=2**config.revoke) if config.revoke else ServerSeed()
+    revoke = 2**config.revoke if config.revoke else 1 << KEY_REVOKE
+    if config.workers != 1:
+        # Worker processes issue the same cookies: a seed they can compute alike.
+        seed: ServerSeed = SharedSeed(secrets.token_bytes(SEED_SECRET_SIZE), revoke)
+    else:
+        seed = ServerSeed(revoke)
     budget = PrivateKeyBudget(config.autokey_budget, config.autokey_burst)
     return AutokeyNode(host, Responder(host, seed, budget=budget),
                        automax=config.automax or 12)

@@ -36,7 +36,7 @@ import math
 import struct
 from typing import TYPE_CHECKING
 
-from ntpauto.autokey.amplification import RECENT_CAPACITY, ExchangeTable, cut_reply
+from ntpauto.autokey.amplification import cut_reply, tagged
 from ntpauto.autokey.association import group_gate
 from ntpauto.autokey.budget import BudgetExceeded
 from ntpauto.autokey.fields import Field
@@ -91,9 +91,6 @@ class Server:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.exchanges = ExchangeTable()
-        """Sources that completed a normal exchange (the amplification limit)."""
-        self._recent = self.exchanges.recent
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
         self._verified = engine.keys.verified
@@ -101,8 +98,7 @@ class Server:
         self._servers: dict[tuple[str, int] | None, str] = {}
         self._base: tuple | None = None
         self._kiss_octets = SYSTEM_OCTETS.pack(engine.precision, 0, 0, KISS_RATE, 0)
-        autokey = engine.autokey
-        self._serve_autokey = autokey.serve_plain if autokey is not None else None
+        self._sessions = engine.session_keys
 
     def server_address(self, local: tuple[str, int] | None) -> str:
         """The address a client's request reached us on (our side of its session keys)."""
@@ -117,14 +113,35 @@ class Server:
         self._base = None
 
     def header(self, version_bits: int, poll: int, origin: bytes, rx: int, now: float,
-               mode: int = MODE_SERVER) -> bytes:
+               mode: int = MODE_SERVER, echo: int | None = None) -> bytes:
         """A server (or stateless passive) reply header: the request's version, poll and
-        transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3)."""
+        transmit timestamp (as origin) with the system variables (RFC 5905 A.5.3); with
+        ``echo`` (an Autokey reply's echo key) its transmit timestamp is tagged
+        (:mod:`ntpauto.autokey.amplification`)."""
         base = self._base
         if base is None or not base[3] <= now < base[4]:
             base = self._new_base(now)
+        transmit = unix_to_ntp(self._now())
+        if echo is not None:
+            transmit = tagged(transmit, echo)
         return REPLY.pack(base[0] | version_bits | mode, base[1], poll, base[2], origin, rx,
-                          unix_to_ntp(self._now()))
+                          transmit)
+
+    def crypto_now(self, rx: int, now: float) -> int:
+        """Autokey's time for a request received at ``rx``: its NTP seconds, 0 while
+        unsynchronised (:meth:`Engine.crypto_now`, from the cached header)."""
+        base = self._base
+        if base is None or not base[3] <= now < base[4]:
+            base = self._new_base(now)
+        return rx >> 32 if base[0] != _UNSYNC_BITS else 0
+
+    def autokey_header(self, version_bits: int, poll: int, origin: bytes, rx: int,
+                       now: float, client: str, server: str, crypto_now: int) -> bytes:
+        """:meth:`header` of an Autokey reply to ``client`` from ``server``: tagged with
+        their echo key (none between address families)."""
+        pair = self._sessions.pair(client, server, crypto_now)  # type: ignore[union-attr]
+        return self.header(version_bits, poll, origin, rx, now,
+                           echo=pair[4] if pair is not None else None)
 
     def _new_base(self, now: float) -> tuple[int, int, bytes, float, float]:
         """The header's fixed part at ``now``: leap bits, stratum, the packed system octets,
@@ -184,19 +201,16 @@ class Server:
             return self.header(first & 0x38, data[2], data[40:48], rx, now)
         keyid = data[48:52]
         if keyid[0] or keyid[1]:  # above 65535: an Autokey session key
-            if self._serve_autokey is None:
+            sessions = self._sessions
+            if sessions is None:
                 return None
             counters["received"] += 1
-            reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
-            # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine.crypto_now).
-            crypto_now = rx >> 32 if self._base[0] != _UNSYNC_BITS else 0  # type: ignore[index]
             server = self._servers.get(local) or self._server_for(local)
-            out, outcome = self._serve_autokey(data, reply, host, server, crypto_now)
+            pair = sessions.pair(host, server, self.crypto_now(rx, now))
+            reply = self.header(first & 0x38, data[2], data[40:48], rx, now,
+                                echo=pair[4] if pair is not None else None)
+            out, outcome = sessions.serve(data, reply, pair)
             counters[outcome] += 1
-            recent = self._recent  # the echo that proves the source to the full path
-            if len(recent) >= RECENT_CAPACITY:
-                recent.clear()
-            recent[host] = reply
             return out
         counters["received"] += 1
         counters["served"] += 1
@@ -300,13 +314,16 @@ class Server:
             counters["autokey_limited"] += 1
             return []
         request = pkt.header
-        reply = self.header(request.version << 3, request.poll & 0xFF, pkt.data[40:48], rx,
-                            now)
-        if engine.autokey is None:
+        node = engine.autokey
+        if node is None:
             counters["badauth"] += 1
+            reply = self.header(request.version << 3, request.poll & 0xFF, pkt.data[40:48],
+                                rx, now)
             return [Datagram(reply + CRYPTO_NAK, source)]
         server = self.server_address(local)
-        node = engine.autokey
+        crypto_now = engine.crypto_now()
+        reply = self.autokey_header(request.version << 3, request.poll & 0xFF,
+                                    pkt.data[40:48], rx, now, source[0], server, crypto_now)
         first: Field | None = None
         for f in pkt.fields[:1]:
             try:
@@ -317,7 +334,7 @@ class Server:
                 counters["declined"] += 1
                 return []
         limit = engine.config.amplification_limit and first is not None \
-            and not self.exchanges.echoed(source[0], pkt.data[24:32])
+            and not node.sessions.echoed(source[0], server, pkt.data[24:32], rx, request.poll)
         node.responder.last_error = None
         if limit and node.responder.costly(first.code):
             # Unproven: no private-key work, the empty response (never larger).
@@ -327,8 +344,8 @@ class Server:
             if first is not None and first.code in engine.offload_codes and not first.response:
                 queued = self._offload_identity(pkt, first, reply, source, server, rx, now,
                                                 limit)
-            data, outcome = queued or node.serve(pkt, reply, source[0], server,
-                                                 engine.crypto_now(), engine.glue.auto_for)
+            data, outcome = queued or node.serve(pkt, reply, source[0], server, crypto_now,
+                                                 engine.glue.auto_for)
         error = node.responder.last_error
         if isinstance(error, BudgetExceeded):
             # Over the private-key budget: no reply at all; the client asks again at its
@@ -347,13 +364,12 @@ class Server:
                            keyid: int, source: tuple[str, int], server: str, limit: bool,
                            request_size: int) -> list[Datagram]:
         """An Autokey server reply on its way out: cut when the amplification limit applies
-        and it is larger than the request; its transmit timestamp remembered (the echo
-        that proves the source next time)."""
+        and it is larger than the request (its tagged transmit timestamp is the echo that
+        proves the source next time)."""
         if limit and request is not None and len(data) > request_size:
             self._counters["autokey_amplification"] += 1
             data = cut_reply(reply, request, keyid, source[0], server,
                              self.engine.autokey.digest)
-        self.exchanges.sent(source[0], data[40:48])
         return [Datagram(data, source)]
 
     # -- identity requests answered by the worker --------------------------------------------
@@ -394,7 +410,8 @@ class Server:
         crypto_now = engine.crypto_now()
         response = node.responder.end_identity(job.request, status, payload, seconds,
                                                crypto_now)
-        reply = self.header(job.version_bits, job.poll, job.origin, job.rx, now, MODE_SERVER)
+        reply = self.autokey_header(job.version_bits, job.poll, job.origin, job.rx, now,
+                                    job.source[0], job.server, crypto_now)
         data = node.finish(reply, response, job.source[0], job.server, job.keyid, crypto_now)
         counters["served"] += 1
         if response is not None and response.error:

@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from ntpauto.auth.autokey import mac, server_reply_key, session_key, verify_mac
-from ntpauto.autokey.amplification import WINDOW, ExchangeTable
+from ntpauto.autokey.amplification import ECHO_BITS, echo_key, echo_window, echoes, tagged
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, GQ, LEAP, Field, decode
 from ntpauto.autokey.host import HostCredentials, load_host
 from ntpauto.autokey.serving import AutokeyNode
@@ -31,56 +31,55 @@ EPOCH = 1_795_460_000.0
 KEYID = 0x1234_5678
 
 
-# --- the table ------------------------------------------------------------------------------
+# --- the echo tag ---------------------------------------------------------------------------
 
 
 def stamp(i: int) -> bytes:
     return (0xEEAE_0000_0000_0000 + i).to_bytes(8, "big")
 
 
-def test_echo_of_a_recent_reply_proves_the_source():
-    table = ExchangeTable(capacity=4)
-    assert not table.echoed("a", stamp(1))
-    table.sent("a", stamp(1))
-    assert not table.echoed("b", stamp(1))  # another address
-    assert not table.echoed("a", stamp(2))
-    assert not table.echoed("a", bytes(8))
-    assert table.echoed("a", stamp(1))
-    for i in range(2, 2 + WINDOW):
-        table.sent("a", stamp(i))
-    assert not table.echoed("a", stamp(1))  # out of the window
-    assert table.echoed("a", stamp(2)) and table.echoed("a", stamp(1 + WINDOW))
+def test_a_tagged_timestamp_echoes_its_key_only_while_recent():
+    key = echo_key(0x1234_5678, CLIENT[0], SERVER[0])
+    assert key != echo_key(0x1234_5679, CLIENT[0], SERVER[0])  # another seed
+    assert key != echo_key(0x1234_5678, "192.0.2.11", SERVER[0])  # another client
+    transmit = 0xEEAE_1234_5678_9ABC
+    reply = tagged(transmit, key)
+    origin = reply.to_bytes(8, "big")
+    assert reply >> ECHO_BITS == transmit >> ECHO_BITS  # only the low bits are the tag
+    later = transmit + (31 << 32)
+    assert echoes(origin, key, later, 4)  # 31 s later, within two polls of 16 s
+    assert not echoes(origin, key ^ 1 << 7, later, 4)
+    assert not echoes(bytes(8), key, later, 4)
+    assert not echoes((reply ^ 1).to_bytes(8, "big"), key, later, 4)
+    assert not echoes(origin, key, transmit + (33 << 32), 4)  # too old for a 16 s poll
+    assert echoes(origin, key, transmit + (33 << 32), 6) and echo_window(6) == 128
+    assert echo_window(0) == 32 and echo_window(30) == 2 << 17
+    assert not echoes(origin, key, transmit - (2 << 32), 4)  # from the future
 
 
-def test_a_flood_of_fresh_sources_does_not_evict_proven_ones():
-    table = ExchangeTable(capacity=4)
-    table.sent("real", stamp(1))
-    assert table.echoed("real", stamp(1))
-    table.sent("real", stamp(2))
-    for i in range(1000):
-        table.sent(f"spoofed-{i}", stamp(i))
-    assert len(table) == 5  # 4 fresh + 1 known
-    assert table.echoed("real", stamp(2))
-    assert not table.echoed("spoofed-0", stamp(0))  # evicted
-    assert table.echoed("spoofed-999", stamp(999))
+def test_guessed_origins_echo_about_once_in_4096():
+    """A spoofer's guesses of a recent timestamp: the odds are the tag's size."""
+    rng = random.Random(11)
+    key = echo_key(7, CLIENT[0], SERVER[0])
+    now = 0xEEAE_0000_0000_0000
+    hits = sum(echoes((now - rng.randrange(1 << 36)).to_bytes(8, "big"), key, now, 4)
+               for _ in range(1 << 16))
+    assert 4 <= hits <= 40  # 16 expected
 
 
-def test_echo_of_the_first_stages_last_reply_proves_the_source():
-    """``recent`` (written by the server's first stage) proves a source too, which then
-    counts as known (a flood of fresh sources does not evict it)."""
-    table = ExchangeTable(capacity=4)
-    table.recent["a"] = bytes(40) + stamp(1)  # a reply header
-    assert not table.echoed("a", stamp(2)) and not table.echoed("b", stamp(1))
-    assert table.echoed("a", stamp(1))
-    table.sent("a", stamp(3))
-    for i in range(100):
-        table.sent(f"spoofed-{i}", stamp(i))
-    assert table.echoed("a", stamp(3))
-
-
-def test_capacity_is_checked():
-    with pytest.raises(ValueError):
-        ExchangeTable(capacity=0)
+def test_the_first_stages_autokey_replies_are_tagged(tc):
+    """Replies to time requests under a session key carry the tag: their echo proves the
+    source to the field requests that follow (test below)."""
+    engine, _alice, _brenda = tc
+    cookie = engine.autokey.responder.server_cookie(CLIENT[0], SERVER[0], engine.crypto_now())
+    head = Header(3, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0, 0xEEAE_0000_0000_0009)
+    data = head.encode() + mac(session_key(CLIENT[0], SERVER[0], KEYID, cookie), KEYID,
+                               head.encode())
+    reply = exchange(engine, data)
+    assert engine.counters["rx_client"] == 0  # the first stage answered
+    rx = unix_to_ntp(engine.clock.now())
+    assert engine.session_keys.echoed(CLIENT[0], SERVER[0], reply[40:48], rx, 6)
+    assert not engine.session_keys.echoed("192.0.2.11", SERVER[0], reply[40:48], rx, 6)
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -162,8 +161,8 @@ def test_echoing_the_reply_gets_the_full_response(tc):
     assert len(reply) > len(data) + 300
     f = response_of(reply)
     assert f.value == alice.certificate.der and f.signature
-    # A stale or forged origin does not count: the next one is cut again.
-    data = request(cert, origin=stamp(42), transmit=3)
+    # A forged origin does not count: the next one is cut again.
+    data = request(cert, origin=stamp(44), transmit=3)
     assert len(exchange(engine, data)) <= len(data)
 
 

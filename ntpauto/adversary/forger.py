@@ -110,9 +110,11 @@ class Forger:
             replayed = self._replay_packet(case)
             if replayed is not None:
                 data, note = replayed
-                origin = parse(data).header.origin
-                return Forged((data,), source, local, knows.echoes(source_address, origin),
-                              False, note, stale=not note and case.code is not None)
+                replayed_header = parse(data).header
+                proven = knows.echoes(source_address, replayed_header.origin, self.now_ntp(),
+                                      replayed_header.poll)
+                return Forged((data,), source, local, proven, False, note,
+                              stale=not note and case.code is not None)
         notes: list[str] = []
         fields = self._fields(case, notes)
         header = self._header(case, source_address, notes)
@@ -122,7 +124,7 @@ class Forger:
             again = header._replace(transmit=header.transmit + 1)
             datagrams.append(self._packet(case, again, fields, keyid, source_address,
                                           local_address))
-        proven = knows.echoes(source_address, header.origin)
+        proven = knows.echoes(source_address, header.origin, self.now_ntp(), header.poll)
         may = (case.role, case.code, case.direction) in _MOBILISING \
             and case.kind not in ("identity-values", "no-mac") \
             and case.variant not in ("public-cookie", "error")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
+from ntpauto.autokey.amplification import echo_window
 from ntpauto.autokey.fields import Field, decode
 from ntpauto.events import FieldError
 from ntpauto.wire.packet import MODE_BROADCAST, MalformedPacket, Packet, parse
@@ -27,9 +28,9 @@ __all__ = ["Knowledge", "Seen"]
 
 MEMORY = 512
 """Recent datagrams kept whole."""
-_ECHOES = 8
-"""Transmit timestamps kept per destination of the victim's (more than the server's
-amplification table keeps)."""
+_ECHOES = 64
+"""Transmit timestamps kept per destination of the victim's (more than it sends within the
+amplification limit's window in these simulations)."""
 
 
 @frozen
@@ -154,7 +155,10 @@ class Knowledge:
         """The newest Timestamp seen in a field of ``code`` (0 when none)."""
         return self._stamps.get(code, 0)
 
-    def echoes(self, source: str, origin: int) -> bool:
-        """``origin`` is the transmit timestamp of a recent datagram the victim sent to
-        ``source``."""
-        return bool(origin) and origin in self._echoes.get(source, ())
+    def echoes(self, source: str, origin: int, now: int, poll: int) -> bool:
+        """``origin`` is the transmit timestamp of a datagram the victim sent to ``source``
+        that a request with poll exponent ``poll`` may echo at ``now`` (NTP timestamp: within
+        the amplification limit's window, :func:`~ntpauto.autokey.amplification.
+        echo_window`)."""
+        return bool(origin) and origin in self._echoes.get(source, ()) \
+            and now - origin < echo_window(poll) << 32

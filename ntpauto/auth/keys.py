@@ -267,6 +267,11 @@ class KeyStore:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __reduce__(self) -> tuple[type[KeyStore], tuple[dict[int, SymmetricKey], frozenset[int]]]:
+        """Pickled as its keys and trusted IDs (the MAC functions are made again): the
+        daemon hands its keys to its server workers (:mod:`ntpauto.workerstate`)."""
+        return KeyStore, (self._keys, self._trusted)
+
     def __contains__(self, keyid: object) -> bool:
         return keyid in self._keys
 

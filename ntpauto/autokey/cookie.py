@@ -22,19 +22,24 @@ draw on ASSOC, XOR on COOK response).
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
+import struct
 
 from ntpauto.auth.autokey import RandomSource, next_keyid
 from ntpauto.autokey.values import decrypt_cookie, encrypt_cookie
 from ntpauto.wire.packet import MODE_ACTIVE, MODE_PASSIVE
 
 __all__ = [
-    "KEY_REVOKE", "ServerSeed", "combine_cookie", "decrypt_cookie", "encrypt_cookie",
-    "random_cookie", "server_cookie",
+    "KEY_REVOKE", "SEED_SECRET_SIZE", "ServerSeed", "SharedSeed", "combine_cookie",
+    "decrypt_cookie", "encrypt_cookie", "random_cookie", "server_cookie",
 ]
 
 KEY_REVOKE = 17
 """Default ``crypto revoke`` (log2 seconds): the server seed is refreshed every 2**17 s."""
+
+SEED_SECRET_SIZE = 32
+"""Octets of the secret a :class:`SharedSeed` derives its seeds from."""
 
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
 
@@ -86,6 +91,8 @@ class ServerSeed:
         self._seed = self._draw()
         self.generation = 0
         """Incremented at every redraw: a cookie cached with an older generation is stale."""
+        self.time = 0
+        """The latest time :meth:`cookie` was asked for (NTP seconds)."""
         self.valid_from = self.valid_until = 0
         """The seed's interval: anchored at ``valid_from``, refreshed at ``valid_until``
         (``valid_from + revoke``); empty until the first :meth:`current`.  Inside it
@@ -115,5 +122,50 @@ class ServerSeed:
         return self._seed
 
     def cookie(self, client: str, server: str, now: int, digest: str = "md5") -> int:
-        """The server cookie for ``client`` at ``now`` (see :func:`server_cookie`)."""
-        return server_cookie(client, server, self.current(now), digest)
+        """The server cookie for ``client`` (the request's source) and ``server`` (the
+        address it arrived on) at ``now`` (see :func:`server_cookie`).  ``now`` = 0
+        (unsynchronised) and earlier times use the latest time seen, so that losing
+        synchronisation never refreshes the seed."""
+        self.time = max(self.time, int(now))
+        return server_cookie(client, server, self.current(self.time), digest)
+
+    @property
+    def value(self) -> int:
+        """The seed in use (a private value: for the processes and instances that must share
+        it, :class:`SharedSeed`)."""
+        return self._seed
+
+
+class SharedSeed(ServerSeed):
+    """A server seed several processes or hosts compute alike: the first four octets (not
+    zero) of SHA-256(``secret`` || interval number), where the interval number counts
+    ``revoke``-second intervals since the NTP era began.  Instances that hold the same
+    32-octet ``secret`` (a farm: :func:`load_seed_secret`; a server's worker processes: a
+    secret its first process draws) issue the same cookies, and refresh them at the same
+    moments, with no word between them.  Refreshes fall on the interval boundaries rather
+    than ``revoke`` seconds after the first request; a clock stepped back takes the earlier
+    interval's seed again."""
+
+    def __init__(self, secret: bytes, revoke: int = 1 << KEY_REVOKE) -> None:
+        if len(secret) < SEED_SECRET_SIZE:
+            raise ValueError(f"a shared seed needs a secret of {SEED_SECRET_SIZE} octets")
+        self.secret = bytes(secret)
+        self._interval: int | None = None
+        super().__init__(revoke)
+
+    def _draw(self) -> int:
+        interval = self._interval or 0
+        digest = hashlib.sha256(self.secret + interval.to_bytes(8, "big")).digest()
+        return next((word for word in struct.unpack("!8I", digest) if word), 1)
+
+    def current(self, now: int) -> int:
+        """The seed of the interval holding ``now``."""
+        interval = max(int(now), 0) // self.revoke
+        if interval != self._interval:
+            if self._interval is not None:
+                self.generation += 1
+            self._interval = interval
+            self._seed = self._draw()
+            self.valid_from = interval * self.revoke
+            self.valid_until = self.valid_from + self.revoke
+        return self._seed

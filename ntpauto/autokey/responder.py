@@ -156,7 +156,6 @@ class Responder:
         if budget is not None:
             host.budget = budget
         self.last_error: AutokeyError | None = None
-        self._seed_time = 0
         self.requests: Counter[tuple[int, bool]] = Counter()
         """Requests answered, by (field code, error response?), for ntpauto.metrics."""
         self.key_operations: Counter[str] = Counter()
@@ -178,9 +177,7 @@ class Responder:
         (the local address it arrived on).  The engine uses the same value for the MACs of
         packets without extension fields.  ``now`` = 0 (unsynchronised) reuses the last
         non-zero time, so losing synchronisation never refreshes the seed."""
-        if now:
-            self._seed_time = max(self._seed_time, int(now))
-        return self.seed.cookie(client, server, self._seed_time, self.host.digest)
+        return self.seed.cookie(client, server, now, self.host.digest)
 
     def respond(
         self,

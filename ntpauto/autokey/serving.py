@@ -21,14 +21,15 @@ from ntpauto.auth.autokey import (
     verify_mac,
 )
 from ntpauto.auth.digest import HASHES
-from ntpauto.autokey.amplification import empty_reply
+from ntpauto.autokey.amplification import echo_key, echoes, empty_reply
+from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
 from ntpauto.events import FieldError
 from ntpauto.wire.packet import CRYPTO_NAK, MODE_CLIENT, Packet
 
-__all__ = ["ADDRESS_PAIRS_CAP", "MIN_AUTOKEY_DIGEST", "AutokeyNode"]
+__all__ = ["ADDRESS_PAIRS_CAP", "MIN_AUTOKEY_DIGEST", "AutokeyNode", "Pair", "SessionKeys"]
 
 ADDRESS_PAIRS_CAP = 4096
 """(client, server) address pairs kept as session-key prefixes; cleared when full."""
@@ -45,11 +46,8 @@ class AutokeyNode:
         self.host = host
         self.responder = responder if responder is not None else Responder(host)
         self.automax = automax
-        self._hash = HASHES[host.digest]  # a session key is H(block), a MAC H(key || data)
-        self._seed = self.responder.seed
-        self._pairs: dict[tuple[str, str], tuple[bytes, bytes, int, bytes]] = {}
-        """Per (client, server): the session-key prefixes both ways, and the server cookie
-        (octets) with the seed generation it was computed under."""
+        self.sessions = SessionKeys(self.responder.seed, host.digest)
+        """The session keys of requests without fields and the echo keys of replies."""
 
     @property
     def digest(self) -> str:
@@ -117,19 +115,66 @@ class AutokeyNode:
 
     def serve_plain(self, data: bytes, reply: bytes, client: str, server: str,
                     now: int) -> tuple[bytes, str]:
-        """The common case, a request without extension fields (the server's hot path):
-        ``data`` is the request (header, key ID, digest), ``reply`` the reply header.  The
-        request's MAC must verify under session key (client, server, key ID, server cookie);
-        the reply is MACed under (server, client, key ID, server cookie) (interop.md
-        3.5).  Returns the reply datagram and the counter naming the outcome."""
+        """:meth:`SessionKeys.serve` for ``client`` and ``server`` at ``now`` (the reply
+        header ``reply`` as it is: its transmit timestamp not tagged)."""
+        return self.sessions.serve(data, reply, self.sessions.pair(client, server, now))
+
+
+Pair = tuple[bytes, bytes, int, bytes, int]
+"""Per (client, server): the session-key prefixes client || server and server || client as
+octets, the seed generation, the server cookie (4 octets) and the echo key under it."""
+
+
+class SessionKeys:
+    """The stateless server's side of session keys: requests without fields checked and
+    answered under the server cookie (interop.md 3.5), and the echo key that tags the
+    transmit timestamp of every Autokey reply (:mod:`ntpauto.autokey.amplification`).
+    Needs only the server seed and the digest, no private key: the daemon's worker
+    processes answer these requests with one of their own (:mod:`ntpauto.workerstate`).
+
+    Per (client, server) address pair the prefixes, cookie and echo key are kept in a
+    bounded table (cleared when ``capacity`` pairs are in it), valid while the seed is the
+    same (its generation and interval)."""
+
+    def __init__(self, seed: ServerSeed, digest: str,
+                 capacity: int = ADDRESS_PAIRS_CAP) -> None:
+        self.seed = seed
+        self.digest = digest
+        self.capacity = capacity
+        """Address pairs kept (the table is cleared when it holds this many)."""
+        self._hash = HASHES[digest]  # a session key is H(block), a MAC H(key || data)
+        self._pairs: dict[tuple[str, str], Pair] = {}
+
+    def pair(self, client: str, server: str, now: int) -> Pair | None:
+        """The :data:`Pair` of ``client`` and ``server`` at ``now`` (crypto time), or None
+        when the addresses are of different families (no session key exists between
+        them)."""
         pair = self._pairs.get((client, server))
-        seed = self._seed
-        if pair is None or pair[2] != seed.generation \
-                or not seed.valid_from <= now < seed.valid_until:
-            pair = self._pair(client, server, now)
-            if pair is None:
-                return reply + CRYPTO_NAK, "badauth"
-        to_us, to_them, _generation, cookie = pair
+        seed = self.seed
+        if pair is not None and pair[2] == seed.generation \
+                and seed.valid_from <= (now or seed.time) < seed.valid_until:
+            return pair
+        c, s = address_octets(client), address_octets(server)
+        if len(c) != len(s):
+            return None
+        cookie = seed.cookie(client, server, now, self.digest)
+        table = self._pairs
+        if len(table) >= self.capacity:
+            table.clear()
+        pair = table[(client, server)] = (c + s, s + c, seed.generation, _COOKIE.pack(cookie),
+                                          echo_key(seed.value, client, server, self.digest))
+        return pair
+
+    def serve(self, data: bytes, reply: bytes, pair: Pair | None) -> tuple[bytes, str]:
+        """The common case, a request without extension fields (the server's hot path):
+        ``data`` is the request (header, key ID, digest), ``reply`` the reply header and
+        ``pair`` the request's :meth:`pair`.  The request's MAC must verify under session
+        key (client, server, key ID, server cookie); the reply is MACed under (server,
+        client, key ID, server cookie) (interop.md 3.5).  Returns the reply datagram and the
+        counter naming the outcome."""
+        if pair is None:
+            return reply + CRYPTO_NAK, "badauth"
+        to_us, to_them, _generation, cookie, _echo = pair
         keyid = data[48:52]
         digest = self._hash
         key = digest(to_us + keyid + cookie).digest()
@@ -138,17 +183,10 @@ class AutokeyNode:
         reply_key = digest(to_them + keyid + cookie).digest()
         return reply + keyid + digest(reply_key + reply).digest(), "served"
 
-    def _pair(self, client: str, server: str, now: int
-              ) -> tuple[bytes, bytes, int, bytes] | None:
-        """The session-key prefixes (client || server, server || client) as octets and the
-        server cookie at ``now``, kept in a bounded table; None when the addresses are of
-        different families (no session key exists between them)."""
-        c, s = address_octets(client), address_octets(server)
-        if len(c) != len(s):
-            return None
-        cookie = _COOKIE.pack(self.responder.server_cookie(client, server, now))
-        table = self._pairs
-        if len(table) >= ADDRESS_PAIRS_CAP:
-            table.clear()
-        pair = table[(client, server)] = (c + s, s + c, self._seed.generation, cookie)
-        return pair
+    def echoed(self, client: str, server: str, origin: bytes, rx: int, poll: int) -> bool:
+        """True when ``origin`` (the origin timestamp, 8 octets, of a request received at
+        ``rx`` with poll exponent ``poll``) echoes a recent reply tagged for ``client`` by
+        ``server`` under the current seed: the source has completed a normal exchange
+        (:func:`~ntpauto.autokey.amplification.echoes`)."""
+        pair = self.pair(client, server, self.seed.time)
+        return pair is not None and echoes(origin, pair[4], rx, poll)
