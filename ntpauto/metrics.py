@@ -114,6 +114,7 @@ EVENTS: Mapping[str, str] = {
     "autokey_offload_expired": "of those, unanswered: the result came after the job timeout",
     "internal_error": "exceptions caught in the engine (each is logged)",
     "send_error": "datagrams the socket refused to send",
+    "worker_restarts": "server worker processes started again after they ended",
 }
 """Other engine counters -> what they count (``ntpauto_events_total{event}``).  Counters no
 table names appear there too, under their own name."""
@@ -159,6 +160,9 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The metric families of the engine now."""
         yield from _packets(self.engine.counters)
+        yield GaugeMetricFamily(PREFIX + "server_processes",
+                                "Processes answering client requests (workers).",
+                                value=self.engine.server_processes)
         yield from _associations(self.engine)
         if self.engine.autokey is not None:
             yield from _autokey(self.engine)

@@ -465,13 +465,19 @@ log = Logger()
 
 def listen_udp(reactor: Any, port: int, protocol: NTPDatagramProtocol,
                interface: str = "", receive_buffer: int = 0, *,
-               quiet_cap: bool = False) -> Any:
+               quiet_cap: bool = False, adopt: Any = None) -> Any:
     """``reactor.listenUDP(port, protocol, interface=interface)`` with an :class:`NTPPort`
     where the reactor is a POSIX one (its ``listenUDP`` builds a ``udp.Port`` the same
-    way); any other reactor listens with its own port.  A ``receive_buffer`` of so many
-    bytes is asked for (0: the system's default); when the kernel grants less, that is
-    logged as a warning (``quiet_cap``: at info level, for a default size)."""
-    if not isinstance(reactor, PosixReactorBase):
+    way); any other reactor listens with its own port.  ``adopt``: a bound socket to read
+    instead (POSIX reactors only; the port reads a duplicate of it, the caller closes its
+    own).  A ``receive_buffer`` of so many bytes is asked for (0: the system's default);
+    when the kernel grants less, that is logged as a warning (``quiet_cap``: at info level,
+    for a default size)."""
+    if adopt is not None:
+        listening = NTPPort._fromListeningDescriptor(reactor, adopt.fileno(), adopt.family,
+                                                     protocol, 8192)
+        listening.startListening()
+    elif not isinstance(reactor, PosixReactorBase):
         listening = reactor.listenUDP(port, protocol, interface=interface)
     else:
         listening = NTPPort(port, protocol, interface, reactor=reactor)

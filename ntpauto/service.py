@@ -23,9 +23,11 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorProcess
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 
-from ntpauto.config import Config, default_config, load_config
+from ntpauto.autokey.cookie import SharedSeed
+from ntpauto.config import Config, default_config, load_config, worker_count
 from ntpauto.engine import build_engine
 from ntpauto.identity.common import prepare_scheme
 from ntpauto.identityworker import IdentityWorker
@@ -33,6 +35,9 @@ from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
 from ntpauto.ntp.discipline import write_drift
 from ntpauto.protocol import NTPDatagramProtocol, listen_udp
+from ntpauto.udpsocket import privileged, reuseport_group
+from ntpauto.workerpool import ServerWorkers
+from ntpauto.workerstate import WorkerInit, serving_config, system_state
 
 DEFAULT_INTERFACE = "0.0.0.0"
 """Where the node listens when the config names no interface."""
@@ -94,6 +99,11 @@ class NTPAutokeyService(MultiService):
         """The running :class:`~ntpauto.identityworker.IdentityWorker`, if any."""
         self.stats_port: Any = None
         """The ``IListeningPort`` of the ``statsaddress`` metrics endpoint, when listening."""
+        self.server_workers: ServerWorkers | None = None
+        """The worker processes (``workers``), once started."""
+        self._worker_sockets: list[list[Any]] = []
+        """Per worker process, its sockets (one per listen address), bound by
+        ``_listen``."""
         self.config = config if config is not None else default_config()
         self.clock = clock if clock is not None else SystemClock()
         self._reactor = reactor
@@ -171,15 +181,22 @@ class NTPAutokeyService(MultiService):
             self.log.info("Association: {association}", association=_describe(association))
         self._check_identity_groups()
         scheduler: NTPDatagramProtocol | None = None
+        count = self._worker_count(reactor)
         try:
             for interface in self.interfaces():
                 protocol = NTPDatagramProtocol(self.engine, self.clock, reactor,
                                                scheduler=scheduler)
                 scheduler = scheduler or protocol
                 self.protocols.append(protocol)
+                group = self._group(interface, count)
                 port = listen_udp(reactor, config.port, protocol, interface,
-                                  config.receive_buffer, quiet_cap=config.rcvbuf is None)
+                                  config.receive_buffer, quiet_cap=config.rcvbuf is None,
+                                  adopt=group[0] if group else None)
                 self.ports.append(port)
+                if group:
+                    group[0].close()  # the port reads its duplicate
+                    for index, sock in enumerate(group[1:]):
+                        self._worker_sockets[index].append(sock)
                 host = port.getHost()
                 self.log.info("NTP listening on UDP {host}:{port}", host=host.host,
                               port=host.port)
@@ -188,8 +205,76 @@ class NTPAutokeyService(MultiService):
                 port.stopListening()
             self.ports.clear()
             self.protocols.clear()
+            self._close_worker_sockets()
             raise
         self._listen_stats(reactor)
+
+    # -- worker processes (docs/scaling.md) --------------------------------------------------
+
+    def _worker_count(self, reactor: Any) -> int:
+        """The processes to answer with: ``workers`` (``auto``: one per core), or 1 where
+        the reactor cannot adopt sockets or spawn processes (logged)."""
+        count = worker_count(self.config.workers)
+        if count > 1 and not (isinstance(reactor, PosixReactorBase)
+                              and IReactorProcess.providedBy(reactor)):
+            self.log.warn("workers {count}: this reactor cannot run worker processes; one "
+                          "process answers", count=count)
+            count = 1
+        self._worker_sockets = [[] for _ in range(count - 1)]
+        return count
+
+    def _group(self, interface: str, count: int) -> list[Any] | None:
+        """``count`` sockets on ``interface`` and the configured port, steered
+        (:func:`~ntpauto.udpsocket.reuseport_group`), or None for one process: ``count`` is
+        1, or the system cannot steer (logged, and every later interface is served by one
+        process too)."""
+        if count <= 1 or not self._worker_sockets:
+            return None
+        try:
+            return reuseport_group(interface, self.config.port, count,
+                                   self.config.receive_buffer, force=privileged())
+        except OSError as exc:
+            if self.ports:
+                raise
+            self.log.warn("workers {count}: cannot share UDP {host} port {port} between "
+                          "processes ({error}); one process answers", count=count,
+                          host=interface, port=self.config.port, error=exc)
+            self._worker_sockets = []
+            return None
+
+    def _close_worker_sockets(self) -> None:
+        for group in self._worker_sockets:
+            for sock in group:
+                sock.close()
+        self._worker_sockets = []
+
+    def _start_workers(self) -> None:
+        """The worker processes, once privileges are dropped (they run as the daemon's
+        user), answering with the system variables the engine publishes to them."""
+        if self.server_workers is not None or not self._worker_sockets:
+            return
+        engine = self.engine
+        reactor = self._get_reactor()
+        pool = ServerWorkers(engine, self._worker_sockets, self._worker_init,
+                             lambda: system_state(engine, reactor.seconds()), reactor=reactor)
+        self.server_workers = pool
+        engine.system_listeners.append(pool.publish)
+        pool.start()
+        self.log.info("workers {count}: this process and {others} worker process(es) "
+                      "answer client requests", count=1 + len(self._worker_sockets),
+                      others=len(self._worker_sockets))
+
+    def _worker_init(self, index: int) -> WorkerInit:
+        engine = self.engine
+        node = engine.autokey
+        seed = node.responder.seed if node is not None else None
+        return WorkerInit(
+            index=index, config=serving_config(self.config), keys=engine.keys,
+            seed_secret=seed.secret if isinstance(seed, SharedSeed) else None,
+            revoke=seed.revoke if seed is not None else 0,
+            digest=node.digest if node is not None else "md5", precision=engine.precision,
+            local_address=engine.local_address,
+            system=system_state(engine, self._get_reactor().seconds()))
 
     def _check_identity_groups(self) -> None:
         """Warn, at start-up, of every ``ident`` group without a usable client file: its
@@ -250,6 +335,7 @@ class NTPAutokeyService(MultiService):
         if not self.ports:
             self._listen()
         self._start_identity_worker()
+        self._start_workers()
         super().startService()
 
     def _start_identity_worker(self) -> None:
@@ -292,6 +378,14 @@ class NTPAutokeyService(MultiService):
         if self.worker is not None:
             stopping.append(self.worker.stop())
             self.worker = None
+        if self.server_workers is not None:
+            self.engine.system_listeners.remove(self.server_workers.publish)
+            stopping.append(self.server_workers.stop())
+            self.server_workers = None
+            self.engine.server_processes = 1
+        else:
+            self._close_worker_sockets()
+        self._worker_sockets = []
         self.ports = []
         self.protocols = []
         self.log.info("ntpauto stopped")

@@ -6,8 +6,8 @@ root, and answers Autokey clients too: on first run it generates an RSA host key
 self-signed trusted certificate for this host name into ``./ntpkeys`` (``--keysdir``; the
 key 0600, encrypted with the host name as ntp-keygen's default password) and loads them
 afterwards (``--no-autokey``: plain and symmetric-key service only).  ``--config FILE``
-reads an ntp.conf-style file instead; ``--port``, ``--interface`` and ``--rcvbuf`` override
-what it says.
+reads an ntp.conf-style file instead; ``--port``, ``--interface``, ``--rcvbuf`` and
+``--workers`` override what it says.
 A bad config stops twistd with ``file:line: message``.  A port that cannot be bound (in use,
 or privileged) stops it with one line naming address and port, before anything is written
 (the first run's keys included), daemonised or logged (:func:`check_listen`).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from ntpauto.config import (
     ListenConfig,
     default_config,
     load_config,
+    parse_workers,
     rcvbuf_problem,
 )
 from ntpauto.identity.registry import IdentityOptionsMixin
@@ -102,6 +104,11 @@ def _port_number(value: str) -> int:
     return port
 
 
+def _usage(option: str) -> Callable[[str], usage.UsageError]:
+    """A usage error about ``option``."""
+    return lambda message: usage.UsageError(f"{option}: {message}")
+
+
 def _rcvbuf(value: str) -> int:
     try:
         size = int(value)
@@ -118,7 +125,8 @@ class Options(IdentityOptionsMixin, usage.Options):
     scheme registry, in the style of ``twisted.cred.strcred``)."""
 
     synopsis = ("[--config FILE | --keysdir DIR | --no-autokey] [--port N] "
-                "[--interface ADDR] [--rcvbuf BYTES] [--ident SCHEME:ARGS]")
+                "[--interface ADDR] [--rcvbuf BYTES] [--workers N|auto] "
+                "[--ident SCHEME:ARGS]")
     longdesc = ("Run an NTPv4 node with Autokey (RFC 5906) authentication. Without --config "
                 "it serves the local clock as stratum 1 on 127.0.0.1:12300, with Autokey "
                 "keys generated into ./ntpkeys on first run.")
@@ -128,6 +136,8 @@ class Options(IdentityOptionsMixin, usage.Options):
         ["interface", "i", None, "Address to listen on (overrides the config's interfaces)."],
         ["rcvbuf", None, None, "UDP receive buffer in bytes per socket (overrides the "
                                "config's rcvbuf; 0: the system's default)."],
+        ["workers", "w", None, "Processes answering client requests, or 'auto' for one per "
+                               "core (overrides the config's workers; default 1)."],
         ["keysdir", "k", DEFAULT_KEYSDIR,
          "Without --config: the Autokey keys directory (host key and certificate generated "
          "there on first run)."],
@@ -155,6 +165,8 @@ class Options(IdentityOptionsMixin, usage.Options):
                 changes["listen"] = (ListenConfig(self["interface"]),)
             if self["rcvbuf"] is not None:
                 changes["rcvbuf"] = _rcvbuf(self["rcvbuf"])
+            if self["workers"] is not None:
+                changes["workers"] = parse_workers(self["workers"], _usage("--workers"))
             if changes:
                 config = attrs.evolve(config, **changes)
             if not (self["config"] or self["no-autokey"]):

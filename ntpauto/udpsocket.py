@@ -6,6 +6,12 @@ the destination address of each datagram (no Twisted here: plain ``socket`` obje
 * :func:`kernel_drops` reads how many datagrams the kernel dropped at a socket because its
   receive buffer was full (Linux ``SO_MEMINFO``: one ``getsockopt``, asked for once a
   readiness event at most, so that the read loop pays nothing per datagram for it).
+* :func:`reuseport_group` binds the sockets of a server's worker processes to one address
+  and port (``SO_REUSEPORT``) and attaches :func:`steering_program` (Linux
+  ``SO_ATTACH_REUSEPORT_CBPF``), which gives the kernel's choice of socket a rule: client
+  requests of at most 72 octets (the ones a worker answers by itself) go to the socket
+  chosen by a hash of their source address, everything else to the first socket, whose
+  process owns the associations.
 * :class:`Destinations`, on a wildcard bind (``0.0.0.0``, ``::``), has the kernel report
   each datagram's destination address (``IP_PKTINFO``, ``IPV6_RECVPKTINFO``) and gives the
   ancillary data that sends the reply *from* that address (``sendmsg``): a host with several
@@ -15,6 +21,7 @@ the destination address of each datagram (no Twisted here: plain ``socket`` obje
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import struct
@@ -32,6 +39,9 @@ SO_MEMINFO: int | None = getattr(socket, "SO_MEMINFO", 55 if _GENERIC_NUMBERS el
 IP_PKTINFO: int | None = getattr(socket, "IP_PKTINFO", 8 if LINUX else None)
 IPV6_RECVPKTINFO: int | None = getattr(socket, "IPV6_RECVPKTINFO", None)
 IPV6_PKTINFO: int | None = getattr(socket, "IPV6_PKTINFO", None)
+SO_REUSEPORT: int | None = getattr(socket, "SO_REUSEPORT", None)
+SO_ATTACH_REUSEPORT_CBPF: int | None = getattr(socket, "SO_ATTACH_REUSEPORT_CBPF",
+                                               51 if _GENERIC_NUMBERS else None)
 
 _MEMINFO = struct.Struct("=9I")
 """``SO_MEMINFO`` up to ``SK_MEMINFO_DROPS`` (Linux 4.14), the last of the nine."""
@@ -159,3 +169,95 @@ class Destinations:
             self._cache.clear()
         answer = self._cache[data] = ((address, self.port), [reply])
         return answer
+
+
+# -- several processes on one port ---------------------------------------------------------
+
+MAX_WORKER_REQUEST = 72
+"""The longest client request a worker answers by itself (48 octets plain, 68 or 72 with a
+MAC): longer ones carry Autokey fields, which the owner answers."""
+_SKF_NET_OFF = -0x100000
+"""Classic BPF offset of the network header (a socket filter sees the UDP payload at 0)."""
+_INSN = struct.Struct("=HBBI")
+"""``struct sock_filter``: code, jump if true, jump if false, constant."""
+_PROG = struct.Struct("@HP")
+"""``struct sock_fprog``: the number of instructions, a pointer to them."""
+# Classic BPF opcodes (linux/filter.h), as used below.
+_LDB, _LDW, _LDLEN = 0x30, 0x20, 0x80  # ld byte/word at k (absolute), ld the payload length
+_AND, _RSH, _XOR, _MUL, _MOD = 0x54, 0x74, 0xA4, 0x24, 0x94  # A op= k
+_XORX = 0xAC  # A ^= X
+_JEQ, _JGT, _JA = 0x15, 0x25, 0x05  # jump if A == k, A > k; always
+_TAX, _RETA, _RETK = 0x07, 0x16, 0x06
+
+
+def steering_program(count: int) -> bytes:
+    """A classic BPF program choosing one of ``count`` sockets for each datagram: a client
+    request (mode 3) of at most :data:`MAX_WORKER_REQUEST` octets goes to socket ``hash of
+    its source address modulo count``, anything else to socket 0.  The hash of an IPv6
+    source is that of the exclusive-or of its four words; a source keeps its socket, so the
+    rate limit and every other per-source table sees all of its requests."""
+    if not 1 <= count <= 0xFFFF:
+        raise ValueError(f"cannot steer to {count} sockets")
+    net = _SKF_NET_OFF & 0xFFFFFFFF
+    # (opcode, k, label if true, label if false); a label is where a jump goes.
+    code: list[tuple[int, int, str, str] | str] = [
+        (_LDB, 0, "", ""), (_AND, 7, "", ""), (_JEQ, 3, "", "owner"),  # mode 3 ...
+        (_LDLEN, 0, "", ""), (_JGT, MAX_WORKER_REQUEST, "owner", ""),  # ... without fields
+        (_LDB, net, "", ""), (_RSH, 4, "", ""), (_JEQ, 6, "ipv6", ""),
+        (_LDW, net + 12, "", ""), (_JA, 0, "mix", ""),                # IPv4 source
+        "ipv6", (_LDW, net + 8, "", ""), (_TAX, 0, "", ""),
+        (_LDW, net + 12, "", ""), (_XORX, 0, "", ""), (_TAX, 0, "", ""),
+        (_LDW, net + 16, "", ""), (_XORX, 0, "", ""), (_TAX, 0, "", ""),
+        (_LDW, net + 20, "", ""), (_XORX, 0, "", ""),
+        "mix", (_TAX, 0, "", ""), (_RSH, 16, "", ""), (_XORX, 0, "", ""),
+        (_MUL, 0x45D9F3B, "", ""), (_TAX, 0, "", ""), (_RSH, 16, "", ""), (_XORX, 0, "", ""),
+        (_MOD, count, "", ""), (_RETA, 0, "", ""),
+        "owner", (_RETK, 0, "", ""),
+    ]
+    labels: dict[str, int] = {}
+    instructions: list[tuple[int, int, str, str]] = []
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = len(instructions)
+        else:
+            instructions.append(item)
+    out = []
+    for index, (op, k, true, false) in enumerate(instructions):
+        after = index + 1
+        if op == _JA:
+            k, true = labels[true] - after, ""
+        jt = labels[true] - after if true else 0
+        jf = labels[false] - after if false else 0
+        out.append(_INSN.pack(op, jt, jf, k))
+    return b"".join(out)
+
+
+def reuseport_group(address: str, port: int, count: int, receive_buffer: int = 0, *,
+                    force: bool = False) -> list[socket.socket]:
+    """``count`` non-blocking UDP sockets bound to ``address`` and ``port`` (0: one the
+    kernel picks) with ``SO_REUSEPORT``, in the kernel's order (the first is socket 0 of
+    :func:`steering_program`), steered by it, each with ``receive_buffer`` bytes asked for
+    (:func:`set_receive_buffer`).  OSError where the system cannot (no ``SO_REUSEPORT``, no
+    classic BPF steering: not Linux), with every socket closed."""
+    if SO_REUSEPORT is None or SO_ATTACH_REUSEPORT_CBPF is None:
+        raise OSError(f"no SO_REUSEPORT steering on {sys.platform}")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    group: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            group.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, SO_REUSEPORT, 1)
+            if receive_buffer:
+                set_receive_buffer(sock, receive_buffer, force=force)
+            sock.bind((address, port))
+            port = sock.getsockname()[1]
+            sock.setblocking(False)
+        program = ctypes.create_string_buffer(steering_program(count))
+        fprog = _PROG.pack(len(program.raw) // _INSN.size, ctypes.addressof(program))
+        group[0].setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError:
+        for sock in group:
+            sock.close()
+        raise
+    return group

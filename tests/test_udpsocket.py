@@ -438,3 +438,62 @@ def test_an_offloaded_identity_reply_leaves_from_the_address_asked(group):
         assert proto._job_replies == {}
     finally:
         close(port)
+
+
+# -- several processes on one port (reuseport_group) ------------------------------------
+
+
+def drain(sock: socket.socket) -> list[tuple[str, bytes]]:
+    """Every datagram waiting at ``sock``: (source address, octets)."""
+    got = []
+    while select.select([sock], [], [], 0)[0]:
+        data, address = sock.recvfrom(4096)
+        got.append((address[0], data))
+    return got
+
+
+def test_a_steered_group_gives_workers_short_client_requests_by_source_and_the_owner_the_rest():
+    """Client requests of 48 and 72 octets from 32 sources are spread over the three sockets
+    by source address (each source always to the same one); symmetric packets, control
+    (mode 6) and client requests with fields all reach socket 0."""
+    group = udpsocket.reuseport_group("127.0.0.1", 0, 3)
+    port = group[0].getsockname()[1]
+    assert all(s.getsockname() == ("127.0.0.1", port) for s in group)
+    sources = [f"127.0.0.{i}" for i in range(1, 33)]
+    kinds = {"short": b"\x23" + bytes(47), "keyed": b"\x23" + bytes(71),
+             "fields": b"\x23" + bytes(103), "peer": b"\x21" + bytes(47),
+             "control": b"\x26" + bytes(11)}
+    try:
+        for source in sources:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.bind((source, 0))
+                for data in kinds.values():
+                    client.sendto(data, ("127.0.0.1", port))
+        seen = [drain(s) for s in group]
+    finally:
+        for s in group:
+            s.close()
+    owner = seen[0]
+    for name in ("fields", "peer", "control"):
+        assert sorted(a for a, d in owner if d == kinds[name]) == sorted(sources)
+    where = {}
+    for index, got in enumerate(seen):
+        for address, data in got:
+            if len(data) <= 72 and data[0] == 0x23:
+                where.setdefault(address, set()).add(index)
+    assert sorted(where) == sorted(sources)
+    assert all(len(indices) == 1 for indices in where.values())  # a source keeps its socket
+    assert all(sum(1 for i in where.values() if index in i) >= 4 for index in range(3))
+
+
+def test_the_steering_program_is_checked_and_a_group_binds_the_same_port_only():
+    with pytest.raises(ValueError):
+        udpsocket.steering_program(0)
+    group = udpsocket.reuseport_group("127.0.0.1", 0, 2)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            with pytest.raises(OSError):  # not in the group: no SO_REUSEPORT
+                stranger.bind(group[0].getsockname())
+    finally:
+        for s in group:
+            s.close()

@@ -42,7 +42,7 @@ from ntpauto.autokey.fields import Field
 __all__ = [
     "DEFAULT_CAPACITY", "DEFAULT_TIMEOUT", "FAILED", "LOST", "MAX_FRAME", "OK", "REFUSED",
     "FrameError", "FrameReader", "IdentityJob", "IdentityOffload", "answer",
-    "decode_job", "decode_result", "encode_init", "encode_job", "encode_result",
+    "decode_job", "decode_result", "encode_init", "encode_job", "encode_result", "frame",
     "offloadable_schemes",
 ]
 
@@ -180,7 +180,8 @@ def answer(scheme: Any, challenge: bytes,
 # -- frames ------------------------------------------------------------------------------
 
 
-def _frame(body: bytes) -> bytes:
+def frame(body: bytes) -> bytes:
+    """``body`` as a frame: its 4-octet length first (FrameError when over the limit)."""
     if len(body) > MAX_FRAME:
         raise FrameError(f"a frame of {len(body)} octets is too long")
     return _LENGTH.pack(len(body)) + body
@@ -189,11 +190,11 @@ def _frame(body: bytes) -> bytes:
 def encode_init(schemes: dict[int, Any]) -> bytes:
     """The first frame: the server schemes by message code (pickled: parent and child are
     the same program, and the pipe is theirs alone)."""
-    return _frame(pickle.dumps(schemes))
+    return frame(pickle.dumps(schemes))
 
 
 def encode_job(job_id: int, code: int, challenge: bytes) -> bytes:
-    return _frame(_JOB.pack(job_id, code) + challenge)
+    return frame(_JOB.pack(job_id, code) + challenge)
 
 
 def decode_job(frame: bytes) -> tuple[int, int, bytes]:
@@ -205,7 +206,7 @@ def decode_job(frame: bytes) -> tuple[int, int, bytes]:
 
 
 def encode_result(job_id: int, status: int, seconds: float, payload: bytes) -> bytes:
-    return _frame(_RESULT.pack(job_id, status, seconds) + payload)
+    return frame(_RESULT.pack(job_id, status, seconds) + payload)
 
 
 def decode_result(frame: bytes) -> tuple[int, int, float, bytes]:
