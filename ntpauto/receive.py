@@ -336,6 +336,8 @@ class AssociationReceiver:
             return False
         if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT):
             assoc.xmt = 0
+            if assoc.on_reply is not None:
+                assoc.on_reply(assoc, header, now)
         return True
 
     def _autokey_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int,
@@ -360,6 +362,7 @@ class AssociationReceiver:
         verdicts = glue.check(assoc, pkt, mode, now, proven=on is OnWire.PROVEN, mac=mac)
         failure = verdicts.failure
         if failure is not None:
+            engine.changes.refused(assoc, failure)
             assoc.flash = Flash.TEST9
             if failure.protocol_error and on is OnWire.PROVEN:
                 glue.restart(assoc, now, failure.reason)
