@@ -30,13 +30,15 @@ saying how many were refused.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
 from typing import Any
 
 from attrs import frozen
-from twisted.internet import defer
+from twisted.internet import defer, udp
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.python.failure import Failure
 
 from ntpauto.auth.keys import KeyStore, load_keys
@@ -225,7 +227,40 @@ class _QueryProtocol(NTPDatagramProtocol):
         super().datagramReceived(datagram, addr)
 
     def connectionRefused(self) -> None:  # noqa: N802 - Twisted's name
-        self.oneshot.fail(PortUnreachable(*self.oneshot.where, PORT_UNREACHABLE))
+        self.socket_error(errno.ECONNREFUSED)
+
+    def socket_error(self, code: int) -> None:
+        """The system reported ``code`` (an ICMP error) on the connected socket."""
+        oneshot = self.oneshot
+        if code == errno.ECONNREFUSED:
+            oneshot.fail(PortUnreachable(*oneshot.where, PORT_UNREACHABLE))
+        else:
+            oneshot.fail(QueryFailed(*oneshot.where, os.strerror(code)))
+
+
+class _QueryPort(udp.Port):
+    """Twisted's UDP port, except that an error pending on the connected socket (an ICMP
+    error, which epoll reports as a hang-up without data) is the protocol's to handle, not
+    the end of the port."""
+
+    protocol: _QueryProtocol
+
+    def readConnectionLost(self, reason: Failure) -> None:  # noqa: N802 - Twisted's name
+        code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self.protocol.socket_error(code)
+            return
+        super().readConnectionLost(reason)
+
+
+def _listen(reactor: Any, protocol: _QueryProtocol, interface: str) -> Any:
+    """A UDP port on ``interface``, any port number: a :class:`_QueryPort` on a POSIX
+    reactor, the reactor's own otherwise."""
+    if isinstance(reactor, PosixReactorBase):
+        port = _QueryPort(0, protocol, interface, reactor=reactor)
+        port.startListening()
+        return port
+    return reactor.listenUDP(0, protocol, interface=interface)
 
 
 class _OneShot:
@@ -286,7 +321,7 @@ class _OneShot:
         protocol = _QueryProtocol(engine, engine.clock, reactor)
         protocol.oneshot = self
         try:
-            self.port = reactor.listenUDP(0, protocol, interface=self.local)
+            self.port = _listen(reactor, protocol, self.local)
             self.port.connect(*self.address)
         except Exception:
             self._close()
