@@ -23,7 +23,7 @@ kept across releases):
 Association events carry ``associd``, ``address`` and ``port``; ``association.proventic``
 also ``peer`` (the server's Autokey name) and ``scheme``; ``system.peer`` carries
 ``associd``, ``address``, ``port`` and ``stratum`` (None for all when the node lost its
-peer); ``system.leap`` carries ``leap`` and ``previous``.
+peer); ``system.leap`` carries ``leap``, ``previous`` and ``meaning`` (in words).
 
 The engine calls :class:`ChangeWatcher` after each packet it processes on its full path and
 after its timers, so the detection costs a comparison per touched association; the busy
@@ -147,8 +147,8 @@ class ChangeWatcher:
         if leap != self._leap:
             previous, self._leap = self._leap, leap
             if leap != LEAP_UNSYNC and (leap or previous != LEAP_UNSYNC):
-                self._emit(SYSTEM_LEAP, "leap indicator {leap} ({text})", leap=leap,
-                           previous=previous, text=_LEAP_TEXT[leap])
+                self._emit(SYSTEM_LEAP, "leap indicator {leap} ({meaning})", leap=leap,
+                           previous=previous, meaning=_LEAP_TEXT[leap])
 
     def refused(self, assoc: Association, verdict: Verdict) -> None:
         """A packet of ``assoc``'s peer was refused for the failed ``verdict`` (debug
@@ -166,8 +166,8 @@ class ChangeWatcher:
         self._emit(ASSOCIATION_LOST, "association {associd} with {address} port {port} "
                    "lost: {reason}", reason=reason, **where)
 
-    def _emit(self, name: str, text: str, level: str = "info", **fields: Any) -> None:
-        getattr(self._log, level)(text, ntpauto_event=name, **fields)
+    def _emit(self, name: str, message: str, level: str = "info", **fields: Any) -> None:
+        getattr(self._log, level)(message, ntpauto_event=name, **fields)
 
 
 _LEAP_TEXT = {0: "no leap second announced", 1: "a leap second will be inserted",

@@ -362,7 +362,8 @@ class _OneShot:
         assoc = self.assoc
         if self.awaiting:
             self.retry = min(self.retry * 2, MAX_RETRY)
-            self.paced = self.paced or "a request sent at once went unanswered"
+            if self.replies:  # the server is there: it may be dropping what comes too fast
+                self.paced = self.paced or "a request sent at once went unanswered"
         self.awaiting = True
         self.requests += 1
         self.last_sent = now
