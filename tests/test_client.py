@@ -9,8 +9,11 @@ milliseconds once its requests go back to back.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ import attrs
 import pytest
 from twisted.internet import reactor
 
+from ntpauto.cli import main
 from ntpauto.client import (
     AutokeyKeys,
     CertificateExpired,
@@ -46,7 +50,8 @@ from tests.autokey_groups import (
     write_client_parameters,
     write_host,
 )
-from tests.test_service import spin, stop
+from tests.test_daemons_autokey import env
+from tests.test_service import in_thread, spin, stop
 
 YEAR = 365 * 86400
 STARTED = reactor.seconds()
@@ -272,3 +277,85 @@ def test_rate_kiss(tmp_path: Path) -> None:
         stop(server)
     assert caught.value.code == "RATE"
     assert str(caught.value).endswith("kiss-o'-death RATE")
+
+
+# -- ntpauto query --autokey ------------------------------------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(["query", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def autokey_argv(keys: GroupKeys, address: tuple[str, int], name: str = "brenda") -> list[str]:
+    mine = client_keys(keys, name)
+    argv = [address[0], "--port", str(address[1]), "--autokey", "--keysdir",
+            str(mine.keysdir), "--host", str(mine.host), "--password", str(mine.password)]
+    return argv + (["--ident", mine.ident] if mine.ident else [])
+
+
+def test_cli_autokey_query(groups: dict[str, GroupKeys], servers: dict[str, NTPAutokeyService],
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``ntpauto query --autokey`` prints the time and what the dance proved."""
+    status, out, err = cli(capsys, *autokey_argv(groups["iff"], servers["iff"].address))
+    assert (status, err) == (0, "")
+    lines = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert lines["authentic"] == "yes: Autokey"
+    assert lines["identity"] == "IFF"
+    assert lines["trail"] == "alice@alice (trusted host alice@alice)"
+    assert lines["certificate"].startswith("alice@alice (issuer alice@alice, trusted; "
+                                           "RSA-SHA256, 1024-bit key; valid 2026-11-23 to")
+    assert lines["signature"] == "RSA-SHA256 (session keys MD5)"
+    assert lines["cookie"] == "received"
+    assert lines["exchange"].startswith("5 requests, ")
+    assert "paced" not in lines
+    assert lines["time"].startswith("2026-") and lines["time"].endswith(" UTC")
+
+
+def test_cli_autokey_json(groups: dict[str, GroupKeys], servers: dict[str, NTPAutokeyService],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--json`` gives the sample and the proof for scripts."""
+    status, out, _ = cli(capsys, *autokey_argv(groups["gq"], servers["gq"].address), "--json")
+    document = json.loads(out)
+    assert status == 0
+    assert document["authentication"] == "autokey" and document["stratum"] == 1
+    proof = document["autokey"]
+    assert (proof["scheme"], proof["server"], proof["cookie"]) == ("gq", "alice@alice", True)
+    assert proof["trail"][0]["subject"] == "alice@alice" and proof["trail"][0]["trusted"]
+    assert proof["trail"][0]["not_after"].startswith("2027-11-23T")
+    assert document["requests"] == 5 and document["paced"] is None
+
+
+def test_cli_autokey_failure(groups: dict[str, GroupKeys],
+                             servers: dict[str, NTPAutokeyService],
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A query that cannot start is one line and status 1: a wrong password names the key
+    file it cannot read."""
+    keys = groups["tc"]
+    argv = autokey_argv(keys, servers["tc"].address)
+    status, out, err = cli(capsys, *argv[:-1], "wrong")
+    assert (status, out) == (1, "")
+    assert err.startswith("ntpauto query: ") and "ntpkey_" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ident", "alice"], "--ident needs --autokey"),
+    (["--keysdir", "."], "--keysdir needs --autokey"),
+    (["--autokey", "--key", "1"], "--autokey does not go with --key"),
+])
+def test_cli_autokey_arguments(capsys: pytest.CaptureFixture[str], argv: list[str],
+                               message: str) -> None:
+    status, _, err = cli(capsys, "127.0.0.1", *argv)
+    assert status == 1 and message in err and err.count("\n") == 1
+
+
+def test_cli_autokey_in_a_process(groups: dict[str, GroupKeys],
+                                  servers: dict[str, NTPAutokeyService]) -> None:
+    """The console command, in a process of its own, against the server in this one."""
+    argv = autokey_argv(groups["mv"], servers["mv"].address)
+    command = [sys.executable, "-m", "ntpauto.cli", "query", *argv, "--json"]
+    done = in_thread(lambda: subprocess.run(command, capture_output=True, text=True,
+                                            timeout=60, env=env()))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["autokey"]["scheme"] == "mv"

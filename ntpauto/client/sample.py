@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from ntpauto.autokey.status import Flag, flag_names, word_nid
@@ -153,9 +154,8 @@ def sample_of(assoc: Association, header: Header) -> Sample:
 
 def as_dict(sample: Sample) -> dict[str, Any]:
     """``sample`` as JSON-ready values (times as ISO 8601)."""
-    import attrs
 
     def value(_inst: Any, _field: Any, v: Any) -> Any:
         return v.isoformat() if isinstance(v, datetime.datetime) else v
 
-    return attrs.asdict(sample, value_serializer=value, retain_collection_types=False)
+    return attrs.asdict(sample, value_serializer=value)
