@@ -74,7 +74,8 @@ from ntpauto.verdict import Check, Verdict
 from ntpauto.wire.packet import KISS_DENY, KISS_RATE, KISS_RSTR, LEAP_UNSYNC, Header
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_RETRY", "PACE", "RETRY", "STALL_REPLIES", "AutokeyKeys",
-           "Outcome", "query"]
+           "ConnectedPort", "Outcome", "listen_connected", "local_address_for", "query", "resolve",
+           "query_outcome"]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a query waits for its sample by default."""
@@ -162,7 +163,7 @@ def query_outcome(reactor: Any, host: str, port: int = 123, *, key: int | None =
                         credentials=credentials, ident=ident, timeout=timeout,
                         clock=clock if clock is not None else SystemClock(), tap=tap).start()
 
-    return _resolve(reactor, host).addCallback(start)
+    return resolve(reactor, host).addCallback(start)
 
 
 def _key_store(key: int | None, keys: Any) -> KeyStore | None:
@@ -178,14 +179,12 @@ def _key_store(key: int | None, keys: Any) -> KeyStore | None:
     return store
 
 
-def _resolve(reactor: Any, host: str) -> defer.Deferred[str]:
+def resolve(reactor: Any, host: str) -> defer.Deferred[str]:
     """``host`` as an IP address string (names through the reactor's resolver, IPv4)."""
     try:
         return defer.succeed(str(ipaddress.ip_address(host)))
     except ValueError:
-        pass
-    d = reactor.resolve(host)
-    return d
+        return reactor.resolve(host)
 
 
 def local_address_for(address: tuple[str, int]) -> str:
@@ -238,12 +237,12 @@ class _QueryProtocol(NTPDatagramProtocol):
             oneshot.fail(QueryFailed(*oneshot.where, os.strerror(code)))
 
 
-class _QueryPort(udp.Port):
+class ConnectedPort(udp.Port):
     """Twisted's UDP port, except that an error pending on the connected socket (an ICMP
-    error, which epoll reports as a hang-up without data) is the protocol's to handle, not
-    the end of the port."""
+    error, which epoll reports as a hang-up without data) is the protocol's to handle
+    (its ``socket_error(code)``), not the end of the port."""
 
-    protocol: _QueryProtocol
+    protocol: Any
 
     def readConnectionLost(self, reason: Failure) -> None:  # noqa: N802 - Twisted's name
         code = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -253,14 +252,18 @@ class _QueryPort(udp.Port):
         super().readConnectionLost(reason)
 
 
-def _listen(reactor: Any, protocol: _QueryProtocol, interface: str) -> Any:
-    """A UDP port on ``interface``, any port number: a :class:`_QueryPort` on a POSIX
-    reactor, the reactor's own otherwise."""
+def listen_connected(reactor: Any, protocol: Any, interface: str,
+                     address: tuple[str, int]) -> Any:
+    """A UDP port on ``interface`` (any port number) connected to ``address``: a
+    :class:`ConnectedPort` on a POSIX reactor, the reactor's own otherwise.  ``protocol``
+    has ``socket_error(code)`` and learns of a port unreachable either way."""
     if isinstance(reactor, PosixReactorBase):
-        port = _QueryPort(0, protocol, interface, reactor=reactor)
+        port = ConnectedPort(0, protocol, interface, reactor=reactor)
         port.startListening()
-        return port
-    return reactor.listenUDP(0, protocol, interface=interface)
+    else:
+        port = reactor.listenUDP(0, protocol, interface=interface)
+    port.connect(*address)
+    return port
 
 
 class _OneShot:
@@ -321,8 +324,7 @@ class _OneShot:
         protocol = _QueryProtocol(engine, engine.clock, reactor)
         protocol.oneshot = self
         try:
-            self.port = _listen(reactor, protocol, self.local)
-            self.port.connect(*self.address)
+            self.port = listen_connected(reactor, protocol, self.local, self.address)
         except Exception:
             self._close()
             return defer.fail()
