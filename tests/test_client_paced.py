@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import pytest
 
+from ntpauto.cli.autokey_query import format_outcome
 from ntpauto.client import QueryTimeout
 from ntpauto.client.oneshot import PACE, RETRY, query_outcome
 from ntpauto.config import parse_config
@@ -110,6 +111,10 @@ def test_paces_a_rate_limiting_server(tc: GroupKeys) -> None:
     assert outcome.paced == "a request sent at once went unanswered"
     assert server.engine.counters["autokey_limited"] >= 1
     assert net.seconds() - started >= 2 * PACE
+    lines = format_outcome(outcome).splitlines()
+    assert lines[-1] == "paced       a request sent at once went unanswered: requests spaced " \
+        "out (the server may rate-limit)"
+    assert lines[-2].startswith(f"exchange    {outcome.requests} requests, ")
 
 
 class _Silent:

@@ -14,8 +14,6 @@ import json
 import sys
 from typing import Any, TextIO
 
-from ntpauto.cli.autokey_query import proof_lines
-
 DESCRIPTION = ("Audit a remote Autokey server: key sizes and algorithms, the certificate "
                "trail and its validity, the identity scheme, whether its cookies are "
                "predictable, DSA signature lengths, leap values, and how much each "
@@ -50,22 +48,46 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """The readable report."""
-    lines = [f"audit of {report['server']}"]
-    if report.get("name"):
-        lines.append(f"Autokey name {report['name']} (session keys "
-                     f"{report['digest'].upper()})")
+def format_report(obs: Any, findings: list[Any]) -> str:
+    """The readable report: every finding with its reason, then what the dance proved."""
+    from ntpauto.audit.findings import exit_status
+    from ntpauto.cli.autokey_query import proof_lines
+
+    lines = [f"audit of {obs.address} port {obs.port}"]
+    if obs.name:
+        lines.append(f"Autokey name {obs.name} (session keys {obs.digest.upper()})")
     width = len("critical")
-    for finding in report["findings"]:
-        lines.append(f"  {finding['severity'].upper():<{width}}  {finding['summary']}")
-        if finding["reason"]:
-            lines.append(f"  {'':<{width}}    {finding['reason']}")
-    if report.get("proof"):
+    for finding in findings:
+        lines.append(f"  {finding.severity.label.upper():<{width}}  {finding.summary}")
+        if finding.reason:
+            lines.append(f"  {'':<{width}}    {finding.reason}")
+    proof = _proof(obs)
+    if proof is not None:
         lines.append("proven by the dance:")
-        lines += [f"  {line}" for line in report["proof"]]
-    lines.append(f"worst: {report['worst']} (exit status {report['status']})")
+        lines += [f"  {line}" for line in proof_lines(proof)]
+    worst = max(f.severity for f in findings)
+    lines.append(f"worst: {worst.label} (exit status {exit_status(findings)})")
     return "\n".join(lines) + "\n"
+
+
+def report_json(obs: Any, findings: list[Any]) -> dict[str, Any]:
+    """The report for ``--json``."""
+    from ntpauto.audit.findings import exit_status
+    from ntpauto.client.sample import as_dict
+
+    proof = _proof(obs)
+    return {
+        "server": obs.address, "port": obs.port, "name": obs.name, "digest": obs.digest,
+        "status": exit_status(findings),
+        "worst": max(f.severity for f in findings).label,
+        "findings": [{"topic": f.topic, "severity": f.severity.label, "summary": f.summary,
+                      "reason": f.reason} for f in findings],
+        "proof": as_dict(proof) if proof is not None else None,
+    }
+
+
+def _proof(obs: Any) -> Any:
+    return obs.outcome.sample.autokey if obs.outcome is not None else None
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None,
@@ -97,19 +119,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None,
         err.write(f"ntpauto audit: {exc}\n")
         return 1
     findings = assess(obs)
-    status = exit_status(findings)
-    worst = max(f.severity for f in findings)
-    report = {
-        "server": f"{obs.address} port {obs.port}", "name": obs.name, "digest": obs.digest,
-        "status": status, "worst": worst.label,
-        "findings": [{"topic": f.topic, "severity": f.severity.label,
-                      "summary": f.summary, "reason": f.reason} for f in findings],
-        "proof": proof_lines(obs.outcome.sample.autokey)
-        if obs.outcome is not None and obs.outcome.sample.autokey is not None else None,
-    }
     if args.json:
-        json.dump(report, out, indent=2)
+        json.dump(report_json(obs, findings), out, indent=2)
         out.write("\n")
     else:
-        out.write(format_report(report))
-    return status
+        out.write(format_report(obs, findings))
+    return exit_status(findings)

@@ -28,7 +28,6 @@ from ntpauto.client.errors import (
     QueryTimeout,
     ServerUnsynchronised,
 )
-from ntpauto.client.sample import AutokeyProof, CertificateLink, Sample
 
 __all__ = [
     "AutokeyFailed", "AutokeyKeys", "AutokeyProof", "CertificateExpired", "CertificateLink",
@@ -36,14 +35,17 @@ __all__ = [
     "QueryFailed", "QueryTimeout", "Sample", "ServerUnsynchronised", "query",
 ]
 
-_LAZY = {"query", "query_outcome", "AutokeyKeys", "Outcome"}
-"""Names from :mod:`ntpauto.client.oneshot`, imported on first use: the engine behind them
-is not needed by the commands that only share the error wording."""
+_LAZY = {"query": "oneshot", "query_outcome": "oneshot", "AutokeyKeys": "oneshot",
+         "Outcome": "oneshot", "AutokeyProof": "sample", "CertificateLink": "sample",
+         "Sample": "sample"}
+"""Names imported on first use, by module: the engine and the certificate code behind them
+are not needed by the commands that only share the error wording."""
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from ntpauto.client import oneshot
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ntpauto.client' has no attribute {name!r}")
+    import importlib
 
-        return getattr(oneshot, name)
-    raise AttributeError(f"module 'ntpauto.client' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ntpauto.client.{module}"), name)

@@ -152,10 +152,10 @@ def sample_of(assoc: Association, header: Header) -> Sample:
         autokey=proof)
 
 
-def as_dict(sample: Sample) -> dict[str, Any]:
-    """``sample`` as JSON-ready values (times as ISO 8601)."""
+def as_dict(value: Sample | AutokeyProof) -> dict[str, Any]:
+    """A sample or a proof as JSON-ready values (times as ISO 8601)."""
 
-    def value(_inst: Any, _field: Any, v: Any) -> Any:
+    def serialise(_inst: Any, _field: Any, v: Any) -> Any:
         return v.isoformat() if isinstance(v, datetime.datetime) else v
 
-    return attrs.asdict(sample, value_serializer=value)
+    return attrs.asdict(value, value_serializer=serialise)
