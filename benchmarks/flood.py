@@ -36,7 +36,6 @@ import argparse
 import math
 import os
 import random
-import re
 import selectors
 import shutil
 import signal
@@ -51,6 +50,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from ntpauto.auth.autokey import mac, session_key  # noqa: E402
 from ntpauto.auth.keys import KeyStore, parse_keys  # noqa: E402
@@ -77,7 +78,8 @@ def kernel_drops(stats_port: int) -> int:
     url = f"http://{SERVER}:{stats_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return int(re.search(r"^ntpauto_kernel_drops_total (\d+)$", text, re.M).group(1))
+    samples = (s for family in text_string_to_metric_families(text) for s in family.samples)
+    return int(next(s.value for s in samples if s.name == "ntpauto_kernel_drops_total"))
 
 
 def rss_kib(pid: int) -> int:

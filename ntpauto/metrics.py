@@ -1,23 +1,26 @@
 """The engine's counters and state as labelled metrics, for Prometheus and for mode 6.
 
-Sans-I/O: :func:`collect` reads an :class:`~ntpauto.engine.Engine` (its ``counters``, its
-associations and its Autokey responder) and returns :class:`Sample` values;
-:func:`render_prometheus` turns them into the Prometheus text exposition format 0.0.4 and
-:func:`mode6_variables` into flat ``name=value`` pairs for ntpq.  Nothing here counts: the
-counting happens where the packets are handled (``Engine.counters``, ``Responder.requests``
-and ``Responder.key_operations``) and the tables below say what each engine counter means.
+Sans-I/O: :class:`EngineCollector` is a ``prometheus_client`` custom collector that reads an
+:class:`~ntpauto.engine.Engine` (its ``counters``, its associations and its Autokey responder)
+into metric families at each scrape; ``prometheus_client`` writes the text exposition format
+0.0.4 (:func:`exposition`) and :func:`mode6_variables` flattens the same families into
+``name=value`` pairs for ntpq.  Nothing here counts: the counting happens where the packets
+are handled (``Engine.counters``, ``Responder.requests`` and ``Responder.key_operations``)
+and the tables below say what each engine counter means.
 Association gauges are computed from ``engine.associations`` at collection time.
 ``docs/metrics.md`` describes every metric.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from attrs import field, frozen
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from ntpauto.autokey.fields import ASSOC, AUTO, CERT, COOK, GQ, IFF, LEAP, MV, SIGN
 from ntpauto.autokey.status import Flag
@@ -33,14 +36,15 @@ __all__ = [
     "CONTENT_TYPE",
     "DROP_REASONS",
     "EVENTS",
-    "Sample",
+    "EngineCollector",
     "collect",
+    "exposition",
     "mode6_variables",
-    "render_prometheus",
+    "registry",
 ]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-"""The HTTP Content-Type of :func:`render_prometheus` output."""
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The HTTP Content-Type of :func:`exposition` (``text/plain; version=0.0.4``)."""
 
 PREFIX = "ntpauto_"
 
@@ -133,83 +137,89 @@ AUTOKEY_FLAGS = (Flag.CERT, Flag.VRFY, Flag.PROV, Flag.COOK, Flag.AUTO, Flag.SIG
 SELECTION = ("system_peer", "candidate", "rejected", "no_sample", "noselect")
 ASSOCIATION_MODES = ("client", "active", "passive", "broadcast", "bclient", "refclock")
 
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_TYPES = ("counter", "gauge", "untyped")
-
-
-def _check_name(_instance: object, _attribute: object, value: str) -> None:
-    if not _METRIC_NAME.fullmatch(value):
-        raise ValueError(f"invalid metric name {value!r}")
-
-
-def _check_labels(_instance: object, _attribute: object,
-                  value: tuple[tuple[str, str], ...]) -> None:
-    for name, _ in value:
-        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-            raise ValueError(f"invalid label name {name!r}")
-
-
-def _check_type(_instance: object, _attribute: object, value: str) -> None:
-    if value not in _TYPES:
-        raise ValueError(f"invalid metric type {value!r}")
-
-
-@frozen
-class Sample:
-    """One value of one metric: ``name`` (with ``_total`` for counters), its ``help`` text and
-    ``type`` (counter or gauge), its ``labels`` as (name, value) pairs, and ``value``."""
-
-    name: str = field(validator=_check_name)
-    help: str
-    type: str = field(validator=_check_type)
-    labels: tuple[tuple[str, str], ...] = field(default=(), validator=_check_labels)
-    value: float = 0
-
-
 # -- collection -----------------------------------------------------------------------------
 
 
-def collect(engine: Engine) -> list[Sample]:
-    """Every metric of ``engine`` now (families in a fixed order, zeros included)."""
-    out: list[Sample] = []
-    _packets(engine.counters, out)
-    _associations(engine, out)
-    if engine.autokey is not None:
-        _autokey(engine, out)
-    return out
+def _counter(name: str, help_text: str, *labels: str) -> CounterMetricFamily:
+    return CounterMetricFamily(PREFIX + name, help_text, labels=labels)
 
 
-def _packets(counters: Mapping[str, int], out: list[Sample]) -> None:
-    name, text = PREFIX + "packets_total", "NTP packets received, by mode and outcome."
+def _gauge(name: str, help_text: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, help_text, labels=labels)
+
+
+class EngineCollector(Collector):
+    """A ``prometheus_client`` collector over ``engine``: every scrape reads its counters,
+    associations and Autokey responder afresh (families in a fixed order, zeros included).
+    Register it on any ``CollectorRegistry`` (:func:`registry` makes one of its own)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families of the engine now."""
+        yield from _packets(self.engine.counters)
+        yield from _associations(self.engine)
+        if self.engine.autokey is not None:
+            yield from _autokey(self.engine)
+
+    def describe(self) -> list[Metric]:
+        """Nothing: the families depend on the engine (Autokey or not, unknown counters), so
+        the registry does not check their names against other collectors'."""
+        return []
+
+
+def registry(engine: Engine) -> CollectorRegistry:
+    """A registry of its own holding only ``engine``'s collector (no process metrics)."""
+    result = CollectorRegistry(auto_describe=False)
+    result.register(EngineCollector(engine))
+    return result
+
+
+def collect(engine: Engine) -> list[Metric]:
+    """Every metric family of ``engine`` now."""
+    return list(EngineCollector(engine).collect())
+
+
+def exposition(engine: Engine) -> bytes:
+    """The Prometheus text exposition (format 0.0.4, :data:`CONTENT_TYPE`) of ``engine``."""
+    return generate_latest(registry(engine))
+
+
+def _packets(counters: Mapping[str, int]) -> Iterator[Metric]:
+    family = _counter("packets_total", "NTP packets received, by mode and outcome.",
+                      "mode", "outcome")
     received = counters.get("received", 0)
     full_path = sum(counters.get(c, 0) for c in RX_MODES)
     client = received - full_path + counters.get("rx_client", 0)
     for counter, mode in RX_MODES.items():
-        value = client if mode == "client" else counters.get(counter, 0)
-        out.append(Sample(name, text, "counter", (("mode", mode), ("outcome", "received")),
-                          value))
+        family.add_metric([mode, "received"],
+                          client if mode == "client" else counters.get(counter, 0))
     for counter, outcome in CLIENT_OUTCOMES.items():
-        out.append(Sample(name, text, "counter", (("mode", "client"), ("outcome", outcome)),
-                          counters.get(counter, 0)))
-    out.append(Sample(PREFIX + "packets_sent_total",
-                      "Packets sent by associations (polls, symmetric and broadcast).",
-                      "counter", (), counters.get("sent", 0)))
+        family.add_metric(["client", outcome], counters.get(counter, 0))
+    yield family
+    yield CounterMetricFamily(
+        PREFIX + "packets_sent_total",
+        "Packets sent by associations (polls, symmetric and broadcast).",
+        value=counters.get("sent", 0))
+    family = _counter("packets_dropped_total",
+                      "Packets not used (no reply, no time sample), by reason.", "reason")
     for reason in DROP_REASONS:
-        out.append(Sample(PREFIX + "packets_dropped_total",
-                          "Packets not used (no reply, no time sample), by reason.",
-                          "counter", (("reason", reason),), counters.get(reason, 0)))
-    out.append(Sample(PREFIX + "kernel_drops_total",
-                      "Datagrams the kernel dropped at our sockets (receive buffer full).",
-                      "counter", (), counters.get("kernel_drops", 0)))
-    out.append(Sample(PREFIX + "samples_total", "Time samples entered into clock filters.",
-                      "counter", (), counters.get("samples", 0)))
+        family.add_metric([reason], counters.get(reason, 0))
+    yield family
+    yield CounterMetricFamily(
+        PREFIX + "kernel_drops_total",
+        "Datagrams the kernel dropped at our sockets (receive buffer full).",
+        value=counters.get("kernel_drops", 0))
+    yield CounterMetricFamily(PREFIX + "samples_total",
+                              "Time samples entered into clock filters.",
+                              value=counters.get("samples", 0))
     known = DROP_REASONS.keys() | EVENTS.keys() | CLIENT_OUTCOMES.keys() | OTHER_COUNTERS \
         | AUTOKEY_CHECKS.keys()
-    events = list(EVENTS) + sorted(k for k in counters if k not in known)
-    for event in events:
-        out.append(Sample(PREFIX + "events_total", "Other engine events, by event.",
-                          "counter", (("event", event),), counters.get(event, 0)))
+    family = _counter("events_total", "Other engine events, by event.", "event")
+    for event in [*EVENTS, *sorted(k for k in counters if k not in known)]:
+        family.add_metric([event], counters.get(event, 0))
+    yield family
 
 
 def _selection(engine: Engine, a: Association) -> str:
@@ -225,7 +235,7 @@ def _selection(engine: Engine, a: Association) -> str:
     return "candidate"
 
 
-def _associations(engine: Engine, out: list[Sample]) -> None:
+def _associations(engine: Engine) -> Iterator[Metric]:
     reach: dict[tuple[str, str], int] = {
         (m, r): 0 for m in ASSOCIATION_MODES for r in ("reachable", "unreachable")}
     selection = dict.fromkeys(SELECTION, 0)
@@ -234,37 +244,42 @@ def _associations(engine: Engine, out: list[Sample]) -> None:
         key = (mode, "reachable" if a.reach else "unreachable")
         reach[key] = reach.get(key, 0) + 1
         selection[_selection(engine, a)] += 1
+    family = _gauge("associations", "Associations, by mode and whether the peer is reachable.",
+                    "mode", "reach")
     for (mode, state), value in reach.items():
-        out.append(Sample(PREFIX + "associations",
-                          "Associations, by mode and whether the peer is reachable.",
-                          "gauge", (("mode", mode), ("reach", state)), value))
+        family.add_metric([mode, state], value)
+    yield family
+    family = _gauge("associations_selection",
+                    "Associations by clock selection status (each in one status).", "status")
     for status, value in selection.items():
-        out.append(Sample(PREFIX + "associations_selection",
-                          "Associations by clock selection status (each in one status).",
-                          "gauge", (("status", status),), value))
+        family.add_metric([status], value)
+    yield family
 
 
-def _autokey(engine: Engine, out: list[Sample]) -> None:
+def _autokey(engine: Engine) -> Iterator[Metric]:
     responder = engine.autokey.responder  # type: ignore[union-attr]
     requests: dict[tuple[str, str], int] = {
         (t, o): 0 for t in (*REQUEST_TYPES.values(), "other") for o in ("response", "error")}
     for (code, error), count in responder.requests.items():
         key = (REQUEST_TYPES.get(code, "other"), "error" if error else "response")
         requests[key] += count
+    family = _counter("autokey_requests_total",
+                      "Autokey requests answered, by message type and outcome.",
+                      "type", "outcome")
     for (kind, outcome), value in requests.items():
-        out.append(Sample(PREFIX + "autokey_requests_total",
-                          "Autokey requests answered, by message type and outcome.",
-                          "counter", (("type", kind), ("outcome", outcome)), value))
+        family.add_metric([kind, outcome], value)
+    yield family
     operations = responder.key_operations
+    family = _counter("autokey_key_operations_total",
+                      "Public-key operations made for Autokey, by operation.", "operation")
     for operation in [*KEY_OPERATIONS, *sorted(set(operations) - set(KEY_OPERATIONS))]:
-        out.append(Sample(PREFIX + "autokey_key_operations_total",
-                          "Public-key operations made for Autokey, by operation.",
-                          "counter", (("operation", operation),), operations.get(operation, 0)))
-    counters = engine.counters
+        family.add_metric([operation], operations.get(operation, 0))
+    yield family
+    family = _counter("autokey_check_failures_total",
+                      "Autokey values from peers that failed a check, by event.", "event")
     for counter, event in AUTOKEY_CHECKS.items():
-        out.append(Sample(PREFIX + "autokey_check_failures_total",
-                          "Autokey values from peers that failed a check, by event.",
-                          "counter", (("event", event),), counters.get(counter, 0)))
+        family.add_metric([event], engine.counters.get(counter, 0))
+    yield family
     flags = dict.fromkeys(AUTOKEY_FLAGS, 0)
     total = 0
     for a in engine.associations.values():
@@ -275,67 +290,29 @@ def _autokey(engine: Engine, out: list[Sample]) -> None:
         for flag in AUTOKEY_FLAGS:
             if status & flag:
                 flags[flag] += 1
-    out.append(Sample(PREFIX + "autokey_associations", "Associations using Autokey.",
-                      "gauge", (), total))
+    yield GaugeMetricFamily(PREFIX + "autokey_associations", "Associations using Autokey.",
+                            value=total)
+    family = _gauge("autokey_association_flags",
+                    "Autokey associations with each progress flag lit.", "flag")
     for flag, value in flags.items():
-        out.append(Sample(PREFIX + "autokey_association_flags",
-                          "Autokey associations with each progress flag lit.",
-                          "gauge", (("flag", str(flag.name).lower()),), value))
+        family.add_metric([str(flag.name).lower()], value)
+    yield family
 
 
-# -- rendering ------------------------------------------------------------------------------
+# -- mode 6 ---------------------------------------------------------------------------------
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_value(value: float) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def render_prometheus(samples: Iterable[Sample]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of ``samples``: one ``# HELP``
-    and ``# TYPE`` line per metric, then its samples (grouped even when interleaved)."""
-    families: dict[str, list[Sample]] = {}
-    for sample in samples:
-        families.setdefault(sample.name, []).append(sample)
-    lines: list[str] = []
-    for name, group in families.items():
-        first = group[0]
-        lines.append(f"# HELP {name} {_escape_help(first.help)}")
-        lines.append(f"# TYPE {name} {first.type}")
-        for sample in group:
-            labels = ""
-            if sample.labels:
-                labels = "{" + ",".join(f'{k}="{_escape_label(v)}"'
-                                        for k, v in sample.labels) + "}"
-            lines.append(f"{name}{labels} {_format_value(sample.value)}")
-    return "".join(line + "\n" for line in lines)
-
-
-def _flat_name(sample: Sample) -> str:
-    name = sample.name.removeprefix(PREFIX)
-    if sample.type == "counter":
-        name = name.removesuffix("_total")
-    parts = [name, *(re.sub(r"[^A-Za-z0-9_]", "_", v) for _, v in sample.labels)]
-    return "_".join(parts)
+def _mode6_value(value: float) -> str:
+    return str(value) if isinstance(value, int) else floatToGoString(value)
 
 
 def mode6_variables(engine: Engine) -> list[tuple[str, str]]:
     """The metrics as flat mode 6 variables (``packets_client_served``, ``"123"``): the
-    name without ``ntpauto_`` and ``_total``, then the label values joined by ``_``."""
-    return [(_flat_name(s), _format_value(s.value)) for s in collect(engine)]
-
+    sample name without ``ntpauto_`` and ``_total``, then the label values joined by ``_``."""
+    variables = []
+    for family in collect(engine):
+        for sample in family.samples:
+            name = sample.name.removeprefix(PREFIX).removesuffix("_total")
+            labels = (re.sub(r"[^A-Za-z0-9_]", "_", v) for v in sample.labels.values())
+            variables.append(("_".join([name, *labels]), _mode6_value(sample.value)))
+    return variables

@@ -96,14 +96,13 @@ class PollProcess:
             if assoc.burst_option:
                 assoc.burst = BCOUNT - 1
             self._adjust_poll(assoc)
-        datagram = self.transmit(assoc, now)
-        if assoc.volley:
-            assoc.nextdate = now + BTIME
-        elif assoc.burst > 0:
+        if assoc.volley or assoc.burst > 0:
             assoc.nextdate = now + BTIME
         else:
             assoc.nextdate = now + poll_interval(assoc)
-        return [datagram]
+        if _unproven(assoc) and not assoc.owed:
+            return []
+        return [self.transmit(assoc, now)]
 
     def _adjust_poll(self, assoc: Association) -> None:
         """Follow the discipline's poll interval when it runs; otherwise lengthen the poll
@@ -170,13 +169,20 @@ class PollProcess:
             receive, xmt)
         data = header.encode()
         if assoc.autokey is not None:
+            unproven = _unproven(assoc)
             data = assoc.autokey.outgoing(
                 data, src=engine.glue.local_for(assoc), dst=assoc.address[0],
                 now=engine.crypto_now(), synced=sys.leap != LEAP_UNSYNC, poll=assoc.hpoll,
-                peer_leap=assoc.leap, associd=assoc.associd)
+                peer_leap=assoc.leap, associd=assoc.associd,
+                sign=mode in _SENDS_AUTOKEY_VALUES and not unproven,
+                own_request=mode != MODE_PASSIVE or not unproven,
+                limit=assoc.owed if unproven else None)
+            assoc.owed = 0
         elif assoc.keyid is not None:
             data += engine.keys.sign(assoc.keyid, data)
         assoc.xmt = xmt
+        if mode in (MODE_ACTIVE, MODE_PASSIVE):
+            assoc.unanswered = [*assoc.unanswered[1 - BCOUNT:], xmt]
         assoc.outdate = now
         engine.counters["sent"] += 1
         return Datagram(data, assoc.address)
@@ -189,3 +195,14 @@ def poll_interval(assoc: Association) -> float:
     if assoc.ppoll and assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE):
         poll = max(min(poll, assoc.ppoll), assoc.minpoll)
     return 2.0**poll
+
+
+_SENDS_AUTOKEY_VALUES = (MODE_ACTIVE, MODE_PASSIVE, MODE_BROADCAST)
+"""The modes whose signed autokey values a peer ever receives (the others need none)."""
+
+
+def _unproven(assoc: Association) -> bool:
+    """An ephemeral Autokey association no packet has proven yet (mobilised by a packet
+    anyone could have forged): it signs nothing, a passive one only answers, and it sends
+    only after hearing a packet since its last (:attr:`Association.owed`)."""
+    return assoc.autokey is not None and assoc.ephemeral and not assoc.reach

@@ -71,6 +71,11 @@ class OnWire(enum.Enum):
     """Origin 0: it starts the exchange; it proves nothing."""
     BROADCAST = "broadcast newer than the last accepted"
     """A broadcast: no origin to test; its key ID must prove it."""
+    REPEAT = "answers a transmit of ours already answered"
+    """Symmetric modes: TEST2 passes, but the first answer came already, so the origin
+    proves nothing any more (whoever saw our packet can echo it): only a key ID on the
+    chain (or a symmetric key) can prove the packet."""
+
 
 log = Logger()
 
@@ -149,6 +154,7 @@ class AssociationReceiver:
         if not engine.room_for_ephemeral():
             counters["declined"] += 1
             return []
+        assoc.owed = len(pkt.data)
         engine.mobilise(assoc)
         if self._on_wire(assoc, pkt.header, MODE_ACTIVE, trusted=False) is OnWire.START:
             assoc.org, assoc.rec = pkt.header.transmit, rx
@@ -234,6 +240,7 @@ class AssociationReceiver:
             return []
         assoc.volley = VOLLEY
         assoc.nextdate = now
+        assoc.owed = len(pkt.data)
         engine.mobilise(assoc)
         engine.glue.log_status(assoc, 0)
         return engine.poller.poll(assoc, now)
@@ -256,13 +263,14 @@ class AssociationReceiver:
         return self._keyed_packet(assoc, pkt, mode, rx, now, flags, auth, keyid)
 
     def _crypto_nak(self, assoc: Association, header: Header, now: float) -> list[Datagram]:
-        """A crypto-NAK counts only when it answers our latest packet (CVE-2016-1547); an
-        Autokey association then restarts its dance, at most once per poll interval, and is
-        never removed for it."""
+        """A crypto-NAK counts only when it is the first answer to our latest packet
+        (CVE-2016-1547); an Autokey association then restarts its dance, at most once per poll
+        interval, and is never removed for it."""
         engine = self.engine
-        if header.origin != assoc.xmt or assoc.xmt == 0:
+        if not _answers(assoc, header.origin):
             engine.counters["bogusorg"] += 1
             return []
+        _use_up(assoc, header.origin)
         engine.counters["cryptonak"] += 1
         assoc.flash = Flash.TEST9
         log.warn("crypto-NAK from {host} on association {associd}", host=assoc.address[0],
@@ -277,8 +285,10 @@ class AssociationReceiver:
         (duplicate), then by mode: a broadcast's transmit newer than the last accepted one;
         a symmetric packet with origin 0 only to start an exchange (our ``org`` still 0) unless
         its header is ``trusted`` (a symmetric key verified it, or the association has no
-        authentication); otherwise TEST2, the origin is our last transmit, and in symmetric
-        modes a transmit newer than the last accepted.  None: dropped (counted, flash set)."""
+        authentication); otherwise TEST2, the origin is a transmit of ours not answered yet
+        (client mode: the last), and in symmetric modes a transmit newer than the last
+        accepted; a second answer to the same transmit is a :attr:`OnWire.REPEAT`.  None:
+        dropped (counted, flash set)."""
         counters = self.engine.counters
         transmit = header.transmit
         if transmit == 0:
@@ -295,11 +305,13 @@ class AssociationReceiver:
         if header.origin == 0 and mode in (MODE_ACTIVE, MODE_PASSIVE) \
                 and (trusted or not assoc.org):
             return OnWire.START
-        if header.origin != assoc.xmt or assoc.xmt == 0:
-            counters["bogusorg"] += 1
-            assoc.flash = Flash.TEST2
-            return None
-        return OnWire.PROVEN
+        if _answers(assoc, header.origin):
+            return OnWire.PROVEN
+        if header.origin and header.origin == assoc.answered:
+            return OnWire.REPEAT
+        counters["bogusorg"] += 1
+        assoc.flash = Flash.TEST2
+        return None
 
     def _keyed_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int, now: float,
                       flags: frozenset[str], auth: int, keyid: int | None) -> list[Datagram]:
@@ -326,16 +338,17 @@ class AssociationReceiver:
     def _exchange(assoc: Association, header: Header, rx: int, now: float,
                   on: OnWire) -> bool:
         """Advance the on-wire exchange with an accepted packet: remember its transmit and
-        receive times (``org``, ``rec``); a client's request is used up (a second copy of
-        the reply then fails TEST2).  False for a packet that starts the exchange (the peer
-        has not heard from us yet: its header, no sample)."""
+        receive times (``org``, ``rec``); the transmit of ours it answers is used up (a
+        second copy of a client's reply then fails TEST2; in symmetric modes a second
+        answer is a :attr:`OnWire.REPEAT`).  False for a packet that starts the exchange
+        (the peer has not heard from us yet: its header, no sample)."""
         assoc.org, assoc.rec = header.transmit, rx
         assoc.exchanged_at = now
         if on is OnWire.START:
             update_peer_header(assoc, header)
             return False
-        if assoc.hmode in (MODE_CLIENT, HMODE_BCLIENT):
-            assoc.xmt = 0
+        if on is OnWire.PROVEN:
+            _use_up(assoc, header.origin)
             if assoc.on_reply is not None:
                 assoc.on_reply(assoc, header, now)
         return True
@@ -355,16 +368,23 @@ class AssociationReceiver:
             counters["badauth"] += 1
             assoc.flash = Flash.TEST5
             return []
+        assoc.owed = len(pkt.data)
         header = pkt.header
         on = self._on_wire(assoc, header, mode, trusted=False)
         if on is None:
             return []
-        verdicts = glue.check(assoc, pkt, mode, now, proven=on is OnWire.PROVEN, mac=mac)
+        repeat = on is OnWire.REPEAT
+        verdicts = glue.check(assoc, pkt, mode, now, mac=mac, key_first=repeat,
+                              proven=on in (OnWire.PROVEN, OnWire.REPEAT))
+        if repeat and not verdicts.key.verified:
+            counters["bogusorg"] += 1
+            assoc.flash = Flash.TEST2
+            return []
         failure = verdicts.failure
         if failure is not None:
             engine.changes.refused(assoc, failure)
             assoc.flash = Flash.TEST9
-            if failure.protocol_error and on is OnWire.PROVEN:
+            if failure.protocol_error and on is not OnWire.BROADCAST and on is not OnWire.START:
                 glue.restart(assoc, now, failure.reason)
             return []
         if on is OnWire.BROADCAST:
@@ -563,3 +583,24 @@ def _first_field(pkt: Packet) -> Field | None:
 def _is_response(data: bytes) -> bool:
     """The R bit of an extension field's header word."""
     return len(data) >= 4 and bool(int.from_bytes(data[:4], "big") & CRYPTO_RESP)
+
+
+def _answers(assoc: Association, origin: int) -> bool:
+    """TEST2: ``origin`` is a transmit timestamp of ours no packet has answered yet (client
+    mode: our last request; symmetric modes: one of :attr:`Association.unanswered`)."""
+    if not origin:
+        return False
+    if assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE):
+        return origin in assoc.unanswered
+    return origin == assoc.xmt
+
+
+def _use_up(assoc: Association, origin: int) -> None:
+    """The transmit ``origin`` of ours has its answer: it, and any sent before it, cannot
+    prove another packet by their origin."""
+    if assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE):
+        if origin in assoc.unanswered:
+            del assoc.unanswered[:assoc.unanswered.index(origin) + 1]
+        assoc.answered = origin
+    elif origin == assoc.xmt:
+        assoc.xmt = 0

@@ -81,11 +81,10 @@ _UNSYNC_BITS = LEAP_UNSYNC << 6
 _CLIENT_SIZES = frozenset({48, 68, 72})
 _SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
 """The restrict flags that bear on answering a client request (the others do not)."""
-
-
 LOCAL_ADDRESSES_CAP = 64
 """Local addresses whose session-key side is kept (a wildcard socket learns one per
 destination address its requests arrive on)."""
+
 
 class Server:
     """The stateless server of one engine (see the module docstring)."""

@@ -1,21 +1,23 @@
 """The Prometheus endpoint: HTTP ``GET /metrics`` with the engine's metrics (twisted.web).
 
 Only ``/metrics`` exists (everything else is 404) and only GET and HEAD are allowed (405
-otherwise).  The text is :func:`ntpauto.metrics.render_prometheus` of a fresh
-:func:`~ntpauto.metrics.collect`, so a scrape costs one pass over the counters and the
-associations and nothing is computed between scrapes.  :class:`~ntpauto.service.NTPAutokeyService`
-listens on the ``statsaddress`` of the configuration (loopback unless told otherwise).
+otherwise).  The text is ``prometheus_client``'s exposition of a registry holding the
+engine's :class:`~ntpauto.metrics.EngineCollector`, so a scrape costs one pass over the
+counters and the associations and nothing is computed between scrapes.
+:class:`~ntpauto.service.NTPAutokeyService` listens on the ``statsaddress`` of the
+configuration (loopback unless told otherwise).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.exposition import generate_latest
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from ntpauto.metrics import CONTENT_TYPE, collect, render_prometheus
+from ntpauto.metrics import CONTENT_TYPE, registry
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
@@ -37,6 +39,7 @@ class MetricsResource(Resource):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self.engine = engine
+        self.registry = registry(engine)
 
     def render(self, request: Any) -> bytes:
         """GET and HEAD only (405 with ``Allow`` otherwise); 404 below ``/metrics``."""
@@ -46,7 +49,7 @@ class MetricsResource(Resource):
         if request.postpath:
             return _plain(request, 404, "Not found: GET /metrics\n")
         request.setHeader(b"content-type", CONTENT_TYPE.encode("ascii"))
-        return render_prometheus(collect(self.engine)).encode("utf-8")
+        return generate_latest(self.registry)
 
 
 class _Root(Resource):

@@ -141,7 +141,8 @@ class SystemProcess:
         engine.counters["steps"] += 1
         for assoc in list(engine.associations.values()):
             assoc.clear_samples()
-            assoc.org = assoc.rec = assoc.xmt = 0
+            assoc.org = assoc.rec = assoc.xmt = assoc.answered = 0
+            assoc.unanswered.clear()
             if assoc.autokey is not None and assoc.hmode != MODE_BROADCAST:
                 # A step purges every cryptographic value too (interop.md 8.5).
                 engine.glue.reset(assoc, now, "clock step")

@@ -14,7 +14,8 @@ deterministic and takes no wall time::
 
 A broadcast address (``x.y.z.255``) delivers to every other host in that /24.
 ``add_interceptor`` lets a test see, drop or rewrite datagrams in flight (a man in the
-middle).
+middle).  :class:`Adversary` (:mod:`ntpauto.adversary`, docs/adversary.md) forges Autokey
+packets against one host of such a network and checks that it keeps its invariants.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Delivery:
     destination: tuple[str, int]
     data: bytes
     dropped: bool = False
+    arrival: float | None = None
+    """When it reached its destination (reactor seconds); None for a dropped datagram."""
 
 
 class SimulatedNetwork:
@@ -155,6 +158,20 @@ class SimulatedNetwork:
         """Put a datagram on the wire as if ``source`` had sent it (attacks, replays)."""
         self._carry(data, source, destination, delay)
 
+    def deliver_now(self, data: bytes, source: tuple[str, int], host: str,
+                    local: tuple[str, int] | None = None) -> list[Datagram]:
+        """Hand a datagram to ``host`` at once, as if ``source`` had sent it to ``local``
+        (default: the host's own address), bypassing latency, loss, interceptors and the
+        capture, and return what the host sent in answer instead of carrying it: a probe
+        whose consequences a test inspects (:mod:`ntpauto.adversary`)."""
+        target = self.hosts[host]
+        target.received += 1
+        rx = unix_to_ntp(target.clock.now())
+        out = target.engine.receive(data, source, rx, self.reactor.seconds(),
+                                    local=local or (host, target.port))
+        self._send(target, [])  # timers re-armed, identity jobs handed on
+        return out
+
     # ------------------------------------------------------------------ internals
 
     def _schedule(self, host: SimulatedHost) -> None:
@@ -215,16 +232,19 @@ class SimulatedNetwork:
                 if payload is None:
                     break
             lost = payload is None or self.random.random() < self.loss
+            wait = 0.0
+            if not lost:
+                latency, jitter = self._links.get(frozenset((source[0], target.address)),
+                                                  (self.latency, self.jitter))
+                wait = delay if delay is not None else latency + self.random.uniform(0, jitter)
+                if self.reorder and self.random.random() < self.reorder:
+                    wait += latency + jitter
             if self.keep_capture:
-                self.capture.append(Delivery(self.reactor.seconds(), source, destination,
-                                             data, lost))
+                now = self.reactor.seconds()
+                self.capture.append(Delivery(now, source, destination, data, lost,
+                                             None if lost else now + wait))
             if lost:
                 continue
-            latency, jitter = self._links.get(frozenset((source[0], target.address)),
-                                              (self.latency, self.jitter))
-            wait = delay if delay is not None else latency + self.random.uniform(0, jitter)
-            if self.reorder and self.random.random() < self.reorder:
-                wait += latency + jitter
             self.reactor.callLater(wait, self._deliver, target, payload, source,
                                    destination)
 
@@ -237,3 +257,10 @@ class SimulatedNetwork:
         out = host.engine.receive(data, source, rx, self.reactor.seconds(),
                                   local=(destination[0], host.port))
         self._send(host, out)
+
+
+# The adversary (ntpauto.adversary) runs on this module's networks; it is part of the kit.
+from ntpauto.adversary import Adversary, Report, Target  # noqa: E402
+
+__all__ = ["NTP_PORT", "Adversary", "Delivery", "Interceptor", "Report", "SimulatedHost",
+           "SimulatedNetwork", "Target"]

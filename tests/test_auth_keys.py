@@ -340,3 +340,18 @@ def test_verified_gives_the_trusted_key_that_signs_as_the_store_does():
     assert store.verified((4).to_bytes(4, "big"), request, untrusted) is None
     assert store.trusted_mac(4) is None and store.trusted_mac(70000) is None
     assert not store.verify(4, request, untrusted) and not store.verify(0, request, untrusted)
+
+
+def test_md5_without_the_builtin_module_falls_back_to_hashlib(monkeypatch) -> None:
+    """Where CPython's private ``_md5`` is missing, the MAC hash is hashlib's MD5, with the
+    same digests as the built-in one."""
+    import sys
+
+    from ntpauto.auth import digest
+
+    monkeypatch.setitem(sys.modules, "_md5", None)  # import _md5 raises ImportError
+    fallback = digest._builtin_md5()
+    assert fallback is hashlib.md5
+    message = b"abcdef" + bytes(48)
+    assert fallback(message).digest() == digest.md5(message).digest() \
+        == hashlib.md5(message).digest()

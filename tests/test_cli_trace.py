@@ -9,13 +9,14 @@ import functools
 import gzip
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Ether, Loopback
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import CookedLinux, CookedLinuxV2, Dot1Q, Ether, Loopback
 from scapy.packet import Raw
 from scapy.utils import PcapNgWriter, PcapReader, PcapWriter
 
@@ -23,7 +24,7 @@ from ntpauto.auth.autokey import sign_packet
 from ntpauto.autokey.cookie import server_cookie
 from ntpauto.autokey.fields import ASSOC, Field
 from ntpauto.cli import main
-from ntpauto.trace import Status, analyse, read_capture
+from ntpauto.trace import CaptureError, Status, analyse, read_capture
 from ntpauto.wire.packet import Header
 
 SCENARIOS = (
@@ -322,6 +323,155 @@ def test_ipv6_and_another_port(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert default_port["packets"] == []
 
 
+def _scapy_datagrams(capture: Path, port: int = 123) -> list[tuple[Any, ...]]:
+    """The UDP datagrams to or from ``port`` as scapy dissects them (the oracle)."""
+    found = []
+    for packet in _packets(capture):
+        udp = packet.getlayer(UDP)
+        if udp is None or type(udp) is not UDP or port not in (udp.sport, udp.dport):
+            continue  # none, or a UDP header quoted inside an ICMP error
+        ip = udp.underlayer
+        while not isinstance(ip, IP | IPv6):  # past IPv6 extension headers
+            ip = ip.underlayer
+        found.append((float(packet.time), str(ip.src), udp.sport, str(ip.dst), udp.dport,
+                      bytes(udp.payload)))
+    return found
+
+
+def _ours(capture: Path, port: int = 123) -> list[tuple[Any, ...]]:
+    datagrams, _ = read_capture(capture, port)
+    return [(d.time, d.src, d.sport, d.dst, d.dport, d.payload) for d in datagrams]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_reader_agrees_with_scapy_on_the_reference_captures(vectors: Path,
+                                                             scenario: str) -> None:
+    """Our pcap reader finds exactly the datagrams scapy finds, with the same times."""
+    capture = vectors / "pcap" / f"{scenario}.pcap"
+    assert _ours(capture) == _scapy_datagrams(capture) != []
+
+
+def test_reader_agrees_with_scapy_on_other_layers(tmp_path: Path) -> None:
+    """Nanosecond pcap, VLAN tags, IPv6 extension headers and fragment headers, IPv4 options,
+    Ethernet padding, an ICMP error quoting a UDP header (not a datagram): as scapy reads
+    them, in pcap and in pcapng."""
+    data = bytes([0x23]) + bytes(47)
+    a, b = "192.0.2.1", "192.0.2.2"
+    frames = [
+        ETHER / IP(src=a, dst=b) / UDP(sport=5000, dport=123) / Raw(data),
+        ETHER / Dot1Q(vlan=5) / Dot1Q(vlan=7) / IP(src=a, dst=b) / UDP(sport=123, dport=123)
+        / Raw(data),
+        ETHER / IP(src=a, dst=b, options=b"\x01\x01\x01\x00") / UDP(sport=5000, dport=123)
+        / Raw(data),
+        ETHER / IP(src=a, dst=b) / UDP(sport=123, dport=5000) / Raw(b"1"),  # padded frame
+        ETHER / IP(src="192.0.2.9", dst=a) / ICMP(type=3, code=3) / IP(src=a, dst="192.0.2.9")
+        / UDP(sport=123, dport=123) / Raw(data),
+        ETHER / IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrFragment(offset=0, m=0, id=7) / UDP(sport=123, dport=123) / Raw(data),
+        ETHER / IP(src=a, dst=b) / UDP(sport=5000, dport=53) / Raw(b"x"),
+    ]
+    for t, frame in enumerate(frames):
+        frame.time = 1795450000 + t + 0.123456789
+    nano = tmp_path / "nano.pcap"
+    with PcapWriter(str(nano), linktype=1, nano=True) as writer:
+        for frame in frames:
+            writer.write(frame)
+    converted = tmp_path / "frames.pcapng"
+    with PcapNgWriter(str(converted)) as writer:
+        for frame in frames:
+            writer.write(frame)
+    for capture in (nano, converted):
+        ours = _ours(capture)
+        assert ours == _scapy_datagrams(capture)
+        assert len(ours) == 5 and read_capture(capture)[1] == len(frames)
+    assert _ours(nano)[0][0] == 1795450000.123456789
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+SHB = _block(0x0A0D0D0A, bytes.fromhex("4d3c2b1a") + struct.pack("<HHq", 1, 0, -1))
+"""A little-endian pcapng section header."""
+
+
+def _idb(linktype: int, options: bytes = b"") -> bytes:
+    """An interface description block (``options`` without the end-of-options)."""
+    return _block(1, struct.pack("<HHI", linktype, 0, 0)
+                  + (options + struct.pack("<HH", 0, 0) if options else b""))
+
+
+def _epb(interface: int, ticks: int, frame: bytes) -> bytes:
+    """An enhanced packet block: ``ticks`` in its interface's timestamp units."""
+    padded = frame + bytes(-len(frame) % 4)
+    return _block(6, struct.pack("<IIIII", interface, ticks >> 32, ticks & 0xFFFFFFFF,
+                                 len(frame), len(frame)) + padded)
+
+
+def test_pcapng_with_two_interfaces_of_their_own_link_type_and_clock(tmp_path: Path) -> None:
+    """Each packet is read with its interface's link type, timestamp resolution and offset
+    (a capture on several interfaces); a second section starts a new interface list."""
+    layers = IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=123, dport=123) / Raw(b"ntp!")
+    ip, frame = bytes(layers), bytes(ETHER / layers)
+    ether = _idb(1)  # Ethernet, microseconds
+    raw = _idb(101, struct.pack("<HHB3x", 9, 1, 9)  # raw IP, nanoseconds, 100 s later
+               + struct.pack("<HHq", 14, 8, 100))
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(SHB + ether + raw + _epb(0, 1_795_450_000_250_000, frame)
+                     + _epb(1, 1_795_450_000_500_000_000, ip)
+                     + SHB + raw + _epb(0, 1_795_450_001_000_000_000, ip))
+    datagrams, frames = read_capture(path)
+    assert frames == 3
+    assert [d.time for d in datagrams] == [1795450000.25, 1795450100.5, 1795450101.0]
+    assert {d.payload for d in datagrams} == {b"ntp!"}
+    (tmp_path / "orphan.pcapng").write_bytes(SHB + _epb(0, 0, frame))
+    with pytest.raises(CaptureError, match="malformed pcapng packet block"):
+        read_capture(tmp_path / "orphan.pcapng")
+
+
+def test_a_time_no_date_holds_is_shown_as_unreadable(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A corrupt timestamp (here 2**40 seconds: beyond the year 9999) prints as question
+    marks; the packet is still checked."""
+    frame = bytes(ETHER / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=123, dport=123)
+                  / Raw(bytes([0x23]) + bytes(47)))
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(SHB + _idb(1, struct.pack("<HHB3x", 9, 1, 0)) + _epb(0, 1 << 40, frame))
+    rc, out, err = trace(capsys, path)
+    assert (rc, err) == (0, "")
+    assert "from ????-??-?? ??:??:?? UTC" in out
+    assert re.search(r"^ +0 \?\?:\?\?:\?\?\.\?{6} ", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_capture_files_never_crash_the_reader(vectors: Path, tmp_path: Path,
+                                                      seed: int) -> None:
+    """Random octet changes anywhere in a capture file (headers, lengths, link, IP and UDP
+    headers) give datagrams or a CaptureError, never another exception."""
+    import random
+
+    rng = random.Random(seed)
+    capture = vectors / "pcap" / "sym.pcap"
+    if seed % 2:  # pcapng: block lengths, interface options, packet blocks
+        capture = tmp_path / "sym.pcapng"
+        with PcapNgWriter(str(capture)) as writer:
+            for packet in _packets(vectors / "pcap" / "sym.pcap"):
+                writer.write(packet)
+    source = capture.read_bytes()
+    path = tmp_path / "mutated.pcap"
+    for _ in range(150):
+        data = bytearray(source)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.choice([0, 0x11, 0x2C, 0x80, 0xFF,
+                                                         rng.randrange(256)])
+        path.write_bytes(bytes(data))
+        try:
+            read_capture(path)
+        except CaptureError:
+            pass
+
+
 # Bad files and output forms ----------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [
@@ -460,3 +610,16 @@ def test_mutated_packets_never_crash(vectors: Path, scenario: str) -> None:
                                       bytes(data)))
     reports, summary = analyse(mutated, seed=0)
     assert len(reports) == len(datagrams) and not summary.clean
+
+
+def test_trace_needs_no_scapy(vectors: Path) -> None:
+    """scapy is a test dependency only: ``ntpauto trace`` runs where it cannot be imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['scapy'] = None; from ntpauto.cli import main; "
+            "sys.exit(main(['trace', sys.argv[1]]))")
+    done = subprocess.run([sys.executable, "-c", code, str(vectors / "pcap" / "sym.pcap")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "result: clean"

@@ -37,6 +37,7 @@ from ntpauto.client import (
 )
 from ntpauto.client.oneshot import query_outcome
 from ntpauto.config import parse_config
+from ntpauto.identity import iff
 from ntpauto.ntp.clocks import SimulatedClock
 from ntpauto.service import NTPAutokeyService
 from ntpauto.verdict import Check
@@ -219,21 +220,33 @@ def test_identity_without_parameters(groups: dict[str, GroupKeys],
         result(query(reactor, *servers["iff"].address, autokey=mine, clock=clock()))
 
 
+@pytest.mark.parametrize("longer, ending", [
+    (False, "iff proof of alice@alice does not verify"),
+    (True, "IFF field with the error bit (0xc207)")])
 def test_identity_proof_fails(groups: dict[str, GroupKeys],
-                              servers: dict[str, NTPAutokeyService], tmp_path: Path) -> None:
-    """Client parameters of another IFF group: the server's proof does not verify."""
+                              servers: dict[str, NTPAutokeyService], tmp_path: Path,
+                              longer: bool, ending: str) -> None:
+    """Client parameters of another IFF group: the server answers our challenge and its proof
+    does not verify; or, with a q eight octets longer than the server's, the challenge is
+    longer than its q and the server refuses it with an error response.  Either way
+    IdentityFailed."""
     keys = groups["iff"]
     folder = tmp_path / "brenda"
     shutil.copytree(keys.keysdir("brenda"), folder, symlinks=True)
     for path in folder.glob("ntpkey_iff*"):
         path.unlink()
-    other = make_group(tmp_path / "other", "iff", ("alice",), servers=())
-    write_client_parameters(folder, "iff", other.params, "brenda")
+    while True:
+        params = iff.generate_iff(iff.REFERENCE_BITS)
+        if params.q < keys.params.q:  # our challenges are then always under the server's q
+            break
+    if longer:
+        params = attrs.evolve(params, q=params.q << 64)
+    write_client_parameters(folder, "iff", params, "brenda")
     mine = AutokeyKeys(folder, host="brenda", password=password("brenda"), ident="alice")
     with pytest.raises(IdentityFailed) as caught:
         result(query(reactor, *servers["iff"].address, autokey=mine, clock=clock()))
-    assert caught.value.verdict.check is Check.IDENTITY
-    assert str(caught.value).endswith("iff proof of alice@alice does not verify")
+    assert str(caught.value).endswith(ending)
+    assert caught.value.verdict.check is (Check.FIELD if longer else Check.IDENTITY)
 
 
 def test_untrusted_certificate(groups: dict[str, GroupKeys], tmp_path: Path) -> None:

@@ -263,6 +263,7 @@ def test_three_extension_fields_dropped_and_counted():
         data = request() + field * count + (70000).to_bytes(4, "big") + bytes(16)
         assert len(serve(engine, data)) == answered
     assert engine.counters["toomanyfields"] == 2
-    [sample] = [s for s in collect(engine) if s.name == "ntpauto_packets_dropped_total"
-                and s.labels == (("reason", "toomanyfields"),)]
+    [sample] = [s for family in collect(engine) for s in family.samples
+                if s.name == "ntpauto_packets_dropped_total"
+                and s.labels == {"reason": "toomanyfields"}]
     assert sample.value == 2

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from twisted.logger import capturedLogs
 from twisted.web.resource import getChildForRequest
 from twisted.web.server import NOT_DONE_YET
@@ -22,14 +24,7 @@ from ntpauto.autokey.host import load_host
 from ntpauto.cli.query import query
 from ntpauto.config import ConfigError, default_config, parse_config
 from ntpauto.engine import RX_MODE_COUNTERS, Engine
-from ntpauto.metrics import (
-    CONTENT_TYPE,
-    RX_MODES,
-    Sample,
-    collect,
-    mode6_variables,
-    render_prometheus,
-)
+from ntpauto.metrics import CONTENT_TYPE, RX_MODES, EngineCollector, exposition, mode6_variables
 from ntpauto.ntp.clocks import SimulatedClock
 from ntpauto.service import NTPAutokeyService
 from ntpauto.statsweb import stats_resource
@@ -58,9 +53,24 @@ def receive(engine: Engine, data: bytes, source: tuple[str, int] = CLIENT) -> li
     return engine.receive(data, source, unix_to_ntp(engine.clock.now()), T0)
 
 
+def families(text: str) -> dict[str, Any]:
+    """The metric families of an exposition, read by prometheus_client's own parser (the
+    oracle: what a Prometheus server reads), each family once."""
+    parsed = list(text_string_to_metric_families(text))
+    names = [family.name for family in parsed]
+    assert len(names) == len(set(names)), names
+    return {family.name: family for family in parsed}
+
+
+def scrape(engine: Engine) -> list[Sample]:
+    """Every sample of ``engine``'s exposition, as the parser reads it."""
+    return [s for family in families(exposition(engine).decode()).values()
+            for s in family.samples]
+
+
 def value(samples: list[Sample], name: str, **labels: str) -> float:
     """The one sample of ``name`` with exactly ``labels``."""
-    found = [s.value for s in samples if s.name == name and dict(s.labels) == labels]
+    found = [s.value for s in samples if s.name == name and s.labels == labels]
     assert len(found) == 1, (name, labels, found)
     return found[0]
 
@@ -73,7 +83,7 @@ def dropped(samples: list[Sample], reason: str) -> float:
     return value(samples, "ntpauto_packets_dropped_total", reason=reason)
 
 
-# -- collect() over a driven engine ----------------------------------------------------------
+# -- the metrics of a driven engine ----------------------------------------------------------
 
 
 def test_served_client_request():
@@ -81,7 +91,7 @@ def test_served_client_request():
     and nothing else moves."""
     engine = engine_for("localclock stratum 1\n")
     assert len(receive(engine, packet())) == 1
-    samples = collect(engine)
+    samples = scrape(engine)
     assert packets(samples, "client") == 1
     assert packets(samples, "client", "served") == 1
     assert sum(s.value for s in samples if s.name == "ntpauto_packets_total") == 2
@@ -97,7 +107,7 @@ def test_malformed_packet_raises_its_drop_reason(data, mode):
     """A malformed datagram is dropped with reason badlength, counted under its wire mode."""
     engine = engine_for("localclock stratum 1\n")
     assert receive(engine, data) == []
-    samples = collect(engine)
+    samples = scrape(engine)
     assert dropped(samples, "badlength") == 1
     assert packets(samples, mode) == 1
     assert packets(samples, "client", "served") == 0
@@ -112,7 +122,7 @@ def test_modes_and_drop_reasons_of_the_full_path():
     receive(engine, packet(mode=5))
     receive(engine, packet(mode=0))
     receive(engine, packet(), ("192.0.2.99", 123))
-    samples = collect(engine)
+    samples = scrape(engine)
     assert (packets(samples, "server"), packets(samples, "broadcast"),
             packets(samples, "reserved"), packets(samples, "client")) == (1, 1, 1, 1)
     assert (dropped(samples, "noassoc"), dropped(samples, "declined"),
@@ -126,7 +136,7 @@ def test_rate_limited_client_gets_a_kiss():
     engine = engine_for("localclock stratum 1\nrestrict default limited kod\n")
     receive(engine, packet())
     receive(engine, packet(transmit=0xEEAE_0000_1234_9999))
-    samples = collect(engine)
+    samples = scrape(engine)
     assert packets(samples, "client") == 2
     assert packets(samples, "client", "served") == 1
     assert packets(samples, "client", "kod_sent") == 1
@@ -137,7 +147,7 @@ def test_unknown_counters_are_events():
     """A counter no table names (e.g. from a newer engine) is not lost: it is an event."""
     engine = engine_for("localclock stratum 1\n")
     engine.counters["something_new"] += 3
-    samples = collect(engine)
+    samples = scrape(engine)
     assert value(samples, "ntpauto_events_total", event="something_new") == 3
     assert value(samples, "ntpauto_events_total", event="steps") == 0
 
@@ -146,13 +156,12 @@ def test_kernel_drops_have_their_own_metric():
     """The datagrams the kernel dropped at our sockets (counted by the port, never seen by
     the engine) are a metric of their own, in mode 6 too, and not an event."""
     engine = engine_for("localclock stratum 1\n")
-    assert value(collect(engine), "ntpauto_kernel_drops_total") == 0
+    assert value(scrape(engine), "ntpauto_kernel_drops_total") == 0
     engine.counters["kernel_drops"] += 12
-    samples = collect(engine)
+    samples = scrape(engine)
     assert value(samples, "ntpauto_kernel_drops_total") == 12
-    assert "ntpauto_kernel_drops_total 12\n" in render_prometheus(samples)
     assert ("kernel_drops", "12") in mode6_variables(engine)
-    assert not [s for s in samples if ("event", "kernel_drops") in s.labels]
+    assert not [s for s in samples if s.labels.get("event") == "kernel_drops"]
 
 
 def test_every_wire_mode_counter_has_a_label():
@@ -168,7 +177,7 @@ def test_associations_by_state():
     client = net.add_host("10.0.0.2", "server 10.0.0.1 iburst minpoll 4\n"
                                       "server 10.0.0.9 minpoll 4\n")
     net.run(120)
-    samples = collect(client.engine)
+    samples = scrape(client.engine)
     assert value(samples, "ntpauto_associations", mode="client", reach="reachable") == 1
     assert value(samples, "ntpauto_associations", mode="client", reach="unreachable") == 1
     assert value(samples, "ntpauto_associations_selection", status="system_peer") == 1
@@ -192,7 +201,7 @@ def test_autokey_dance_counts_requests_and_key_operations(vectors):
     brenda = net.add_host("10.0.0.2", "server 10.0.0.1 autokey ident alice iburst minpoll 4\n",
                           autokey=_host(vectors, "brenda", "brendapw"), offset=0.05)
     net.run(300)
-    served = collect(alice.engine)
+    served = scrape(alice.engine)
     for kind in ("assoc", "cert", "cookie", "sign", "iff", "leap"):
         assert value(served, "ntpauto_autokey_requests_total", type=kind,
                      outcome="response") >= 1, kind
@@ -200,7 +209,7 @@ def test_autokey_dance_counts_requests_and_key_operations(vectors):
         assert value(served, "ntpauto_autokey_requests_total", type=kind,
                      outcome="response") == 0, kind
     assert sum(s.value for s in served if s.name == "ntpauto_autokey_requests_total"
-               and dict(s.labels)["outcome"] == "error") == 0
+               and s.labels["outcome"] == "error") == 0
 
     def operations(name: str) -> float:
         return value(served, "ntpauto_autokey_key_operations_total", operation=name)
@@ -221,12 +230,13 @@ def test_autokey_dance_counts_requests_and_key_operations(vectors):
         served, "ntpauto_events_total", event="autokey_amplification") \
         == packets(served, "client") > 0
 
-    client = collect(brenda.engine)
+    client = scrape(brenda.engine)
     assert value(client, "ntpauto_autokey_associations") == 1
     for flag in ("cert", "vrfy", "prov", "cook", "auto", "sign", "leap"):
         assert value(client, "ntpauto_autokey_association_flags", flag=flag) == 1, flag
+    # A client's autokey values go to nobody: its key lists are never signed.
     assert value(client, "ntpauto_autokey_key_operations_total",
-                 operation="keylist_signature") >= 1
+                 operation="keylist_signature") == 0
     assert value(client, "ntpauto_associations_selection", status="system_peer") == 1
     assert dropped(client, "autokey_nosample") > 0  # replies carrying fields
 
@@ -243,98 +253,92 @@ def test_error_responses_by_type(vectors):
     for code in (4, 42):
         response = responder.respond(Field.short_form(code, 7), packet_mode=3, now=0)
         assert response is not None and response.error
-    samples = collect(engine)
+    samples = scrape(engine)
     assert value(samples, "ntpauto_autokey_requests_total", type="auto", outcome="error") == 1
     assert value(samples, "ntpauto_autokey_requests_total", type="other", outcome="error") == 1
 
 
 # -- the exposition format -------------------------------------------------------------------
 
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_LABEL_VALUE = r'"(?:[^"\\\n]|\\\\|\\"|\\n)*"'
-_LABELS = rf"\{{(?:[a-zA-Z_][a-zA-Z0-9_]*={_LABEL_VALUE})(?:,[a-zA-Z_][a-zA-Z0-9_]*=" \
-          rf"{_LABEL_VALUE})*\}}"
-_VALUE = r"(?:[+-]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|Inf)|NaN)"
-HELP = re.compile(rf"# HELP ({_NAME}) (.*)")
-TYPE = re.compile(rf"# TYPE ({_NAME}) (counter|gauge|untyped)")
-SAMPLE = re.compile(rf"({_NAME})({_LABELS})? ({_VALUE})")
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
 
 
-def parse_exposition(text: str) -> dict[str, dict[str, Any]]:
-    """A strict reader of the text format 0.0.4 as we write it: every family has HELP then
-    TYPE then its samples, contiguous and once; counters end in _total; no sample repeats."""
-    assert text.endswith("\n")
-    families: dict[str, dict[str, Any]] = {}
-    current: str | None = None
-    for line in text.splitlines():
-        if m := HELP.fullmatch(line):
-            assert m.group(1) not in families, f"family {m.group(1)} twice"
-            current = m.group(1)
-            families[current] = {"help": m.group(2), "type": None, "samples": {}}
-        elif m := TYPE.fullmatch(line):
-            assert m.group(1) == current and families[current]["type"] is None, line
-            families[current]["type"] = m.group(2)
-        elif m := SAMPLE.fullmatch(line):
-            assert m.group(1) == current and families[current]["type"], line
-            key = m.group(2) or ""
-            assert key not in families[current]["samples"], line
-            families[current]["samples"][key] = float(m.group(3))
-        else:
-            raise AssertionError(f"not exposition format: {line!r}")
-    for name, family in families.items():
-        assert family["samples"], name
-        assert (family["type"] == "counter") == name.endswith("_total"), name
-    return families
+def docs_example() -> dict[str, Any]:
+    """The families of docs/metrics.md's example scrape, read by the parser."""
+    text = DOCS.read_text()
+    block = text.split("## An example scrape", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    return families(block)
 
 
-def test_render_of_a_real_engine_parses(vectors):
-    """Every line of a real engine's exposition (Autokey included) is valid."""
+def autokey_server() -> Engine:
+    """An engine with Autokey credentials (every family is present)."""
+    from ntpauto.autokey.serving import AutokeyNode
+
+    engine = engine_for("localclock stratum 1\n")
+    engine.autokey = AutokeyNode(_host(Path(__file__).parent / "vectors", "alice", "alicepw"))
+    return engine
+
+
+def test_exposition_matches_the_documented_families():
+    """Every family of an Autokey engine's exposition is the documented one: same name, type,
+    help text and labels (a dashboard built on the docs keeps working), and no other."""
+    documented = docs_example()
+    exposed = families(exposition(autokey_server()).decode())
+    assert set(exposed) == set(documented)
+    for name, family in exposed.items():
+        doc = documented[name]
+        assert (family.type, family.documentation) == (doc.type, doc.documentation), name
+        assert {frozenset(s.labels) for s in family.samples} == {
+            frozenset(s.labels) for s in doc.samples}, name
+        assert {s.name for s in family.samples} == {s.name for s in doc.samples}, name
+        # Every label value the docs show exists (zeros included from the first scrape).
+        assert {frozenset(s.labels.items()) for s in doc.samples} <= {
+            frozenset(s.labels.items()) for s in family.samples}, name
+
+
+def test_counters_are_counters_and_end_in_total():
+    """Counter samples are named ``<family>_total``, gauges never; no ``_created`` samples
+    (the engine's counters have no creation time of their own)."""
+    for family in families(exposition(autokey_server()).decode()).values():
+        for sample in family.samples:
+            if family.type == "counter":
+                assert sample.name == family.name + "_total"
+            else:
+                assert family.type == "gauge" and sample.name == family.name
+
+
+def test_exposition_of_a_driven_engine():
+    """What a scraper reads equals the engine's counters, through the real writer and
+    parser."""
     engine = engine_for("localclock stratum 1\n")
     receive(engine, packet())
-    families = parse_exposition(render_prometheus(collect(engine)))
-    assert families["ntpauto_packets_total"]["type"] == "counter"
-    assert families["ntpauto_packets_total"]["samples"][
-        '{mode="client",outcome="served"}'] == 1
-    assert families["ntpauto_associations"]["type"] == "gauge"
+    engine.counters["something_new"] += 7
+    parsed = families(exposition(engine).decode())
+    assert parsed["ntpauto_packets"].type == "counter"
+    assert parsed["ntpauto_associations"].type == "gauge"
+    samples = [s for f in parsed.values() for s in f.samples]
+    assert packets(samples, "client", "served") == 1
+    assert value(samples, "ntpauto_events_total", event="something_new") == 7
+    assert not any(name.startswith("ntpauto_autokey") for name in parsed)
 
 
-def test_render_escapes_and_groups():
-    """HELP text escapes backslash and newline, label values also the double quote; the
-    samples of one family are grouped under one HELP/TYPE even when given interleaved;
-    special floats use the format's spelling."""
-    samples = [
-        Sample("a_total", "one\\two\nthree", "counter", (("x", 'q"b\\s\nn'),), 3),
-        Sample("b", "gauge b", "gauge", (), float("nan")),
-        Sample("a_total", "ignored", "counter", (("x", "plain"),), 0),
-        Sample("b", "gauge b", "gauge", (("k", "v"),), float("-inf")),
-        Sample("c", "c", "gauge", (), 0.25),
-    ]
-    text = render_prometheus(samples)
-    assert text == (
-        "# HELP a_total one\\\\two\\nthree\n"
-        "# TYPE a_total counter\n"
-        'a_total{x="q\\"b\\\\s\\nn"} 3\n'
-        'a_total{x="plain"} 0\n'
-        "# HELP b gauge b\n"
-        "# TYPE b gauge\n"
-        "b NaN\n"
-        'b{k="v"} -Inf\n'
-        "# HELP c c\n"
-        "# TYPE c gauge\n"
-        "c 0.25\n")
-    parse_exposition(text)
-    assert render_prometheus([]) == ""
+def test_collector_on_a_registry_of_ones_own():
+    """The collector is an ordinary prometheus_client collector: registered next to other
+    metrics, each scrape reads the engine afresh."""
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-
-@pytest.mark.parametrize("kwargs", [
-    {"name": "1bad"}, {"name": "has-dash"}, {"type": "histogram"},
-    {"labels": (("bad-label", "v"),)}, {"labels": (("__reserved", "v"),)},
-])
-def test_sample_rejects_invalid_names(kwargs):
-    """A sample that could not be exposed validly is refused when it is made."""
-    fields = {"name": "ok_total", "help": "h", "type": "counter", "labels": (), "value": 1}
-    with pytest.raises(ValueError):
-        Sample(**{**fields, **kwargs})
+    engine = engine_for("localclock stratum 1\n")
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(engine))
+    Counter("app_things", "Things of the embedding application.", registry=registry).inc(2)
+    before = families(generate_latest(registry).decode())
+    receive(engine, packet())
+    after = families(generate_latest(registry).decode())
+    assert before["app_things"].samples[0].value == 2
+    assert value(before["ntpauto_packets"].samples, "ntpauto_packets_total", mode="client",
+                 outcome="served") == 0
+    assert value(after["ntpauto_packets"].samples, "ntpauto_packets_total", mode="client",
+                 outcome="served") == 1
 
 
 def test_mode6_variables():
@@ -378,11 +382,11 @@ def test_resource_serves_metrics():
     request, body = render(resource, b"/metrics")
     assert request.responseCode in (None, 200)
     assert request.responseHeaders.getRawHeaders(b"content-type") == [CONTENT_TYPE.encode()]
-    families = parse_exposition(body.decode("utf-8"))
-    assert families["ntpauto_packets_total"]["samples"]['{mode="client",outcome="served"}'] == 1
+    samples = families(body.decode("utf-8"))["ntpauto_packets"].samples
+    assert packets(samples, "client", "served") == 1
     receive(engine, packet(transmit=1))
     _, body = render(resource, b"/metrics")
-    assert 'ntpauto_packets_total{mode="client",outcome="served"} 2\n' in body.decode()
+    assert packets(families(body.decode())["ntpauto_packets"].samples, "client", "served") == 2
 
 
 @pytest.mark.parametrize("path", [b"/", b"/metric", b"/metrics/extra", b"/metrics/",
@@ -480,8 +484,7 @@ def test_service_serves_metrics_over_http():
     finally:
         stop(service)
     assert status == 200 and content_type == CONTENT_TYPE
-    families = parse_exposition(body)
-    assert families["ntpauto_packets_total"]["samples"]['{mode="client",outcome="served"}'] == 1
+    assert packets(families(body)["ntpauto_packets"].samples, "client", "served") == 1
     assert missing.value.code == 404 and posted.value.code == 405
     assert service.stats_port is None
     with socket.socket() as probe:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.x509.oid import NameOID
 
 from ntpauto.events import Event
-from ntpauto.pki import legacy_x509
+from ntpauto.pki import der as der_codec
 from ntpauto.pki.certificates import (
     EKU_PRIVATE,
     EKU_TRUST_ROOT,
@@ -29,6 +29,7 @@ from ntpauto.pki.certificates import (
     verify_issued_by,
     verify_self_signed,
 )
+from ntpauto.pki.legacy_x509 import sign_tbs
 from ntpauto.pki.profiles import DSA_SHA, DSA_SHA1, RSA_MD5, RSA_SHA1, RSA_SHA256
 
 FS = 4004436515  # 2026-11-23 15:28:35 UTC
@@ -55,14 +56,10 @@ def dsa_key() -> dsa.DSAPrivateKey:
 
 def _resign_with_tbs_change(der: bytes, key, change) -> bytes:
     """Re-sign ``der`` after ``change(fields)`` edited its TBSCertificate fields (DER)."""
-    cert = x509.load_der_x509_certificate(der)
-    tbs = cert.tbs_certificate_bytes
-    fields = legacy_x509.der_children(tbs[legacy_x509.read_tlv(tbs)[1]:])
+    tbs = x509.load_der_x509_certificate(der).tbs_certificate_bytes
+    fields = der_codec.children(der_codec.content(tbs, der_codec.TAG_SEQUENCE))
     change(fields)
-    new_tbs = legacy_x509.der_sequence(*fields)
-    algorithm = legacy_x509.algorithm_identifier(RSA_SHA256.oid, "RSA")
-    signature = RSA_SHA256.sign(key, new_tbs)
-    return legacy_x509.der_sequence(new_tbs, algorithm, legacy_x509.der_bit_string(signature))
+    return sign_tbs(der_codec.sequence(*fields), key, RSA_SHA256)
 
 
 def test_ntp_datetime_conversions():
@@ -262,8 +259,8 @@ def test_check_cert_response_rejects_notbefore_after_notafter(alice_key):
 
     def swap(fields):
         index = 4 if fields[0][0] == 0xA0 else 3
-        validity = legacy_x509.der_children(fields[index][2:])
-        fields[index] = legacy_x509.der_sequence(validity[1], validity[0])
+        validity = der_codec.children(der_codec.content(fields[index]))
+        fields[index] = der_codec.sequence(validity[1], validity[0])
 
     swapped = _resign_with_tbs_change(der, alice_key, swap)
     with pytest.raises(CertificateError, match="notBefore is after notAfter"):

@@ -112,6 +112,9 @@ forger whose packets pass the cookie-0 MAC, that keeps sending bad responses res
 dance at most that often (the reference resets on every one)."""
 
 _SYMMETRIC = (MODE_ACTIVE, MODE_PASSIVE)
+_RESENT = frozenset({CERT, LEAP, AUTO})
+"""Signed values a server sends again unchanged (signed once, at its signature update or
+key list)."""
 _EMPTY_ANSWERS = frozenset({CERT, COOK, AUTO, LEAP, SIGN})
 """Requests a responder may answer with the 8-octet "nothing", with the identity codes: no
 certificate for that name, not synchronised, or the amplification limit's cut of a response
@@ -395,6 +398,7 @@ class AutokeyAssociation:
         peer_leap: int = 0,
         own_associd: int | None = None,
         autokey_value: Field | None = None,
+        own_request: bool = True,
     ) -> list[Field]:
         """The extension fields of our next packet to the peer (interop.md 8.1-8.3).
 
@@ -403,8 +407,9 @@ class AutokeyAssociation:
         ``own_associd``: our association ID (default the constructor's);
         ``autokey_value``: the signed AUTO response of our current key list
         (:meth:`HostCredentials.autokey_field`), used to answer the peer's AUTO request and
-        pushed once to a symmetric peer after SIGN.  Returns the queued response first,
-        then at most one request."""
+        pushed once to a symmetric peer after SIGN; ``own_request``: add a request of ours
+        (an ephemeral association nobody has proven yet only answers).  Returns the queued
+        response first, then at most one request."""
         associd = self.associd if own_associd is None else own_associd
         now = int(now)
         out: list[Field] = []
@@ -423,6 +428,8 @@ class AutokeyAssociation:
                     out.append(response)
                     if request.code == AUTO and not response.error and autokey_value:
                         self._announced = (autokey_value.timestamp, autokey_value.value)
+        if not own_request:
+            return out
         request = self._next_request(now, synchronized, peer_leap, associd, autokey_value)
         if request is not None:
             out.append(request)
@@ -564,6 +571,9 @@ class AutokeyAssociation:
             return _fail(Check.FIELD, f"{f.name} field with the error bit ({f.opcode:#06x})")
         if f.version != CRYPTO_VN:
             return _fail(Check.FIELD, f"{f.name} field of version {f.version}")
+        if mode == MODE_BROADCAST and (not f.response or f.code not in (ASSOC, AUTO)):
+            return _fail(Check.FIELD, f"{f.name} in a broadcast (broadcasts carry ASSOC and "
+                                      "AUTO responses only)")
         if not f.response:
             return self._request(f, mode)
         if f.short and (f.code in _EMPTY_ANSWERS or f.code in _identity_codes()):
@@ -678,14 +688,15 @@ class AutokeyAssociation:
 
     def _fresh(self, kind: tuple[Any, ...], f: Field) -> Verdict | None:
         """Freshness, before any signature work (RFC 5906 section 8): a value of ``kind`` is
-        accepted only with a Timestamp newer than the last accepted one of that kind; the
-        same value re-sent unchanged (same stamps, value and signature: a server's CERT or
-        LEAP answer after our dance restarted) is known and verified already.  None: new,
-        verify its signature."""
+        accepted only with a Timestamp newer than the last accepted one of that kind.  The
+        values a server signs once and sends again unchanged (CERT, LEAP and AUTO: the same
+        stamps, value and signature, e.g. after our dance restarted) are known and verified
+        already; COOK, SIGN and identity responses are signed for each request, so a copy is
+        a replay.  None: new, verify its signature."""
         last = self._accepted.get(kind)
         if last is None or f.timestamp > last[0]:
             return None
-        if (f.timestamp, f.filestamp, f.value, f.signature) == last:
+        if kind[0] in _RESENT and (f.timestamp, f.filestamp, f.value, f.signature) == last:
             return Verdict.ok(Check.FRESHNESS, f"{f.name} accepted before, unchanged")
         return _fail(Check.FRESHNESS, f"{f.name} Timestamp {f.timestamp} is not newer than "
                                       f"{last[0]}", Event.TSP)
@@ -819,6 +830,9 @@ class AutokeyAssociation:
     def _leap(self, f: Field, now: int) -> Verdict:
         verdict = self._verify(f, (LEAP,))
         if not verdict.verified:
+            return verdict
+        if verdict.check is Check.FRESHNESS:
+            self._status |= Flag.LEAP  # the values we took already: nothing to install
             return verdict
         try:
             value = LeapValue.decode(f.value)

@@ -96,12 +96,14 @@ class AutokeyGlue:
         return self.local_for(assoc)
 
     def check(self, assoc: Association, pkt: Packet, mode: int, now: float, *,
-              proven: bool, mac: Verdict) -> PacketVerdicts:
+              proven: bool, mac: Verdict, key_first: bool = False) -> PacketVerdicts:
         """The Autokey checks of an association's packet whose MAC verified (``mac``) and
         which passed the on-wire tests (``proven``: it answers our last transmit): its
         extension fields through the state machine, then the autokey test.  Each field
         changes the association only on its own verified verdict; the caller decides from
-        the returned verdicts what the packet may do (a sample, on-wire state, a restart)."""
+        the returned verdicts what the packet may do (a sample, on-wire state, a restart).
+        With ``key_first`` the autokey test comes first and a packet that fails it is not
+        looked at further (its origin no longer proves it: :attr:`OnWire.REPEAT`)."""
         engine = self.engine
         session = assoc.autokey
         state = session.state
@@ -119,6 +121,12 @@ class AutokeyGlue:
                 return PacketVerdicts([Verdict.fail(Check.FIELD, "ASSOC of another group",
                                                     Event.CRT)], _NOT_TESTED)
         client = mode == MODE_SERVER
+        src, dst = assoc.address[0], self._receiver_address(assoc, mode)
+        key = None
+        if key_first:
+            key = session.key_verdict(pkt, mac, src=src, dst=dst, client=client)
+            if not key.verified:
+                return PacketVerdicts([], key)
         bait = session.unsolicited(fields) if client else None
         if bait is not None:
             counters["autokey_unsolicited"] += 1
@@ -148,9 +156,9 @@ class AutokeyGlue:
             assoc.nextdate = min(assoc.nextdate, now + BTIME)
             engine.timers_changed()
         if any(v.failed for v in verdicts):
-            return PacketVerdicts(verdicts, _NOT_TESTED)
-        key = session.key_verdict(pkt, mac, src=assoc.address[0],
-                                  dst=self._receiver_address(assoc, mode), client=client)
+            return PacketVerdicts(verdicts, key or _NOT_TESTED)
+        if key is None:
+            key = session.key_verdict(pkt, mac, src=src, dst=dst, client=client)
         return PacketVerdicts(verdicts, key)
 
     def restart(self, assoc: Association, now: float, reason: str) -> bool:

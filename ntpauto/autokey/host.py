@@ -444,7 +444,7 @@ class HostCredentials:
             before = self.cache.find(cert.subject, cert.issuer)
             changed = self.cache.install(cert, filestamp) is not before or changed
         if changed:
-            self.signature_update(now)
+            self.refresh(now)
 
     def autokey_field(self, value: AutoValue | KeyList, timestamp: int | None = None,
                       associd: int = 0) -> Field:

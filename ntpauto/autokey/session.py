@@ -20,9 +20,11 @@ from ntpauto.auth.autokey import (
     session_key,
     verify_mac,
 )
+from ntpauto.auth.digest import DIGEST_SIZES
 from ntpauto.autokey.association import AutokeyAssociation
-from ntpauto.autokey.fields import Field, decode
+from ntpauto.autokey.fields import LEAP, SHORT_LEN, Field, decode
 from ntpauto.autokey.serving import MIN_AUTOKEY_DIGEST, AutokeyNode
+from ntpauto.autokey.values import AutoValue
 from ntpauto.events import Event
 from ntpauto.verdict import Check, Verdict
 from ntpauto.wire.packet import MAX_EXTENSION_END, MODE_BROADCAST, Packet
@@ -42,6 +44,7 @@ class AutokeySession:
         self.auto_field: Field | None = None
         self._generation = state.keylist_generation
         self._poll: int | None = None
+        self._signed = False
         self._announce = False
         self.sent_keyid: int | None = None
         self.keyed_polls = 0
@@ -65,18 +68,33 @@ class AutokeySession:
     # ------------------------------------------------------------------ transmit
 
     def outgoing(self, header: bytes, *, src: str, dst: str, now: int, synced: bool,
-                 poll: int, peer_leap: int, associd: int, in_use: Container[int] = ()
-                 ) -> bytes:
-        """Header plus this transmission's extension fields and Autokey MAC."""
+                 poll: int, peer_leap: int, associd: int, in_use: Container[int] = (),
+                 sign: bool = True, own_request: bool = True,
+                 limit: int | None = None) -> bytes:
+        """Header plus this transmission's extension fields and Autokey MAC.
+
+        ``sign``: the key list's autokey values may be signed (a private-key operation);
+        without it they are kept unsigned, and the list is made again once signing is
+        allowed.  Only a broadcast server and symmetric peers ever send their values, so
+        the engine signs for those alone, and not for an ephemeral association nobody has
+        proven yet (a forged packet must not cost a signature).  ``own_request``: the
+        packet may carry a request of ours, not only the answer to the peer's.  ``limit``:
+        the packet may be no larger (an unproven association answering a packet anyone
+        could have sent); a request that does not fit gives way to the 8-octet LEAP request,
+        whose answer proves the peer as well as any."""
         state = self.state
         if (self.keylist is None or self.keylist.exhausted or self._poll != poll
-                or self._generation != state.keylist_generation):
+                or self._generation != state.keylist_generation
+                or sign and not self._signed):
             self.keylist = KeyList.generate(
                 src, dst, self._cookie(), now=now, poll=poll, automax=self.node.automax,
                 in_use=in_use, digest=self.digest, rng=self.node.host.rng)
             self._generation = state.keylist_generation
             self._poll = poll
-            self.auto_field = self.node.host.autokey_field(self.keylist, associd=associd)
+            self._signed = sign
+            values = AutoValue(self.keylist.final, self.keylist.index)
+            self.auto_field = self.node.host.autokey_field(
+                values, timestamp=self.keylist.timestamp if sign else 0, associd=associd)
             self._announce = bool(self.auto_field.signature)
             if self._announce:
                 self.node.responder.key_operations["keylist_signature"] += 1
@@ -89,14 +107,24 @@ class AutokeySession:
             self._announce = False
         else:
             fields = state.next_fields(now, synchronized=synced, peer_leap=peer_leap,
-                                       own_associd=associd, autokey_value=self.auto_field)
+                                       own_associd=associd, autokey_value=self.auto_field,
+                                       own_request=own_request)
+        room = MAX_EXTENSION_END
+        if limit is not None:
+            room = min(room, limit - 4 - DIGEST_SIZES[self.digest])
         data, sent = header, []
         for f in fields:
             octets = f.encode()
-            if len(data) + len(octets) > MAX_EXTENSION_END:
+            if len(data) + len(octets) > room:
                 continue  # as the reference: a field that would not fit is left out
             data += octets
             sent.append(f)
+        if limit is not None and own_request and len(sent) < len(fields) \
+                and all(f.response for f in sent):
+            probe = Field.short_form(LEAP, associd)
+            if len(data) + SHORT_LEN <= room:
+                data += probe.encode()
+                sent.append(probe)
         self.sent_keyid = keyid
         self.sent_codes = frozenset(f.code for f in sent if not f.response)
         fields = sent

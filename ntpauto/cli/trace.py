@@ -159,12 +159,21 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 # Text output ---------------------------------------------------------------------------
 
+def _utc(seconds: float, form: str, unreadable: str) -> str:
+    """``seconds`` as UTC in ``form``; ``unreadable`` for a time no date can hold (a corrupt
+    record's timestamp, e.g. beyond the year 9999)."""
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(form)
+    except (ValueError, OverflowError, OSError):
+        return unreadable
+
+
 def _date(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return _utc(seconds, "%Y-%m-%d %H:%M:%S", "????-??-?? ??:??:??")
 
 
 def _time(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%H:%M:%S.%f")
+    return _utc(seconds, "%H:%M:%S.%f", "??:??:??.??????")
 
 
 def _endpoint(address: str, port: int) -> str:

@@ -1,6 +1,5 @@
-"""What the Autokey identity schemes share: digest of a bignum, the challenge codec, the
-DER SEQUENCE of INTEGERs of the responses, primality testing, file helpers and the common
-scheme/factory machinery.
+"""What the Autokey identity schemes share: digest of a bignum, the challenge codec, primality
+testing, file helpers and the common scheme/factory machinery.
 
 reference: interop.md 6 (common part):
 
@@ -12,7 +11,9 @@ reference: interop.md 6 (common part):
   in its L-octet buffer (a bug when r is shorter); we write it as a fixed L-octet big-endian
   integer, which the reference reads correctly.  The responder reads the challenge as an
   unsigned integer over all of its V octets;
-* responses are DER ``SEQUENCE { INTEGER ... }`` (2 INTEGERs for IFF and GQ, 3 for MV).
+* responses are DER ``SEQUENCE { INTEGER ... }`` (2 INTEGERs for IFF and GQ, 3 for MV),
+  written and read strictly by :mod:`ntpauto.pki.der` (``encode_der_integers`` and
+  ``decode_der_integers`` here are its functions).
 
 Every value received for identity arithmetic is checked before any of it is used (the checks
 go before any ``pow`` and before the fixed-base tables), with the helpers :func:`check_range`,
@@ -44,6 +45,8 @@ from zope.interface import implementer
 
 from ntpauto.interfaces import IIdentityScheme
 from ntpauto.pki import keyfiles
+from ntpauto.pki.der import decode_integers as decode_der_integers
+from ntpauto.pki.der import encode_integers as encode_der_integers
 from ntpauto.pki.keyfiles import KeyFileError
 
 __all__ = [
@@ -224,89 +227,6 @@ def decode_challenge(data: bytes, modulus: int) -> int:
     if value == 0:
         raise IdentityValueError("identity challenge is zero")
     return value
-
-
-# --- DER SEQUENCE { INTEGER ... } ----------------------------------------------------------
-
-_TAG_SEQUENCE = 0x30
-_TAG_INTEGER = 0x02
-
-
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    octets = length.to_bytes(octet_length(length), "big")
-    return bytes([0x80 | len(octets)]) + octets
-
-
-def _der_tlv(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
-def encode_der_integers(*values: int) -> bytes:
-    """DER ``SEQUENCE { INTEGER v1, INTEGER v2, ... }`` of non-negative integers (what the
-    reference's i2d_DSA_SIG / i2d_DSAparams produce)."""
-    body = bytearray()
-    for value in values:
-        if value < 0:
-            raise ValueError("negative INTEGER")
-        body += _der_tlv(_TAG_INTEGER, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-    return _der_tlv(_TAG_SEQUENCE, bytes(body))
-
-
-def _read_tlv(data: bytes, offset: int, tag: int) -> tuple[int, int]:
-    """(start, end) of the content of the strict-DER TLV with ``tag`` at ``offset``."""
-    if offset + 2 > len(data):
-        raise ValueError("truncated DER")
-    if data[offset] != tag:
-        raise ValueError(f"DER tag {data[offset]:#04x}, expected {tag:#04x}")
-    first = data[offset + 1]
-    position = offset + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 4:
-            raise ValueError("indefinite or oversized DER length")
-        if position + count > len(data):
-            raise ValueError("truncated DER length")
-        raw = data[position:position + count]
-        if raw[0] == 0:
-            raise ValueError("non-minimal DER length")
-        length = int.from_bytes(raw, "big")
-        if length < 0x80:
-            raise ValueError("non-minimal DER length")
-        position += count
-    end = position + length
-    if end > len(data):
-        raise ValueError("truncated DER content")
-    return position, end
-
-
-def decode_der_integers(data: bytes, count: int | None = None) -> tuple[int, ...]:
-    """The non-negative INTEGERs of a strict DER ``SEQUENCE { INTEGER ... }`` occupying all of
-    ``data``; ValueError for anything else (other tags, trailing octets, non-minimal or
-    negative integers, or not ``count`` of them when given)."""
-    data = bytes(data)
-    start, end = _read_tlv(data, 0, _TAG_SEQUENCE)
-    if end != len(data):
-        raise ValueError("octets after the DER SEQUENCE")
-    values: list[int] = []
-    offset = start
-    while offset < end:
-        first, last = _read_tlv(data[:end], offset, _TAG_INTEGER)
-        content = data[first:last]
-        if not content:
-            raise ValueError("empty DER INTEGER")
-        if content[0] & 0x80:
-            raise ValueError("negative DER INTEGER")
-        if len(content) > 1 and content[0] == 0 and not content[1] & 0x80:
-            raise ValueError("non-minimal DER INTEGER")
-        values.append(int.from_bytes(content, "big"))
-        offset = last
-    if count is not None and len(values) != count:
-        raise ValueError(f"{len(values)} INTEGERs, expected {count}")
-    return tuple(values)
 
 
 # --- primes -------------------------------------------------------------------------------

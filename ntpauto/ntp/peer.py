@@ -97,6 +97,17 @@ class Association:
     org: int = 0
     rec: int = 0
     xmt: int = 0
+    owed: int = 0
+    """An ephemeral Autokey association nobody has proven yet (``reach`` 0) sends only after
+    hearing a packet since its last one, and no larger: the octets of that packet (0: none
+    heard).  A forged packet that mobilised it gets at most one packet, no larger, back."""
+    unanswered: list[int] = field(default_factory=list)
+    """Symmetric modes: our transmit timestamps no packet has answered yet (the last
+    :data:`BCOUNT`): the origin test passes for any of them, so that a peer that answers
+    slower than we send still gets through (client mode has only ``xmt``)."""
+    answered: int = 0
+    """Symmetric modes: the transmit timestamp of ours a packet last answered; a second
+    packet echoing it proves nothing by its origin (whoever saw our packet can echo it)."""
     exchanged_at: float | None = None
     """Reactor seconds of the last packet that started or continued the exchange (passed
     the origin test); a symmetric exchange silent for :data:`RESYNC_POLLS` polls starts

@@ -8,5 +8,6 @@ Sans-I/O apart from reading and writing key files: nothing here imports ``twiste
 * :mod:`ntpauto.pki.certificates` -- parse, check, build and sign certificates.
 * :mod:`ntpauto.pki.cache` -- the certificate cache and trail hiking.
 * :mod:`ntpauto.pki.keyfiles` -- ``ntpkey_*`` files: read, write, find in the keys directory.
-* :mod:`ntpauto.pki.legacy_x509` -- MD5/SHA-1 certificate signatures and the DER helpers.
+* :mod:`ntpauto.pki.legacy_x509` -- MD5/SHA-1 certificate signatures, raw TBS extensions.
+* :mod:`ntpauto.pki.der` -- the one DER reader/writer (also the identity responses').
 """

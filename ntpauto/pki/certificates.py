@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.x509.oid import NameOID
 
 from ntpauto.events import AutokeyError, Event
+from ntpauto.pki import der as der_codec
 from ntpauto.pki import legacy_x509
 from ntpauto.pki.profiles import SIGNATURE_ALGORITHMS, UnsupportedProfile, profile_for_oid
 from ntpauto.wire.timestamps import ntp_seconds, ntp_to_unix
@@ -62,8 +63,8 @@ TRUST_ROOT_OID = "1.3.6.1.5.5.7.48.1.11"
 PRIVATE_OID = "1.3.6.1.4"
 """EKU "Private": the private certificate of the PC scheme (ntp-keygen -P)."""
 
-EKU_TRUST_ROOT = legacy_x509.der_sequence(legacy_x509.der_oid(TRUST_ROOT_OID))
-EKU_PRIVATE = legacy_x509.der_sequence(legacy_x509.der_oid(PRIVATE_OID))
+EKU_TRUST_ROOT = der_codec.sequence(der_codec.oid(TRUST_ROOT_OID))
+EKU_PRIVATE = der_codec.sequence(der_codec.oid(PRIVATE_OID))
 """extnValue octets of an EKU holding exactly that one OID (what the reference recognises)."""
 
 OID_BASIC_CONSTRAINTS = "2.5.29.19"
@@ -128,12 +129,9 @@ def gq_key_correct(ski_value: bytes) -> int | None:
     """The GQ public key as the DER actually encodes it (the inner OCTET STRING), or
     ``None`` when the extnValue is not a DER OCTET STRING."""
     try:
-        tag, start, end = legacy_x509.read_tlv(ski_value)
-    except legacy_x509.DerError:
+        return int.from_bytes(der_codec.content(ski_value, der_codec.TAG_OCTET_STRING), "big")
+    except der_codec.DerError:
         return None
-    if tag != legacy_x509.TAG_OCTET_STRING or end != len(ski_value):
-        return None
-    return int.from_bytes(ski_value[start:end], "big")
 
 
 @attrs.frozen
@@ -332,7 +330,8 @@ def _utf8_name(name: str) -> x509.Name:
 
 
 def _sign(builder: x509.CertificateBuilder, sign_key: Any, profile: Any) -> bytes:
-    """Sign ``builder`` with ``profile``: directly for SHA-2, via legacy_x509 otherwise."""
+    """Sign ``builder`` with ``profile``: by ``cryptography`` for SHA-2, via legacy_x509 for
+    the algorithms it refuses (MD5, SHA-1) or names otherwise (dsaWithSHA)."""
     expected = rsa.RSAPrivateKey if profile.key_type == "RSA" else dsa.DSAPrivateKey
     if not isinstance(sign_key, expected):
         raise TypeError(f"{profile.name} needs a {profile.key_type} sign key")
@@ -341,8 +340,7 @@ def _sign(builder: x509.CertificateBuilder, sign_key: Any, profile: Any) -> byte
         cert = builder.sign(sign_key, algorithm)
         if cert.signature_algorithm_oid.dotted_string == profile.oid:
             return cert.public_bytes(serialization.Encoding.DER)
-    placeholder = builder.sign(sign_key, hashes.SHA256())
-    return legacy_x509.sign_certificate(placeholder, sign_key, profile)
+    return legacy_x509.sign_certificate(builder, sign_key, profile)
 
 
 def build_self_signed(
@@ -458,13 +456,8 @@ def sign_request(
 def _eku_oids(value: bytes) -> tuple[str, ...]:
     """OIDs in an EKU extnValue (empty when malformed)."""
     try:
-        tag, start, end = legacy_x509.read_tlv(value)
-        if tag != legacy_x509.TAG_SEQUENCE:
-            return ()
-        return tuple(
-            legacy_x509.decode_oid(child[legacy_x509.read_tlv(child)[1]:])
-            for child in legacy_x509.der_children(value[start:end])
-            if child[0] == legacy_x509.TAG_OID
-        )
-    except legacy_x509.DerError:
+        items = der_codec.children(der_codec.content(value, der_codec.TAG_SEQUENCE))
+        return tuple(der_codec.decode_oid(der_codec.content(item)) for item in items
+                     if item[0] == der_codec.TAG_OID)
+    except der_codec.DerError:
         return ()

@@ -42,7 +42,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ntpauto.pki import legacy_x509
+from ntpauto.pki import der
 
 __all__ = [
     "GQ_KINDS",
@@ -422,12 +422,10 @@ def dsa_traditional_pem(p: int, q: int, g: int, pub: int, priv: int,
 
     ``cryptography``'s ``DSAPrivateNumbers`` refuses these values (p must be 1024..4096 bits,
     y must equal g^x), so the DER ``SEQUENCE { 0, p, q, g, pub, priv }`` is written with
-    :mod:`ntpauto.pki.legacy_x509`'s helpers, loaded with ``load_der_private_key`` (which keeps
+    :mod:`ntpauto.pki.der`, loaded with ``load_der_private_key`` (which keeps
     the values) and serialized by ``cryptography`` (TraditionalOpenSSL, encrypted with
     ``password`` when given: AES-256-CBC DEK-Info, which the reference's OpenSSL reads)."""
-    der = legacy_x509.der_sequence(*(legacy_x509.der_integer(v)
-                                     for v in (0, p, q, g, pub, priv)))
-    key = serialization.load_der_private_key(der, None)
+    key = serialization.load_der_private_key(der.encode_integers(0, p, q, g, pub, priv), None)
     pwd = _password_bytes(password)
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(pwd) if pwd else serialization.NoEncryption()
@@ -439,11 +437,11 @@ def dsa_traditional_pem(p: int, q: int, g: int, pub: int, priv: int,
 def rsa_cuckoo_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int,
                    password: str | bytes | None = None) -> bytes:
     """PKCS#8 PEM of an RSA "cuckoo" structure (GQ keys, interop.md 6.2), whose fields
-    ``RSAPrivateNumbers`` refuses: the PKCS#1 DER is written with legacy_x509's helpers,
+    ``RSAPrivateNumbers`` refuses: the PKCS#1 DER is written with :mod:`ntpauto.pki.der`,
     loaded without RSA validation and serialized as PKCS#8 by ``cryptography``."""
-    der = legacy_x509.der_sequence(*(legacy_x509.der_integer(v)
-                                     for v in (0, n, e, d, p, q, dmp1, dmq1, iqmp)))
-    key = serialization.load_der_private_key(der, None, unsafe_skip_rsa_key_validation=True)
+    key = serialization.load_der_private_key(der.encode_integers(0, n, e, d, p, q, dmp1, dmq1,
+                                                                 iqmp),
+                                             None, unsafe_skip_rsa_key_validation=True)
     return private_key_pem(key, password)
 
 

@@ -1,6 +1,6 @@
 """``ntpauto trace``: check the Autokey traffic of a pcap/pcapng capture offline.
 
-* :mod:`ntpauto.trace.capture` -- read the NTP datagrams out of a capture file (scapy);
+* :mod:`ntpauto.trace.capture` -- read the NTP datagrams out of a pcap or pcapng file;
 * :mod:`ntpauto.trace.analysis` -- the sans-I/O checks (:class:`Tracer`);
 * :mod:`ntpauto.trace.report` -- the per-packet, per-field and summary verdicts.
 """

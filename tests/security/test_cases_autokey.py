@@ -309,7 +309,9 @@ def assert_rate_limited(net, carol, assoc, inject, bad: Field,
 @pytest.fixture
 def sym_rig(vectors):
     """carol (symmetric active) and alice (passive) after their dance; ``inject(fields)``
-    delivers to carol a packet from alice that passes every on-wire test."""
+    makes carol transmit and delivers to carol a packet from alice that answers it, passing
+    every on-wire test (a second answer to one transmit proves nothing: it is dropped
+    unless its key ID is on the chain)."""
     from ntpauto.testing import SimulatedNetwork
     from tests.security.helpers import EPOCH
 
@@ -325,6 +327,7 @@ def sym_rig(vectors):
 
     def inject(fields: list[Field]) -> None:
         seq[0] += 1
+        carol.engine.poller.transmit(assoc, net.reactor.seconds())
         now = unix_to_ntp(carol.clock.now())
         header = Header(0, 4, 2, 1, 4, -20, 0, 0, b"LOCL", now - (1 << 32), assoc.xmt,
                         now + 10, now + 20 + seq[0]).encode()
@@ -579,7 +582,8 @@ def test_case_35_certificate_dates(associated):
     """35. CERT response with `notBefore > notAfter`, `notBefore` before the message
     filestamp (the reference's rule, interop.md 5.3: CASES words it the other way), or
     `notAfter` in the past → reject (CRT, PER for the expired one)."""
-    from ntpauto.pki.legacy_x509 import resign_der
+    from ntpauto.pki.legacy_x509 import sign_tbs
+    from ntpauto.pki.profiles import RSA_SHA256
 
     rig = associated
     utc = datetime.UTC
@@ -590,8 +594,8 @@ def test_case_35_certificate_dates(associated):
     # cryptography will not build notBefore > notAfter: swap the dates, then re-sign.
     swapped = straight.replace(b"261101000000Z", b"XXXXXXXXXXXXX") \
         .replace(b"270601000000Z", b"261101000000Z").replace(b"XXXXXXXXXXXXX", b"270601000000Z")
-    inverted = resign_der(x509.load_der_x509_certificate(swapped), key,
-                          "1.2.840.113549.1.1.11", "RSA", hashes.SHA256())
+    inverted = sign_tbs(x509.load_der_x509_certificate(swapped).tbs_certificate_bytes, key,
+                        RSA_SHA256)
     assert_cert_refused(rig, cert_response(rig, inverted))
     early = certificate("alice@alice", "alice@alice",
                         not_before=datetime.datetime(2026, 1, 1, tzinfo=utc))

@@ -184,7 +184,7 @@ def test_storm_symmetric_resets_are_rate_limited(vectors):
     resets = counters["autokey_resets"]
     rng = random.Random(3)
     start = net.reactor.seconds()
-    for i in range(400):  # 400 bait packets in 100 s, each passing TEST2
+    for i in range(400):  # 400 bait packets in 100 s, each echoing carol's last transmit
         now = unix_to_ntp(EPOCH + net.reactor.seconds())
         header = Header(0, 4, 2, 1, 4, -20, 0, 0, b"LOCL", now, assoc.xmt, now,
                         now + 1000 + i)
@@ -196,7 +196,9 @@ def test_storm_symmetric_resets_are_rate_limited(vectors):
     elapsed = net.reactor.seconds() - start
     made = counters["autokey_resets"] - resets
     assert 1 <= made <= elapsed / 16 + 1
-    assert counters["autokey_reset_limited"] >= 400 - made - 5
+    # Only the first answer to each of carol's transmits passes the origin test; the rest
+    # are dropped as bogus, and of the proven ones all but one per poll interval limited.
+    assert counters["autokey_reset_limited"] + counters["bogusorg"] >= 400 - made - 5
     net.run(600)
     assert assoc.autokey.state.status & PROGRESS == PROGRESS
     assert carol.engine.sys.peer == assoc.associd
