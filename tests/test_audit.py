@@ -31,7 +31,7 @@ from tests.autokey_groups import EPOCH, FILESTAMP, GroupKeys, make_group, passwo
 from tests.conftest import VECTORS
 from tests.test_client import serve, stop
 
-WAIT = "0.2"
+WAIT = "0.1"
 """Seconds each probe waits (mode 7 is never answered by ntpauto)."""
 
 

@@ -33,6 +33,7 @@ from ntpauto.client import (
     KissOfDeath,
     PortUnreachable,
     Sample,
+    ServerUnsynchronised,
     query,
 )
 from ntpauto.client.oneshot import query_outcome
@@ -154,6 +155,19 @@ def test_crypto_nak(plain: NTPAutokeyService, tmp_path: Path) -> None:
     keys.write_text("9 MD5 other\n")
     with pytest.raises(CryptoNAK, match="crypto-NAK"):
         result(query(reactor, *plain.address, key=9, keys=keys, clock=clock()))
+
+
+def test_unsynchronised_server(tmp_path: Path) -> None:
+    """A server with no time source answers with leap 3 and kiss code INIT: the query says
+    the server is not synchronised (the engine takes no sample from such a reply)."""
+    config = parse_config("interface listen 127.0.0.1\n", str(tmp_path / "ntp.conf"))
+    server = NTPAutokeyService(attrs.evolve(config, port=0), clock=clock())
+    server.startService()
+    try:
+        with pytest.raises(ServerUnsynchronised, match=r"leap 3, stratum 0, INIT\)$"):
+            result(query(reactor, *server.address, clock=clock()))
+    finally:
+        stop(server)
 
 
 def test_port_unreachable() -> None:

@@ -47,20 +47,7 @@ from ntpauto.autokey.responder import Responder
 from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.autokey.status import Flag
 from ntpauto.changes import AUTOKEY_REFUSED
-from ntpauto.client.errors import (
-    PORT_UNREACHABLE,
-    AutokeyFailed,
-    CertificateExpired,
-    CertificateUntrusted,
-    CryptoNAK,
-    IdentityFailed,
-    KissOfDeath,
-    PortUnreachable,
-    QueryFailed,
-    QueryTimeout,
-    ServerUnsynchronised,
-    no_answer,
-)
+from ntpauto.client import errors
 from ntpauto.client.sample import Sample, sample_of
 from ntpauto.config import AssociationConfig, Config, ListenConfig
 from ntpauto.engine import Engine
@@ -232,9 +219,9 @@ class _QueryProtocol(NTPDatagramProtocol):
         """The system reported ``code`` (an ICMP error) on the connected socket."""
         oneshot = self.oneshot
         if code == errno.ECONNREFUSED:
-            oneshot.fail(PortUnreachable(*oneshot.where, PORT_UNREACHABLE))
+            oneshot.fail(errors.PortUnreachable(*oneshot.where, errors.PORT_UNREACHABLE))
         else:
-            oneshot.fail(QueryFailed(*oneshot.where, os.strerror(code)))
+            oneshot.fail(errors.QueryFailed(*oneshot.where, os.strerror(code)))
 
 
 class ConnectedPort(udp.Port):
@@ -331,7 +318,7 @@ class _OneShot:
         self._timer = reactor.callLater(self.timeout, self._timed_out)
         return self.deferred
 
-    def fail(self, error: QueryFailed) -> None:
+    def fail(self, error: errors.QueryFailed) -> None:
         """End the query with ``error``."""
         self._finish(Failure(error))
 
@@ -377,9 +364,10 @@ class _OneShot:
             if state.status & Flag.CERT and not state.status & Flag.VRFY \
                     and not state.challenge_outstanding:
                 group = f" of group {state.ident}" if state.ident else ""
-                self.fail(IdentityFailed(*self.where, f"{state.peer_name} proves its identity "
-                                         f"with {(state.scheme_name or '?').upper()}; we hold "
-                                         f"no client parameters for it{group}"))
+                scheme = (state.scheme_name or "?").upper()
+                self.fail(errors.IdentityFailed(
+                    *self.where, f"{state.peer_name} proves its identity with {scheme}; we "
+                    f"hold no client parameters for it{group}"))
 
     def _reply(self, assoc: Association, header: Header, now: float) -> None:
         """The ``on_reply`` hook: a reply passed every check; the next request goes now (or
@@ -403,8 +391,8 @@ class _OneShot:
         header, self.header = self.header, None
         counters = self.engine.counters
         if self._grew(counters, "cryptonak"):
-            self.fail(CryptoNAK(*self.where, "crypto-NAK: the server cannot verify our "
-                                             "request's MAC"))
+            self.fail(errors.CryptoNAK(*self.where, "crypto-NAK: the server cannot verify "
+                                       "our request's MAC"))
             return
         if self.refused:
             self.fail(self._autokey_failure(self.refused[0]))
@@ -414,13 +402,14 @@ class _OneShot:
             return
         if header is None:
             return
-        if header.stratum == 0 and (header.refid in _KISSES):
+        if header.stratum == 0 and header.refid in _KISSES:
             self._kissed(header, now)
         elif header.leap == LEAP_UNSYNC or header.stratum >= MAX_STRATUM \
                 or header.stratum == 0:
             code = header.refid.rstrip(b"\0").decode("ascii", "replace")
-            self.fail(ServerUnsynchronised(*self.where, "the server's clock is not "
-                                           f"synchronised (leap 3, {code or 'no code'})"))
+            self.fail(errors.ServerUnsynchronised(
+                *self.where, f"the server's clock is not synchronised (leap {header.leap}, "
+                f"stratum {header.stratum}, {code or 'no code'})"))
         elif self.assoc.autokey is not None:
             self._check_dance()
 
@@ -435,7 +424,7 @@ class _OneShot:
             for link in sample.autokey.trail:
                 if not link.not_before.timestamp() <= sample.server_time \
                         <= link.not_after.timestamp():
-                    self.fail(CertificateExpired(
+                    self.fail(errors.CertificateExpired(
                         *self.where, f"certificate {link.subject} (issuer {link.issuer}) is "
                         f"valid {link.not_before:%Y-%m-%d %H:%M} to "
                         f"{link.not_after:%Y-%m-%d %H:%M} UTC, not at the server's time"))
@@ -449,7 +438,7 @@ class _OneShot:
                 and self.assoc.nextdate < self.started + self.timeout:
             self.paced = f"the server sent a RATE kiss (poll {header.poll})"
             return
-        self.fail(KissOfDeath(*self.where, code))
+        self.fail(errors.KissOfDeath(*self.where, code))
 
     def _check_dance(self) -> None:
         """An accepted reply of the dance that failed nothing: a trail that ends at an
@@ -457,8 +446,9 @@ class _OneShot:
         state = self.assoc.autokey.state
         trail = state.trail
         if trail and trail[-1][0] == trail[-1][1] and not state.status & Flag.CERT:
-            self.fail(CertificateUntrusted(*self.where, f"the trail ends at {trail[-1][0]}, "
-                                           "a self-signed certificate that is not trusted"))
+            self.fail(errors.CertificateUntrusted(
+                *self.where, f"the trail ends at {trail[-1][0]}, a self-signed certificate "
+                "that is not trusted"))
             return
         progress = (state.status, len(trail))
         self.stalled = self.stalled + 1 if progress == self.progress else 0
@@ -466,24 +456,24 @@ class _OneShot:
         if self.stalled + 1 < STALL_REPLIES:
             return
         if not state.status & Flag.CERT and state.status:
-            self.fail(CertificateUntrusted(*self.where, "the server has no certificate for "
-                                           f"{state.issuer}: the trail cannot reach a "
-                                           "trusted host"))
+            self.fail(errors.CertificateUntrusted(
+                *self.where, f"the server has no certificate for {state.issuer}: the trail "
+                "cannot reach a trusted host"))
         else:
-            self.fail(AutokeyFailed(*self.where, f"the Autokey dance makes no progress at "
-                                    f"{_stage(self.status_sent)}"))
+            self.fail(errors.AutokeyFailed(*self.where, "the Autokey dance makes no progress "
+                                           f"at {_stage(self.status_sent)}"))
 
-    def _autokey_failure(self, verdict: Verdict) -> QueryFailed:
+    def _autokey_failure(self, verdict: Verdict) -> errors.QueryFailed:
         """The typed failure for the first failed Autokey check."""
         text = f"Autokey {verdict}"
         if verdict.check is Check.IDENTITY or self.status_sent & Flag.CERT \
                 and not self.status_sent & Flag.VRFY and verdict.check is not Check.CERTIFICATE:
-            return IdentityFailed(*self.where, text, verdict)
+            return errors.IdentityFailed(*self.where, text, verdict)
         if verdict.check is Check.CERTIFICATE:
             if verdict.event in (Event.PER, Event.SRV):
-                return CertificateExpired(*self.where, text, verdict)
-            return CertificateUntrusted(*self.where, text, verdict)
-        return AutokeyFailed(*self.where, text, verdict)
+                return errors.CertificateExpired(*self.where, text, verdict)
+            return errors.CertificateUntrusted(*self.where, text, verdict)
+        return errors.AutokeyFailed(*self.where, text, verdict)
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -491,7 +481,7 @@ class _OneShot:
         assoc = self.assoc
         stage = "time" if assoc.autokey is None else _stage(assoc.autokey.state.status)
         if not self.replies:
-            message = no_answer(self.timeout)
+            message = errors.no_answer(self.timeout)
         else:
             message = f"no time sample within {self.timeout:g} s"
             if assoc.autokey is not None:
@@ -501,7 +491,7 @@ class _OneShot:
             message += f" ({dropped} replies failed authentication)"
         if self.paced:
             message += f"; paced: {self.paced} (the server may rate-limit: allow more time)"
-        self.fail(QueryTimeout(*self.where, message, seconds=self.timeout, stage=stage))
+        self.fail(errors.QueryTimeout(*self.where, message, seconds=self.timeout, stage=stage))
 
 
 def _stage(status: int) -> str:
