@@ -142,6 +142,20 @@ def test_strong_server_without_keys(strong: tuple[GroupKeys, NTPAutokeyService])
     assert status == EXIT_STATUS[Severity.LOW]
 
 
+def test_query_with_sha1(strong: tuple[GroupKeys, NTPAutokeyService]) -> None:
+    """``ntpauto query --autokey --digest sha1`` against the SHA1 server; MD5 gets a
+    crypto-NAK."""
+    keys, service = strong
+    argv = ["query", "127.0.0.1", "--port", str(service.address[1]), "--autokey",
+            "--keysdir", str(keys.keysdir("brenda")), "--host", "brenda", "--password",
+            password("brenda"), "--ident", "alice"]
+    for digest, expected in (("sha1", 0), ("md5", 1)):
+        args = build_parser().parse_args([*argv, "--digest", digest])
+        out, err = io.StringIO(), io.StringIO()
+        assert args.func(args, out=out, err=err) == expected
+    assert "crypto-NAK" in err.getvalue()
+
+
 def test_nothing_listening() -> None:
     """No server: one line, exit status 1."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

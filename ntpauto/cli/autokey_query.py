@@ -24,9 +24,9 @@ from ntpauto.pki.keyfiles import KeyFileError
 
 def keys_of(args: argparse.Namespace) -> AutokeyKeys:
     """The client's key material from ``--keysdir``, ``--host``, ``--password``,
-    ``--ident``."""
+    ``--ident`` and ``--digest``."""
     return AutokeyKeys(args.keysdir or ".", host=args.autokey_host, password=args.password,
-                       ident=args.ident)
+                       ident=args.ident, digest=args.digest or "md5")
 
 
 def proof_lines(proof: AutokeyProof) -> list[str]:

@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
     autokey.add_argument("--ident", metavar="GROUP",
                          help="the group whose identity parameters prove the server (IFF, "
                               "GQ, MV); without it only the certificate trail is checked (TC)")
+    autokey.add_argument("--digest", choices=("md5", "sha1"), type=str.lower,
+                         help="the session-key digest, as 'crypto digest' (default md5; it "
+                              "must be the server's)")
     parser.set_defaults(func=run)
 
 
@@ -247,7 +250,8 @@ def _check_modes(args: argparse.Namespace) -> None:
         raise QueryError(f"--port {args.port} is out of range 1-65535")
     autokey_only = [name for name, value in (
         ("--keysdir", args.keysdir), ("--host", args.autokey_host),
-        ("--password", args.password), ("--ident", args.ident)) if value is not None]
+        ("--password", args.password), ("--ident", args.ident),
+        ("--digest", args.digest)) if value is not None]
     if args.autokey and (args.key is not None or args.keys):
         raise QueryError("--autokey does not go with --key/--keys")
     if autokey_only and not args.autokey:
