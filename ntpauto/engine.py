@@ -49,6 +49,7 @@ from ntpauto.autokey.offload import (
 )
 from ntpauto.autokey.serving import AutokeyNode, SessionKeys
 from ntpauto.autokey.status import flag_names
+from ntpauto.changes import ChangeWatcher
 from ntpauto.config import AssociationConfig, Config, ConfigError, RefclockConfig
 from ntpauto.counters import Counters
 from ntpauto.interfaces import IClock
@@ -163,6 +164,9 @@ class Engine:
         self.glue = AutokeyGlue(self)
         self.system = SystemProcess(self)
         self.poller = PollProcess(self)
+        self.changes = ChangeWatcher(self)
+        """The node's state changes as log events, and their observers
+        (:mod:`ntpauto.changes`)."""
         self._sys = SystemVariables()  # the setter (which invalidates the fast path's cache)
         self.answer_fast = self.server.answer
         """``answer_fast(data, source, rx, now, local)``: the server's first stage
@@ -229,6 +233,7 @@ class Engine:
         self.associations.clear()
         self._by_address.clear()
         self._next_tick = None
+        self.changes.reset()
 
     def new_associd(self) -> int:
         """A random association ID not in use."""
@@ -275,6 +280,7 @@ class Engine:
         self.counters["demobilised"] += 1
         log.info("demobilised association {associd} with {host}: {reason}",
                  associd=assoc.associd, host=assoc.address[0], reason=reason)
+        self.changes.removed(assoc, reason)
 
     def _add_refclock(self, conf: RefclockConfig, now: float) -> None:
         refid = conf.refid.encode("ascii", "replace")[:4].ljust(4, b"\x00")
@@ -322,7 +328,11 @@ class Engine:
         """:meth:`receive` without trying :attr:`answer_fast` first: for a transport that
         already did and got None."""
         self.timers_changed()
-        return self._receive_slow(data, source, rx, now, local)
+        out = self._receive_slow(data, source, rx, now, local)
+        changes = self.changes
+        changes.association(self._by_address.get(source))
+        changes.system()
+        return out
 
     def _receive_slow(self, data: bytes, source: tuple[str, int], rx: int, now: float,
                       local: tuple[str, int] | None) -> list[Datagram]:
@@ -421,13 +431,16 @@ class Engine:
         """Run every poll and the discipline's one-second adjustment that are due."""
         self.timers_changed()
         out: list[Datagram] = []
+        changes = self.changes
         for assoc in list(self.associations.values()):
             if assoc.nextdate <= now and assoc.associd in self.associations:
                 out.extend(self.poller.poll(assoc, now))
+                changes.association(self.associations.get(assoc.associd))
         if self.discipline is not None and self._next_tick is not None:
             while self._next_tick <= now:
                 self.discipline.tick(self._next_tick)
                 self._next_tick += 1.0
+        changes.system()
         return out
 
     def next_wakeup(self) -> float | None:

@@ -349,6 +349,8 @@ class AssociationReceiver:
             return False
         if on is OnWire.PROVEN:
             _use_up(assoc, header.origin)
+            if assoc.on_reply is not None:
+                assoc.on_reply(assoc, header, now)
         return True
 
     def _autokey_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int,
@@ -381,6 +383,7 @@ class AssociationReceiver:
             return []
         failure = verdicts.failure
         if failure is not None:
+            engine.changes.refused(assoc, failure)
             assoc.flash = Flash.TEST9
             if failure.protocol_error and on is not OnWire.BROADCAST and on is not OnWire.START:
                 glue.restart(assoc, now, failure.reason)

@@ -17,6 +17,7 @@ share one engine); with none, the node listens on ``0.0.0.0``.  See ``docs/embed
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -27,8 +28,10 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 
 from ntpauto.autokey.cookie import SharedSeed
+from ntpauto.changes import ASSOCIATION_PROVENTIC, EVENT_NAMES, SYSTEM_PEER
 from ntpauto.config import Config, default_config, load_config, worker_count
 from ntpauto.engine import build_engine
+from ntpauto.estimate import TimeEstimate, estimate, peer_proventic
 from ntpauto.identity.common import prepare_scheme
 from ntpauto.identityworker import IdentityWorker
 from ntpauto.interfaces import IClock
@@ -154,6 +157,38 @@ class NTPAutokeyService(MultiService):
             return None
         host = port.getHost()
         return (host.host, host.port)
+
+    # -- time and state changes for the program -----------------------------------------
+
+    def now(self) -> TimeEstimate:
+        """The node's best estimate of true time, its error bound and whether it is
+        proventic (:mod:`ntpauto.estimate`); the host clock is only read."""
+        return estimate(self.engine, self._get_reactor().seconds())
+
+    def synchronised(self, proventic: bool = True) -> defer.Deferred[TimeEstimate]:
+        """A Deferred that fires with :meth:`now` once the node has a system peer (a
+        proventic one when ``proventic``: see :func:`~ntpauto.estimate.peer_proventic`); at
+        once when it already has.  Cancelling it unsubscribes."""
+        engine = self.engine
+
+        def ready(event: Any = None) -> None:
+            if engine.sys.peer is None or d.called or (proventic
+                                                       and not peer_proventic(engine)):
+                return
+            unsubscribe()
+            d.callback(self.now())
+
+        d: defer.Deferred[TimeEstimate] = defer.Deferred(lambda _: unsubscribe())
+        unsubscribe = self.observe(ready, (SYSTEM_PEER, ASSOCIATION_PROVENTIC))
+        ready()
+        return d
+
+    def observe(self, observer: Callable[[dict[str, Any]], None],
+                names: Iterable[str] = EVENT_NAMES) -> Callable[[], None]:
+        """Call ``observer(event)`` (a ``twisted.logger`` event dict) for each state
+        change of this node named in ``names`` (:mod:`ntpauto.changes`: all by default);
+        returns the function that unsubscribes it."""
+        return self.engine.changes.observe(observer, names)
 
     def interfaces(self) -> list[str]:
         """The addresses to listen on: the config's ``interface`` lines, or ``0.0.0.0``."""

@@ -161,10 +161,11 @@ class GroupKeys:
 
 def make_group(root: Path, scheme: str, hosts: tuple[str, ...] = HOSTS, *,
                group: str = GROUP, trusted: tuple[str, ...] = TRUSTED,
-               servers: tuple[str, ...] = SERVERS, params: Any = None) -> GroupKeys:
+               servers: tuple[str, ...] = SERVERS, params: Any = None,
+               bits: int = RSA_BITS) -> GroupKeys:
     """Write the keys directories of a ``scheme`` secure group under ``root`` (one per
     host; PC: only Alice's, which every host shares).  ``params`` reuses trusted-authority
-    values (default: new ones)."""
+    values (default: new ones); ``bits``: the hosts' RSA keys."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}")
     if params is None:
@@ -177,7 +178,7 @@ def make_group(root: Path, scheme: str, hosts: tuple[str, ...] = HOSTS, *,
         folder = root / name
         is_server = scheme in IDENTITY_SCHEMES and name in servers
         gq_key = params.v if scheme == "gq" and is_server else None
-        write_host(folder, name, group, trusted=name in trusted, gq_key=gq_key)
+        write_host(folder, name, group, trusted=name in trusted, gq_key=gq_key, bits=bits)
         if scheme in IDENTITY_SCHEMES:
             if is_server:
                 write_server_key(folder, scheme, params, name, group)

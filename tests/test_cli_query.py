@@ -103,6 +103,18 @@ def test_good_reply(serve, capsys) -> None:
     assert len(request) == 48
 
 
+def test_json(serve, capsys) -> None:
+    """``--json`` prints the same measurement for scripts."""
+    import json
+
+    server = serve(lambda request: [answer(request, shift=1.5)])
+    status, out, _ = run(capsys, "127.0.0.1", "--port", str(server.port), "--json")
+    document = json.loads(out)
+    assert status == 0 and abs(document["offset"] - 1.5) < 0.05
+    assert (document["stratum"], document["refid"], document["authenticated"]) == \
+        (2, "192.0.2.7", False)
+
+
 def test_ntp_version_option(serve, capsys) -> None:
     """``--ntp-version 3`` sends an NTPv3 request (``--version`` is ntpauto's own)."""
     server = serve(lambda request: [answer(request)])

@@ -88,6 +88,7 @@ class ServerSeed:
             raise ValueError("revoke interval must be positive")
         self.revoke = revoke
         self._rng = rng if rng is not None else _SYSTEM_RANDOM
+        self._pinned: int | None = None
         self._seed = self._draw()
         self.generation = 0
         """Incremented at every redraw: a cookie cached with an older generation is stale."""
@@ -99,7 +100,16 @@ class ServerSeed:
         :meth:`current` changes nothing, so the server's hot path reuses its cookies without
         calling in."""
 
+    def pin(self, value: int) -> None:
+        """Test-only: use ``value`` from now on, never drawing again.  ``pin(0)`` makes the
+        reference's server, whose cookies anyone can compute (what ``ntpauto audit`` must
+        find); nothing in ntpauto calls it, and no configuration can."""
+        self._pinned = self._seed = value & 0xFFFFFFFF
+        self.generation += 1
+
     def _draw(self) -> int:
+        if self._pinned is not None:
+            return self._pinned
         while True:
             seed = self._rng.getrandbits(32)
             if seed:

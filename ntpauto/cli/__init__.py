@@ -15,9 +15,9 @@ import sys
 
 from ntpauto import __version__
 
-SUBCOMMANDS = ("query", "status", "keygen", "inspect", "demo", "trace")
-DESCRIPTION = ("ntpauto: ask NTP servers for the time, watch a running ntpauto daemon, make "
-               "and inspect Autokey keys, and check Autokey captures.")
+SUBCOMMANDS = ("query", "audit", "status", "keygen", "inspect", "demo", "trace")
+DESCRIPTION = ("ntpauto: ask NTP servers for the time, audit Autokey servers, watch a running "
+               "ntpauto daemon, make and inspect Autokey keys, and check Autokey captures.")
 EPILOG = ("'ntpauto COMMAND --help' explains a command. The daemon itself runs under "
           "twistd: 'twistd ntpautokey --help'.")
 BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE

@@ -12,6 +12,7 @@ is reported as soon as the ICMP port unreachable arrives.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -33,7 +34,14 @@ from ntpauto.wire.timestamps import from_short, ts_diff, unix_to_ntp
 DEFAULT_PORT = 123
 DESCRIPTION = ("Ask an NTP server for the time once and show its answer: offset and "
                "round-trip delay, stratum, reference ID, leap indicator, poll and precision. "
-               "With --key and --keys the request and the answer carry a symmetric-key MAC.")
+               "With --key and --keys the request and the answer carry a symmetric-key MAC. "
+               "With --autokey the whole Autokey dance runs first, with the keys of "
+               "--keysdir, and the output says what it proved: the server's certificate "
+               "trail to a trusted host, its identity scheme, its signature algorithm and "
+               "the cookie.")
+DEFAULT_TIMEOUT = 3.0
+"""Seconds a plain or symmetric-key query waits by default (Autokey:
+:data:`ntpauto.client.oneshot.DEFAULT_TIMEOUT`)."""
 LEAP_NAMES = {0: "none", 1: "add second", 2: "delete second", 3: "unsynchronized"}
 
 
@@ -48,14 +56,33 @@ def register(subparsers: Any) -> None:
     parser.add_argument("host", help="server name or address")
     parser.add_argument("--port", "-p", type=int, default=DEFAULT_PORT, metavar="N",
                         help=f"server UDP port (default {DEFAULT_PORT})")
-    parser.add_argument("--timeout", "-t", type=float, default=3.0, metavar="SECONDS",
-                        help="seconds to wait for the answer (default 3)")
+    parser.add_argument("--timeout", "-t", type=float, default=None, metavar="SECONDS",
+                        help="seconds to wait for the answer (default 3; with --autokey 10)")
     parser.add_argument("--key", "-k", type=int, metavar="ID",
                         help="authenticate with this symmetric key (needs --keys)")
     parser.add_argument("--keys", metavar="FILE", help="ntp.keys file holding --key")
     parser.add_argument("--ntp-version", "-o", type=int, default=4, choices=(1, 2, 3, 4),
                         dest="ntp_version", metavar="N",
                         help="NTP version number to send, 1 to 4 (default 4)")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    autokey = parser.add_argument_group(
+        "Autokey", "Run the Autokey client dance (RFC 5906) before asking for the time.")
+    autokey.add_argument("--autokey", "-a", action="store_true",
+                         help="authenticate the server with Autokey")
+    autokey.add_argument("--keysdir", metavar="DIR",
+                         help="the client's keys directory (default: the current directory)")
+    autokey.add_argument("--host", dest="autokey_host", metavar="NAME",
+                         help="the client's Autokey host name, as 'crypto host' (default: "
+                              "this machine's name)")
+    autokey.add_argument("--password", metavar="PW",
+                         help="password of the client's private keys, as 'crypto pw' "
+                              "(default: the host name)")
+    autokey.add_argument("--ident", metavar="GROUP",
+                         help="the group whose identity parameters prove the server (IFF, "
+                              "GQ, MV); without it only the certificate trail is checked (TC)")
+    autokey.add_argument("--digest", choices=("md5", "sha1"), type=str.lower,
+                         help="the session-key digest, as 'crypto digest' (default md5; it "
+                              "must be the server's)")
     parser.set_defaults(func=run)
 
 
@@ -188,6 +215,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None,
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     try:
+        _check_modes(args)
+        if args.autokey:
+            from ntpauto.cli import autokey_query
+            from ntpauto.client.oneshot import DEFAULT_TIMEOUT as AUTOKEY_TIMEOUT
+
+            args.timeout = AUTOKEY_TIMEOUT if args.timeout is None else args.timeout
+            return autokey_query.run(args, out, err)
         store = None
         if args.key is not None:
             if not args.keys:
@@ -195,13 +229,30 @@ def run(args: argparse.Namespace, out: TextIO | None = None,
             store = _load_store(args.key, os.fspath(args.keys))
         elif args.keys:
             raise QueryError("--keys needs --key ID")
-        if args.timeout <= 0:
-            raise QueryError("--timeout must be positive")
-        if not 0 < args.port < 65536:
-            raise QueryError(f"--port {args.port} is out of range 1-65535")
-        result = query(args.host, args.port, args.timeout, args.ntp_version, store, args.key)
+        timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+        result = query(args.host, args.port, timeout, args.ntp_version, store, args.key)
     except QueryError as exc:
         err.write(f"ntpauto query: {exc}\n")
         return 1
-    out.write(format_result(result))
+    if args.json:
+        json.dump(result, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(format_result(result))
     return 0
+
+
+def _check_modes(args: argparse.Namespace) -> None:
+    """The options that do not depend on the mode, and the ones that do not mix."""
+    if args.timeout is not None and args.timeout <= 0:
+        raise QueryError("--timeout must be positive")
+    if not 0 < args.port < 65536:
+        raise QueryError(f"--port {args.port} is out of range 1-65535")
+    autokey_only = [name for name, value in (
+        ("--keysdir", args.keysdir), ("--host", args.autokey_host),
+        ("--password", args.password), ("--ident", args.ident),
+        ("--digest", args.digest)) if value is not None]
+    if args.autokey and (args.key is not None or args.keys):
+        raise QueryError("--autokey does not go with --key/--keys")
+    if autokey_only and not args.autokey:
+        raise QueryError(f"{autokey_only[0]} needs --autokey")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+from ntpauto.client.errors import PORT_UNREACHABLE, no_answer
+
 
 class ExchangeError(Exception):
     """The server could not be asked or did not answer; ``str()`` is the one-line message
@@ -34,8 +36,7 @@ def failure(host: str, port: int, exc: OSError, timeout: float | None = None) ->
     ``TimeoutError`` after ``timeout`` seconds: no answer)."""
     where = f"{host} port {port}"
     if isinstance(exc, TimeoutError):
-        within = f" within {timeout:g} s" if timeout is not None else ""
-        return f"{where}: no answer{within} (no server there, or it ignores this address)"
+        return f"{where}: {no_answer(timeout)}"
     if isinstance(exc, ConnectionRefusedError):
-        return f"{where}: port unreachable (nothing listens on that port)"
+        return f"{where}: {PORT_UNREACHABLE}"
     return f"{where}: {exc.strerror or exc}"

@@ -143,6 +143,11 @@ class Association:
     autokey: Any = None
     """The association's :class:`~ntpauto.autokey.session.AutokeySession` (Autokey only)."""
     """Our own address as a refid, as seen by this peer (TEST12 loop detection)."""
+    on_reply: Any = None
+    """``on_reply(assoc, header, now)``, called when a reply to this client association's
+    request passed every check and advanced the exchange, before its time is looked at: the
+    one-shot client (:mod:`ntpauto.client`) sends its next request from there instead of
+    waiting a poll interval.  None (the daemon): the poll process alone paces requests."""
 
     @property
     def is_refclock(self) -> bool:
