@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "CryptoConfig",
+    "FarmConfig",
     "ListenConfig",
     "RefclockConfig",
     "RestrictConfig",
@@ -35,7 +36,9 @@ __all__ = [
     "directive_names",
     "load_config",
     "parse_config",
+    "parse_workers",
     "rcvbuf_problem",
+    "worker_count",
 ]
 
 MIN_POLL = 3
@@ -160,6 +163,16 @@ class CryptoConfig:
 
 
 @frozen
+class FarmConfig:
+    """The ``farm`` directive: this host is one instance of several behind one address,
+    sharing its Autokey server values (docs/scaling.md)."""
+
+    seedfile: str | None = None
+    """The server seed's secret file (None: ``ntpkey_seed_HOST`` in the keys directory)."""
+    line: int = 0
+
+
+@frozen
 class Config:
     """A whole parsed configuration.
 
@@ -201,6 +214,9 @@ class Config:
     0: the system's default."""
     workers: int = 1
     """``workers``: processes answering client requests (0: ``auto``, one per core)."""
+    farm: FarmConfig | None = None
+    """``farm``: the Autokey server values come from shared files and agree between
+    instances."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -459,6 +475,7 @@ class _Builder:
             "statsaddress": self._statsaddress,
             "rcvbuf": self._rcvbuf,
             "workers": self._workers,
+            "farm": self._farm,
         }
 
     # -- driver ------------------------------------------------------------------------
@@ -481,6 +498,11 @@ class _Builder:
 
     def build(self) -> Config:
         """The frozen result."""
+        farm = self.values.get("farm")
+        if isinstance(farm, FarmConfig) and self.values.get("crypto") is None:
+            raise ConfigError(self.path, farm.line,
+                              "farm shares Autokey server values: it needs the crypto "
+                              "directive")
         return Config(
             path=self.path,
             associations=tuple(self.associations),
@@ -809,6 +831,17 @@ class _Builder:
         self.values["workers"] = parse_workers(self._single(where, directive, args),
                                                where.error)
 
+    def _farm(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``farm [seedfile FILE]`` (ntpauto extension): one instance of a farm."""
+        seedfile = None
+        if args:
+            if args[0] != "seedfile":
+                raise where.error(f"unknown farm option {args[0]!r}")
+            seedfile = where.resolve(_take(where, args, 1, "seedfile"))
+            if len(args) > 2:
+                raise where.error(f"unexpected {args[2]!r} after farm seedfile")
+        self.values["farm"] = FarmConfig(seedfile=seedfile, line=where.line)
+
     def _autokeybudget(self, where: _Where, directive: str, args: list[str]) -> None:
         """``autokeybudget SHARE|unlimited [burst SECONDS]`` (ntpauto extension)."""
         if not args:
@@ -895,6 +928,7 @@ DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "statsaddress": frozenset(),
     "rcvbuf": frozenset(),
     "workers": frozenset({"auto"}),
+    "farm": frozenset({"seedfile"}),
 }
 """Every implemented directive and the keywords the parser accepts after it (options,
 flags, actions; not their values).  ``tests/test_docs.py`` checks that docs/configuration.md

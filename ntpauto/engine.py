@@ -207,7 +207,10 @@ class Engine:
         """NTP seconds for Autokey stamps, 0 while unsynchronised (interop.md)."""
         if self._sys.leap == LEAP_UNSYNC:
             return 0
-        return ntp_seconds(self.clock.now())
+        now = ntp_seconds(self.clock.now())
+        if self.autokey is not None:
+            self.autokey.host.keep_dated(now)  # a farm's daily signatures
+        return now
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -533,8 +536,9 @@ def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
     ``automax``/``revoke`` directives (interop.md 7.4).  The keys directory defaults to
     the configuration file's directory.  KeyFileError names the file that is wrong."""
     from ntpauto.autokey.cookie import KEY_REVOKE, SEED_SECRET_SIZE, ServerSeed, SharedSeed
-    from ntpauto.autokey.host import load_host
+    from ntpauto.autokey.host import SIGNATURE_GRID, load_host
     from ntpauto.autokey.responder import Responder
+    from ntpauto.autokey.seedfile import load_seed_secret, seed_file_name
 
     crypto = config.crypto
     keysdir = config.keysdir or os.path.dirname(os.path.abspath(config.path))
@@ -543,14 +547,32 @@ def load_autokey(config: Config, leap_table: Any = None) -> AutokeyNode:
                      ident=crypto.ident or config.ident, digest=digest, leap=leap_table,
                      cert=crypto.cert)
     revoke = 2**config.revoke if config.revoke else 1 << KEY_REVOKE
-    if config.workers != 1:
+    if config.farm is not None:
+        _check_farm_host(config, host)
+        path = config.farm.seedfile or os.path.join(keysdir, seed_file_name(host.hostname))
+        seed: ServerSeed = SharedSeed(load_seed_secret(path), revoke)
+        host.signature_grid = SIGNATURE_GRID
+    elif config.workers != 1:
         # Worker processes issue the same cookies: a seed they can compute alike.
-        seed: ServerSeed = SharedSeed(secrets.token_bytes(SEED_SECRET_SIZE), revoke)
+        seed = SharedSeed(secrets.token_bytes(SEED_SECRET_SIZE), revoke)
     else:
         seed = ServerSeed(revoke)
     budget = PrivateKeyBudget(config.autokey_budget, config.autokey_burst)
     return AutokeyNode(host, Responder(host, seed, budget=budget),
                        automax=config.automax or 12)
+
+
+def _check_farm_host(config: Config, host: Any) -> None:
+    """A farm's instances must sign alike: RSA signatures are deterministic, DSA ones are
+    not (the same value signed twice gives two signatures, and a client that took one
+    refuses the other as a replay)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if not isinstance(host.sign_key, rsa.RSAPrivateKey):
+        raise ConfigError(config.path, config.farm.line,  # type: ignore[union-attr]
+                          f"farm: the sign key of {host.name} is {host.profile.key_type}; "
+                          "instances of a farm need an RSA sign key (their signatures must "
+                          "be the same octets)")
 
 
 def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = None,

@@ -12,7 +12,10 @@ deterministic and takes no wall time::
     net.run(3600)
     assert abs(client.engine.sys.offset + 0.25) < 0.001
 
-A broadcast address (``x.y.z.255``) delivers to every other host in that /24.
+A broadcast address (``x.y.z.255``) delivers to every other host in that /24.  Several
+hosts may share one address under names of their own, behind a balancer
+(:meth:`SimulatedNetwork.balance`) that hands each datagram for the address to one of them,
+as a load balancer or anycast does for a farm of servers (docs/scaling.md).
 ``add_interceptor`` lets a test see, drop or rewrite datagrams in flight (a man in the
 middle).  :class:`Adversary` (:mod:`ntpauto.adversary`, docs/adversary.md) forges Autokey
 packets against one host of such a network and checks that it keeps its invariants.
@@ -53,6 +56,8 @@ class SimulatedHost:
     sent: int = 0
     offload_delay: float = 0.0
     """Seconds an offloaded identity response takes (``add_host(offload=...)``)."""
+    name: str = ""
+    """The host's name on the network (its address unless it shares one)."""
     _timer: object = field(default=None, repr=False)
 
     @property
@@ -92,6 +97,7 @@ class SimulatedNetwork:
         self.keep_capture = True
         self._interceptors: list[Interceptor] = []
         self._links: dict[frozenset[str], tuple[float, float]] = {}
+        self._balancers: dict[str, tuple[list[str], list[int]]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -99,14 +105,18 @@ class SimulatedNetwork:
                  ppm: float = 0.0, keys: str | KeyStore | None = None,
                  trusted: tuple[int, ...] | None = None, port: int = NTP_PORT,
                  precision: int = -20, autokey: Any = None,
-                 offload: float | None = None) -> SimulatedHost:
+                 offload: float | None = None, name: str | None = None) -> SimulatedHost:
         """Add a host running ``config`` (a Config or ntp.conf text) with a clock that is
         ``offset`` seconds and ``ppm`` parts per million off true time.  ``keys`` is ntp.keys
         text or a KeyStore; with text, ``trusted`` defaults to every key in it.  ``autokey``
         gives the host Autokey credentials (a HostCredentials or an AutokeyNode).
         ``offload`` (seconds) answers the host's identity challenges as the daemon's worker
         process does (:mod:`ntpauto.autokey.offload`), each result arriving that long
-        after the request."""
+        after the request.  ``name`` (default the address) names a host that shares its
+        address with others (:meth:`balance`); :attr:`hosts` is by name."""
+        name = name or address
+        if name in self.hosts:
+            raise ValueError(f"a host named {name} is on the network already")
         if isinstance(config, str):
             config = parse_config(config, f"<{address}>")
         clock = SimulatedClock(self.reactor.seconds, offset=offset, ppm=ppm,
@@ -118,12 +128,19 @@ class SimulatedNetwork:
             autokey = AutokeyNode(autokey, automax=config.automax or 12)
         engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()),
                         autokey=autokey, local_address=address)
-        host = SimulatedHost(address, engine, clock, port)
+        host = SimulatedHost(address, engine, clock, port, name=name)
         if offload is not None:
             engine.enable_offload()
             host.offload_delay = offload
-        self.hosts[address] = host
+        self.hosts[name] = host
         return host
+
+    def balance(self, address: str, names: list[str]) -> None:
+        """Hand each datagram for ``address`` to the next of the hosts ``names`` in turn (a
+        load balancer in front of a farm; they answer from ``address``)."""
+        if not names or any(self.hosts[n].address != address for n in names):
+            raise ValueError(f"the hosts behind {address} must have that address")
+        self._balancers[address] = (list(names), [0])
 
     def set_link(self, a: str, b: str, latency: float, jitter: float = 0.0) -> None:
         """Give the path between two hosts its own latency and jitter."""
@@ -160,15 +177,15 @@ class SimulatedNetwork:
 
     def deliver_now(self, data: bytes, source: tuple[str, int], host: str,
                     local: tuple[str, int] | None = None) -> list[Datagram]:
-        """Hand a datagram to ``host`` at once, as if ``source`` had sent it to ``local``
-        (default: the host's own address), bypassing latency, loss, interceptors and the
-        capture, and return what the host sent in answer instead of carrying it: a probe
+        """Hand a datagram to ``host`` (its name) at once, as if ``source`` had sent it to
+        ``local`` (default: the host's own address), bypassing latency, loss, interceptors
+        and the capture, and return what the host sent in answer instead of carrying it: a probe
         whose consequences a test inspects (:mod:`ntpauto.adversary`)."""
         target = self.hosts[host]
         target.received += 1
         rx = unix_to_ntp(target.clock.now())
         out = target.engine.receive(data, source, rx, self.reactor.seconds(),
-                                    local=local or (host, target.port))
+                                    local=local or (target.address, target.port))
         self._send(target, [])  # timers re-armed, identity jobs handed on
         return out
 
@@ -188,7 +205,7 @@ class SimulatedNetwork:
 
     def _fire(self, host: SimulatedHost) -> None:
         host._timer = None
-        if self.hosts.get(host.address) is not host:
+        if self.hosts.get(host.name) is not host:
             return
         self._send(host, host.engine.fire_timers(self.reactor.seconds()))
 
@@ -205,12 +222,17 @@ class SimulatedNetwork:
 
     def _finish_job(self, host: SimulatedHost, job_id: int,
                     result: tuple[int, float, bytes]) -> None:
-        if self.hosts.get(host.address) is not host:
+        if self.hosts.get(host.name) is not host:
             return
         self._send(host, host.engine.finish_identity(job_id, *result,
                                                      self.reactor.seconds()))
 
     def _destinations(self, source: str, address: str) -> list[SimulatedHost]:
+        balancer = self._balancers.get(address)
+        if balancer is not None:
+            names, turn = balancer
+            turn[0] += 1
+            return [self.hosts[names[(turn[0] - 1) % len(names)]]]
         if address in self.hosts:
             return [self.hosts[address]]
         try:
@@ -219,8 +241,8 @@ class SimulatedNetwork:
             return []
         if ip.version == 4 and ip.packed[3] == 255:
             net = ipaddress.ip_network(f"{address}/24", strict=False)
-            return [h for a, h in self.hosts.items()
-                    if a != source and ipaddress.ip_address(a) in net]
+            return [h for h in self.hosts.values()
+                    if h.address != source and ipaddress.ip_address(h.address) in net]
         return []
 
     def _carry(self, data: bytes, source: tuple[str, int], destination: tuple[str, int],
@@ -250,7 +272,7 @@ class SimulatedNetwork:
 
     def _deliver(self, host: SimulatedHost, data: bytes, source: tuple[str, int],
                  destination: tuple[str, int]) -> None:
-        if self.hosts.get(host.address) is not host:
+        if self.hosts.get(host.name) is not host:
             return
         host.received += 1
         rx = unix_to_ntp(host.clock.now())

@@ -82,6 +82,7 @@ from ntpauto.wire.timestamps import ntp_seconds, ntp_seconds_to_unix
 
 __all__ = [
     "DEFAULT_GENERATED_BITS",
+    "SIGNATURE_GRID",
     "DEFAULT_GENERATED_SCHEME",
     "HostCredentials",
     "ensure_host",
@@ -95,6 +96,10 @@ DEFAULT_GENERATED_BITS = 2048
 DEFAULT_GENERATED_SCHEME = "RSA-SHA256"
 """Signature scheme of the certificate :func:`generate_host` makes (the reference verifies
 sha256WithRSAEncryption, NID 668)."""
+
+SIGNATURE_GRID = 86400
+"""A farm's signatures are dated to the last UTC midnight (NTP seconds count whole days from
+1900-01-01 00:00 UTC) and made again at the next."""
 
 _SYSTEM_RANDOM: RandomSource = secrets.SystemRandom()
 _PEER_VALUES = "signature update"
@@ -187,6 +192,13 @@ class HostCredentials:
         self.budget: PrivateKeyBudget | None = None
         """The private-key budget that re-signing for a peer's values draws on (the
         responder's, set by :class:`~ntpauto.autokey.responder.Responder`); None: none."""
+        self.signature_grid: int | None = None
+        """Seconds; set for an instance of a farm (docs/scaling.md): signatures are then
+        dated to the last multiple of it (or to the newest filestamp of our key files, when
+        later) instead of to the moment they are made, made again when the next multiple
+        comes (:meth:`keep_dated`), and a peer's leap values never replace the leap file's,
+        so that instances holding the same files sign the same values with the same stamps
+        (RSA signatures are deterministic: the same octets too)."""
 
     def __repr__(self) -> str:
         return (f"<HostCredentials {self.name!r} status={self.status:#x} "
@@ -299,7 +311,7 @@ class HostCredentials:
         returns False when ``now`` is 0 (unsynchronised)."""
         if not now:
             return False
-        self.update = int(now)
+        self.update = self._dated(int(now))
         value = Field(code=COOK, timestamp=self.update, filestamp=self.host_filestamp,
                       value=self.public_value)
         self._cook = _Signed(self.update, self.host_filestamp,
@@ -320,6 +332,21 @@ class HostCredentials:
                                     self.sign(signed_octets(leap)))
         self._tai = True
         return True
+
+    def _dated(self, now: int) -> int:
+        """The Timestamp of a signature update at ``now`` (see :attr:`signature_grid`)."""
+        grid = self.signature_grid
+        if not grid:
+            return now
+        return max(now - now % grid, self.cert_filestamp, self.host_filestamp)
+
+    def keep_dated(self, now: int) -> None:
+        """With a :attr:`signature_grid`: sign everything again once ``now`` (NTP seconds,
+        0: unsynchronised) has passed the next multiple of it: every instance of a farm
+        re-signs at the same moment, with the same stamps (RFC 5906's periodic re-signing).
+        Nothing before the first update."""
+        if self.signature_grid and self.update and now and self._dated(now) > self.update:
+            self.signature_update(now)
 
     def refresh(self, now: int) -> bool:
         """:meth:`signature_update` because a peer gave us a value (a new certificate,
@@ -417,6 +444,8 @@ class HostCredentials:
         expiration; the newest wins), then everything is re-signed at ``now``, as the
         reference does on every accepted LEAP response (interop.md 5.5).  Returns True
         when the values were taken."""
+        if self.signature_grid and self.leap_table is not None:
+            return False  # a farm signs the leap file's values only: the same everywhere
         taken = _newer(value, self._leap) and _newer(value, self._peer_leap)
         if taken:
             self._peer_leap = value
