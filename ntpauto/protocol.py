@@ -47,7 +47,7 @@ from ntpauto.udpsocket import (
     privileged,
     set_receive_buffer,
 )
-from ntpauto.wire.timestamps import unix_to_ntp
+from ntpauto.wire.timestamps import NTP_UNIX_OFFSET
 
 
 class _Reply(NamedTuple):
@@ -55,6 +55,7 @@ class _Reply(NamedTuple):
     address: Any
 
 
+_MASK64 = (1 << 64) - 1
 _READ_DONE = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED})
 """``recvfrom`` errors that end a read, as in Twisted's ``udp.Port.doRead``: nothing left, a
 signal, an ICMP error reported on the socket."""
@@ -211,7 +212,8 @@ class NTPDatagramProtocol(DatagramProtocol):
             reply = None
             answered_fast = False  # the busy server's common case: timers unchanged
             try:
-                rx = unix_to_ntp(now_of())  # first thing: the receive timestamp
+                # First thing, the receive timestamp (unix_to_ntp, written out).
+                rx = int((now_of() + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64
                 source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
                 now = seconds()
                 if fast is not None:

@@ -55,7 +55,7 @@ from ntpauto.wire.packet import (
     Datagram,
     Packet,
 )
-from ntpauto.wire.timestamps import to_short, unix_to_ntp
+from ntpauto.wire.timestamps import NTP_UNIX_OFFSET, to_short, unix_to_ntp
 
 if TYPE_CHECKING:
     from ntpauto.engine import Engine
@@ -73,9 +73,12 @@ REPLY = struct.Struct("!BBB21s8sQQ")
 """A reply header: first octet, stratum, the request's poll octet, the system variables from
 precision to the reference timestamp (:data:`SYSTEM_OCTETS`), the request's transmit
 timestamp copied raw as origin, receive and transmit timestamps."""
+HEAD = struct.Struct("!BBB21s8sQ")
+""":data:`REPLY` without its transmit timestamp."""
 SYSTEM_OCTETS = struct.Struct("!bII4sQ")
 """Precision, root delay, root dispersion, reference ID and reference timestamp."""
 _MAX_SHORT = 0xFFFFFFFF
+_MASK64 = (1 << 64) - 1
 _UNSYNC_BITS = LEAP_UNSYNC << 6
 
 _CLIENT_SIZES = frozenset({48, 68, 72})
@@ -93,6 +96,7 @@ class Server:
         self.engine = engine
         self._counters = engine.counters
         self._flags_for = engine.restrict.flags_for
+        self._cached_flags = engine.restrict.cached
         self._verified = engine.keys.verified
         self._now = engine.clock.now
         self._servers: dict[tuple[str, int] | None, str] = {}
@@ -179,26 +183,34 @@ class Server:
         """The reply to a client request from ``source`` received at ``rx`` (NTP time;
         ``now`` is the engine's time) on the socket bound to ``local``: its octets, ``b""``
         when it gets none (restricted, rate-limited), or None when it needs the full path
-        (:meth:`Engine.receive_full`).  Never changes timers."""
+        (:meth:`Engine.receive_full`).  Never changes timers.  (The busiest code of the
+        server: :meth:`header` and the restrict lookup are written out in it.)"""
         size = len(data)
         if size not in _CLIENT_SIZES:
             return None
         first = data[0]
-        host = source[0]
         if first & 7 != MODE_CLIENT or not 0x08 <= first & 0x38 <= 0x20 or not source[1]:
             return None
-        flags = self._flags_for(host)
+        host = source[0]
+        flags = self._cached_flags(host)
+        if flags is None:
+            flags = self._flags_for(host)
         if flags and not flags.isdisjoint(_SERVING_FLAGS):
             if "notrust" in flags:  # decided on the authentication outcome: the full path
                 return None
             refused = self._restricted(flags, data, source, rx, now)
             if refused is not None:
                 return refused
+        base = self._base
+        if base is None or not base[3] <= now < base[4]:
+            base = self._new_base(now)
         counters = self._counters
         if size == 48:
             counters["received"] += 1
             counters["served"] += 1
-            return self.header(first & 0x38, data[2], data[40:48], rx, now)
+            return REPLY.pack(base[0] | first & 0x38 | MODE_SERVER, base[1], data[2], base[2],
+                              data[40:48], rx,
+                              int((self._now() + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64)
         keyid = data[48:52]
         if keyid[0] or keyid[1]:  # above 65535: an Autokey session key
             sessions = self._sessions
@@ -206,15 +218,18 @@ class Server:
                 return None
             counters["received"] += 1
             server = self._servers.get(local) or self._server_for(local)
-            pair = sessions.pair(host, server, self.crypto_now(rx, now))
-            reply = self.header(first & 0x38, data[2], data[40:48], rx, now,
-                                echo=pair[4] if pair is not None else None)
-            out, outcome = sessions.serve(data, reply, pair)
+            # Autokey stamps are NTP seconds, 0 while unsynchronised (Engine.crypto_now).
+            out, outcome = sessions.answer(
+                data, HEAD.pack(base[0] | first & 0x38 | MODE_SERVER, base[1], data[2], base[2],
+                                data[40:48], rx),
+                host, server, rx >> 32 if base[0] != _UNSYNC_BITS else 0, self._now)
             counters[outcome] += 1
             return out
         counters["received"] += 1
         counters["served"] += 1
-        reply = self.header(first & 0x38, data[2], data[40:48], rx, now)
+        reply = REPLY.pack(base[0] | first & 0x38 | MODE_SERVER, base[1], data[2], base[2],
+                           data[40:48], rx,
+                           int((self._now() + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64)
         mac_of = self._verified(keyid, data[:48], data[52:])
         if mac_of is None:
             counters["badauth"] += 1

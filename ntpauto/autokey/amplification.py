@@ -45,15 +45,16 @@ from ntpauto.auth.autokey import address_octets, mac, server_reply_key
 from ntpauto.auth.digest import HASHES
 from ntpauto.autokey.fields import ASSOC, Field
 
-__all__ = ["ECHO_BITS", "MAX_ECHO_POLL", "MIN_ECHO_POLL", "cut_reply", "echo_key", "echo_window",
-           "echoes", "empty_reply", "tagged"]
+__all__ = ["ECHO_BITS", "ECHO_MULTIPLIER", "MAX_ECHO_POLL", "MIN_ECHO_POLL", "cut_reply",
+           "echo_key", "echo_window", "echoes", "empty_reply", "tagged"]
 
 ECHO_BITS = 12
 """Low bits of a reply's transmit timestamp that carry the echo tag (2**-20 s: under a
 microsecond, below what a Python server can stamp)."""
 _ECHO_MASK = (1 << ECHO_BITS) - 1
 _ECHO_SHIFT = 32 - ECHO_BITS
-_GOLDEN = 0x9E3779B1
+ECHO_MULTIPLIER = 0x9E3779B1
+"""The tag is the top bits of (timestamp above the tag XOR echo key) times this, mod 2**32."""
 _LABEL = b"ntpauto echo"
 MIN_ECHO_POLL = 4
 """The shortest echo window is 2 * 2**4 s (a poll of 16 s)."""
@@ -69,7 +70,7 @@ def echo_key(seed: int, client: str, server: str, digest: str = "md5") -> int:
 
 
 def _tag(high: int, key: int) -> int:
-    return (((high ^ key) & 0xFFFFFFFF) * _GOLDEN & 0xFFFFFFFF) >> _ECHO_SHIFT
+    return (((high ^ key) & 0xFFFFFFFF) * ECHO_MULTIPLIER & 0xFFFFFFFF) >> _ECHO_SHIFT
 
 
 def tagged(transmit: int, key: int) -> int:

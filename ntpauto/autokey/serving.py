@@ -21,16 +21,22 @@ from ntpauto.auth.autokey import (
     verify_mac,
 )
 from ntpauto.auth.digest import HASHES
-from ntpauto.autokey.amplification import echo_key, echoes, empty_reply
+from ntpauto.autokey.amplification import ECHO_BITS, ECHO_MULTIPLIER, echo_key, echoes, empty_reply
 from ntpauto.autokey.cookie import ServerSeed
 from ntpauto.autokey.fields import AUTO, Field, decode
 from ntpauto.autokey.host import HostCredentials
 from ntpauto.autokey.responder import Responder
 from ntpauto.events import FieldError
 from ntpauto.wire.packet import CRYPTO_NAK, MODE_CLIENT, Packet
+from ntpauto.wire.timestamps import NTP_UNIX_OFFSET
 
 __all__ = ["ADDRESS_PAIRS_CAP", "MIN_AUTOKEY_DIGEST", "AutokeyNode", "Pair", "SessionKeys"]
 
+_TRANSMIT = struct.Struct("!Q")
+_TAGGED_UNITS = float(1 << (32 - ECHO_BITS))
+"""Units of the transmit timestamp above its tag, per second."""
+_HIGH_MASK = (1 << (64 - ECHO_BITS)) - 1
+_ECHO_SHIFT = 32 - ECHO_BITS
 ADDRESS_PAIRS_CAP = 4096
 """(client, server) address pairs kept as session-key prefixes; cleared when full."""
 _COOKIE = struct.Struct("!I")
@@ -164,6 +170,20 @@ class SessionKeys:
         pair = table[(client, server)] = (c + s, s + c, seed.generation, _COOKIE.pack(cookie),
                                           echo_key(seed.value, client, server, self.digest))
         return pair
+
+    def answer(self, data: bytes, head: bytes, client: str, server: str, now: int,
+               clock: Callable[[], float]) -> tuple[bytes, str]:
+        """The server's first stage for a request without fields from ``client`` to
+        ``server`` at ``now`` (crypto time): :meth:`serve` with the reply header ``head``
+        (its first 40 octets) completed by a transmit timestamp read from ``clock`` (Unix
+        seconds) and tagged with the pair's echo key (:func:`~ntpauto.autokey.amplification.
+        tagged`, written out: the server's busiest Autokey path)."""
+        pair = self.pair(client, server, now)
+        high = int((clock() + NTP_UNIX_OFFSET) * _TAGGED_UNITS) & _HIGH_MASK
+        if pair is None:
+            return self.serve(data, head + _TRANSMIT.pack(high << ECHO_BITS), pair)
+        tag = (((high ^ pair[4]) & 0xFFFFFFFF) * ECHO_MULTIPLIER & 0xFFFFFFFF) >> _ECHO_SHIFT
+        return self.serve(data, head + _TRANSMIT.pack(high << ECHO_BITS | tag), pair)
 
     def serve(self, data: bytes, reply: bytes, pair: Pair | None) -> tuple[bytes, str]:
         """The common case, a request without extension fields (the server's hot path):

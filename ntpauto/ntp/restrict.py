@@ -46,6 +46,8 @@ class RestrictList:
                 self._networks.append(rule)
         self._networks.sort(key=lambda r: r.network.prefixlen, reverse=True)
         self._cache: dict[str, frozenset[str]] = {}
+        self.cached = self._cache.get
+        """The flags of a source address looked up before (None: :meth:`flags_for`)."""
 
     @classmethod
     def from_config(cls, restrictions: Iterable) -> RestrictList:
