@@ -31,6 +31,7 @@ from ntpauto.autokey.offload import (
     encode_init,
     encode_job,
 )
+from ntpauto.children import end_child, kill_child
 
 __all__ = ["IdentityWorker", "ResultCallback"]
 
@@ -104,18 +105,10 @@ class IdentityWorker(ProcessProtocol):
         self._restart = None
         if self.transport is None or self.pid is None and not self.running:
             return defer.succeed(None)
-        ended: defer.Deferred[None] = defer.Deferred()
-        self._ended.append(ended)
-        self.transport.closeStdin()
-        killer = self._get_reactor().callLater(5.0, self._kill)
-        ended.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
-        return ended
+        return end_child(self.transport, self._get_reactor(), self._ended, 5.0)
 
     def _kill(self) -> None:
-        try:
-            self.transport.signalProcess("KILL")
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        kill_child(self.transport)
 
     def processEnded(self, reason: Any) -> None:
         self.running = False

@@ -28,6 +28,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 
 from ntpauto.autokey.offload import FrameError, FrameReader
+from ntpauto.children import end_child, kill_child
 from ntpauto.workerstate import WorkerInit, decode_counters, encode_init, encode_system
 
 __all__ = ["FIRST_FD", "ServerWorkers", "WorkerProcess"]
@@ -90,18 +91,10 @@ class WorkerProcess(ProcessProtocol):
         :data:`KILL_AFTER` seconds; fires when it has ended."""
         if not self.running:
             return defer.succeed(None)
-        ended: defer.Deferred[None] = defer.Deferred()
-        self._ended.append(ended)
-        self.transport.closeStdin()
-        killer = self.pool.reactor.callLater(KILL_AFTER, self.kill)
-        ended.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
-        return ended
+        return end_child(self.transport, self.pool.reactor, self._ended, KILL_AFTER)
 
     def kill(self) -> None:
-        try:
-            self.transport.signalProcess("KILL")
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        kill_child(self.transport)
 
     def processEnded(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
         self.running = False

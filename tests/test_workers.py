@@ -46,6 +46,7 @@ from ntpauto.workerstate import (
     serving_engine,
     system_state,
 )
+from tests.test_identityworker import FakeProcess
 from tests.test_service import in_thread
 from tests.test_service import spin as spin_reactor
 
@@ -125,23 +126,6 @@ def test_counter_reports_carry_growth_only_and_are_checked():
 # -- the pool, with a fake process reactor -------------------------------------------------
 
 
-class FakeProcess:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.written = b""
-        self.stdin_closed = False
-        self.signals: list[str] = []
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def closeStdin(self) -> None:  # noqa: N802 - Twisted's name
-        self.stdin_closed = True
-
-    def signalProcess(self, signal: str) -> None:  # noqa: N802 - Twisted's name
-        self.signals.append(signal)
-
-
 class ProcessReactor(task.Clock):
     def __init__(self) -> None:
         super().__init__()
@@ -150,7 +134,8 @@ class ProcessReactor(task.Clock):
 
     def spawnProcess(self, protocol, executable, args, env=None, childFDs=None):  # noqa: N802
         self.spawned.append((list(args), dict(env or {}), dict(childFDs or {})))
-        process = FakeProcess(1000 + len(self.processes))
+        process = FakeProcess()
+        process.pid = 1000 + len(self.processes)
         self.processes.append(process)
         protocol.makeConnection(process)
         return process
