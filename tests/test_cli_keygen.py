@@ -7,10 +7,12 @@ import io
 import os
 import shutil
 import stat
+import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ntpauto.auth.keys import parse_keys
 from ntpauto.cli import keygen
@@ -30,6 +32,15 @@ def run(tmp_path, *argv: str, now: float = NOW) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = args.func(args, clock=lambda: now, stdout=out, stderr=err)
     return status, out.getvalue(), err.getvalue()
+
+
+def test_rsa_keys_raise_no_dsa_deprecation_warning(tmp_path):
+    """Making and reusing RSA keys names none of cryptography's DSA classes, which warn from
+    cryptography 51 on (the warning would be printed on every run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        assert run(tmp_path, "-H", "-m", "1024", "-s", "alice", "-p", "pw")[0] == 0
+        assert run(tmp_path, "-s", "alice", "-p", "pw")[0] == 0
 
 
 def cert_of(tmp_path, host: str):

@@ -266,7 +266,8 @@ def _small_rsa_key(bits: int) -> rsa.RSAPrivateKey:
 
 
 def _key_type(key: Any) -> str:
-    return "DSA" if isinstance(key, dsa.DSAPrivateKey) else "RSA"
+    # RSA first: naming cryptography's DSA classes warns (deprecated from cryptography 51)
+    return "RSA" if isinstance(key, rsa.RSAPrivateKey) else "DSA"
 
 
 class _Run:
