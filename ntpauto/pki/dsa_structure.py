@@ -43,7 +43,7 @@ MAX_BITS = 16384
 PKCS#8 file's public value stays cheap whatever the file holds."""
 
 
-class NotDSAStructure(Exception):  # noqa: N818 (a signal, not an error of the file)
+class NotDSAStructure(Exception):
     """The PEM block decodes to a key of another algorithm (a PKCS#8 RSA key, say): the
     caller hands it to ``cryptography`` instead."""
 
@@ -52,8 +52,8 @@ class NotDSAStructure(Exception):  # noqa: N818 (a signal, not an error of the f
 class DSAStructure:
     """The five slots of a DSA private key structure as ntp-keygen fills them:
     ``p``, ``q``, ``g`` (the domain parameters' slots), ``pub`` and ``priv`` (the public and
-    private value's; g^priv mod p when read from PKCS#8).  ``repr`` shows sizes, never
-    values."""
+    private value's; ``pub`` is g^priv mod p when read from PKCS#8).  ``repr`` shows sizes,
+    never values."""
 
     p: int
     q: int
