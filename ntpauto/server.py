@@ -48,6 +48,7 @@ from ntpauto.ntp.peer import is_wildcard
 from ntpauto.ntp.restrict import KOD
 from ntpauto.wire.packet import (
     CRYPTO_NAK,
+    KISS_NTSN,
     KISS_RATE,
     LEAP_UNSYNC,
     MODE_CLIENT,
@@ -148,12 +149,15 @@ class Server:
         base = self._base = (sys.leap << 6, engine.system.wire_stratum(), octets, now, until)
         return base
 
-    def kiss(self, version_bits: int, poll: int, origin: bytes, rx: int, mode: int) -> bytes:
-        """A RATE kiss-o'-death (RFC 5905 section 7.4): leap 3, stratum 0, refid RATE, zero
-        root values and reference time, the request's transmit timestamp as origin and the
-        receive time as both receive and transmit timestamps, so that it gives no time."""
-        return REPLY.pack(_UNSYNC_BITS | version_bits | mode, 0, poll, self._kiss_octets,
-                          origin, rx, rx)
+    def kiss(self, version_bits: int, poll: int, origin: bytes, rx: int, mode: int,
+             code: bytes = KISS_RATE) -> bytes:
+        """A kiss-o'-death (RFC 5905 section 7.4; RATE unless ``code`` says otherwise, e.g.
+        the NTS NAK): leap 3, stratum 0, the code as refid, zero root values and reference
+        time, the request's transmit timestamp as origin and the receive time as both
+        receive and transmit timestamps, so that it gives no time."""
+        octets = self._kiss_octets if code == KISS_RATE else SYSTEM_OCTETS.pack(
+            self.engine.precision, 0, 0, code, 0)
+        return REPLY.pack(_UNSYNC_BITS | version_bits | mode, 0, poll, octets, origin, rx, rx)
 
     # -- the first stage: bytes to bytes ---------------------------------------------------
 
@@ -282,6 +286,37 @@ class Server:
             counters["badauth"] += 1
             data += CRYPTO_NAK
         counters["served"] += 1
+        return [Datagram(data, source)]
+
+    def serve_nts(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                  flags: frozenset[str]) -> list[Datagram]:
+        """An NTS-framed client request (RFC 8915 section 5.7; :mod:`ntpauto.nts.serving`):
+        restrict flags and the rate limit as for any request (NTS authenticates it, so
+        ``notrust`` lets it through).  Without NTS configured the fields are ignored, as
+        RFC 7822 asks of unknown ones: a plain reply, which an NTS client refuses."""
+        nts = self.engine.nts_server
+        if nts is None:
+            return self.serve(pkt, source, rx, now, flags, AUTH_NONE, None, MODE_SERVER)
+        counters = self._counters
+        if "noserve" in flags:
+            counters["restricted"] += 1
+            return []
+        request = pkt.header
+        version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
+        if "limited" in flags:
+            verdict = self.engine.limiter.check(source[0], now)
+            if verdict:
+                kiss = self._limited(verdict, flags, version_bits, poll, origin, rx,
+                                     MODE_SERVER)
+                return [Datagram(kiss, source)] if kiss else []
+        data, outcome = nts.answer(
+            pkt, self.header(version_bits, poll, origin, rx, now),
+            lambda: self.kiss(version_bits, poll, origin, rx, MODE_SERVER, KISS_NTSN))
+        counters[outcome] += 1
+        if data is None:
+            return []
+        if outcome != "nts_nak_sent":
+            counters["served"] += 1
         return [Datagram(data, source)]
 
     def serve_autokey(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from ntpauto.nts import fields as f
 from ntpauto.nts.aead import TAG_LENGTH, AeadError
@@ -25,7 +26,7 @@ from ntpauto.nts.cookies import CookieError, CookieKeys, cookie_length
 from ntpauto.nts.records import MAX_COOKIES
 from ntpauto.wire.packet import Packet
 
-__all__ = ["NtsServer"]
+__all__ = ["NtsServer", "nts_server_for"]
 
 
 class NtsServer:
@@ -66,3 +67,18 @@ class NtsServer:
                       len(pkt.data) - len(head))
         return data, "nts_served" if count == min(wanted, MAX_COOKIES) else "nts_cookies_cut"
 
+
+
+def nts_server_for(config: Any, wall: Callable[[], float]) -> NtsServer | None:
+    """The NTS server of a configuration with ``ntsservercert`` (None without): cookies
+    under the secret of ``ntsdumpdir`` (created there on first use), or under one drawn now
+    when there is no such directory; master keys of ``ntsrotate`` seconds.  The TLS side
+    (certificate and key) is the NTS-KE server's (:mod:`ntpauto.nts.ke_server`).
+    :class:`~ntpauto.nts.cookies.CookieKeyFileError` names a secret file that is wrong."""
+    if config.nts_server_cert is None:
+        return None
+    from ntpauto.nts.cookies import load_or_create_secret
+
+    secret = load_or_create_secret(config.nts_dump_dir) if config.nts_dump_dir \
+        else os.urandom(32)
+    return NtsServer(CookieKeys(secret, config.nts_rotate), wall)
