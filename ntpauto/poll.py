@@ -79,6 +79,10 @@ class PollProcess:
             assoc.dispersion = assoc.filter.dispersion
         if assoc.reach == 0:
             assoc.unreach += 1
+            if assoc.unreach == 1 and engine.sys.peer == assoc.associd:
+                # The system peer went unreachable (TEST13): select again now rather than
+                # at the next sample of some other source.
+                engine.system.clock_select(now)
             if assoc.ephemeral and assoc.unreach > UNREACH_EPHEMERAL:
                 engine.demobilise(assoc, "unreachable")
                 return []

@@ -444,3 +444,15 @@ def test_outgoing_fields_never_make_a_packet_over_the_limit(vectors):
     assert len(data) <= MAX_PACKET
     assert [decode(f.data).response for f in parse(data).fields] == [True]
     assert session.sent_codes == frozenset()
+
+
+def test_an_unreachable_system_peer_stops_being_one(vectors):
+    """Once the only server stops answering, the poll that finds it unreachable (reach 0:
+    eight polls without a packet) selects again: no system peer is left, where the engine
+    used to keep it until some other source gave a sample."""
+    net, alice, brenda, assoc = client_server(vectors)
+    assert brenda.engine.sys.peer == assoc.associd
+    net.add_interceptor(lambda data, s, d: None if s[0] == ALICE else data)
+    net.run(16 * 9)
+    assert assoc.reach == 0
+    assert brenda.engine.sys.peer is None
