@@ -314,7 +314,7 @@ class Engine:
         if conf.nts:
             from ntpauto.nts.session import NtsSession
 
-            assoc.nts = NtsSession(conf.address, conf.ntsport)
+            assoc.nts = NtsSession(conf.address, conf.ntsport, host, conf.port)
         self.mobilise(assoc)
 
     # ------------------------------------------------------------------ receive

@@ -45,11 +45,16 @@ class Rekey:
 
 class NtsSession:
     """The NTS side of one client association.  ``host`` is the NTS-KE server's name as
-    configured (what its certificate must name), ``port`` its NTS-KE port."""
+    configured (what its certificate must name), ``port`` its NTS-KE port, ``address`` its
+    address (None: ``host`` is one) and ``ntp_port`` the NTP port to use unless the server
+    negotiates another."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, address: str | None = None,
+                 ntp_port: int = 123) -> None:
         self.host = host
         self.port = port
+        self.address = address or host
+        self.ntp_port = ntp_port
         self.keys: SessionKeys | None = None
         self.cookies: deque[bytes] = deque(maxlen=MAX_COOKIES)
         self.keyed_at: float | None = None
