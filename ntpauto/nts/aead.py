@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 __all__ = [
-    "AEAD_AES_SIV_CMAC_256", "EXPORTER_LABEL", "KEY_LENGTHS", "NEXT_PROTOCOL_NTPV4",
+    "AEAD_AES_SIV_CMAC_256", "AEAD_NAMES", "EXPORTER_LABEL", "KEY_LENGTHS", "NEXT_PROTOCOL_NTPV4",
     "TAG_LENGTH", "AeadError", "SessionKeys", "decrypt", "encrypt", "export_keys",
     "exporter_context",
 ]
@@ -31,6 +31,8 @@ AEAD_AES_SIV_CMAC_256 = 15
 """IANA AEAD identifier of AES-SIV-CMAC with a 256-bit key (RFC 5297 section 6.1)."""
 KEY_LENGTHS = {AEAD_AES_SIV_CMAC_256: 32}
 """Key octets of each AEAD algorithm ntpauto implements."""
+AEAD_NAMES = {AEAD_AES_SIV_CMAC_256: "AEAD_AES_SIV_CMAC_256"}
+"""IANA names of the AEAD algorithms ntpauto implements."""
 TAG_LENGTH = 16
 """The synthetic IV, which leads the ciphertext."""
 NEXT_PROTOCOL_NTPV4 = 0

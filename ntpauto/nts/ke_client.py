@@ -152,12 +152,15 @@ def exchange(reactor: Any, host: str, port: int = DEFAULT_PORT, *,
 
 
 def starter(engine: Any, reactor: Any, *, trusted: str | os.PathLike[str] | None = None,
-            wake: Callable[[], None] = lambda: None) -> Callable[[KeRequest], None]:
+            wake: Callable[[], None] = lambda: None,
+            failed: Callable[[str], None] = lambda reason: None
+            ) -> Callable[[KeRequest], None]:
     """The engine's NTS-KE starter for a running node: each :class:`KeRequest` becomes an
     :func:`exchange` whose keys and cookies go to :meth:`NtsClients.keyed
     <ntpauto.nts.glue.NtsClients.keyed>` (the negotiated NTP server resolved first) or whose
-    failure goes to :meth:`~ntpauto.nts.glue.NtsClients.failed`; ``wake()`` then re-arms the
-    transport's timer."""
+    failure goes to :meth:`~ntpauto.nts.glue.NtsClients.failed` (and to ``failed(reason)``);
+    ``wake()`` then re-arms the transport's timer."""
+    on_failure = failed
 
     def start(request: KeRequest) -> None:
         assoc = engine.associations.get(request.associd)
@@ -173,7 +176,9 @@ def starter(engine: Any, reactor: Any, *, trusted: str | os.PathLike[str] | None
             return d
 
         def failed(failure: Failure) -> None:
-            engine.nts.failed(request.associd, _describe_failure(failure), reactor.seconds())
+            reason = _describe_failure(failure)
+            engine.nts.failed(request.associd, reason, reactor.seconds())
+            on_failure(reason)
 
         d = exchange(reactor, request.host, request.port, trusted=trusted,
                      address=session.address)
