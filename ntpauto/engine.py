@@ -491,7 +491,11 @@ class Engine:
                 "system_peer": a.associd == sys.peer,
                 "flash": _flag_names(a.flash), "peer_flash": _flag_names(a.peer_flash),
                 "autokey": self._autokey_status(a),
+                "nts": self._nts_status(a),
             })
+        if self.nts_server is not None:
+            keys = self.nts_server.cookie_keys
+            system["nts"] = {"rotate": keys.rotate, "key_id": keys.key_id(self.clock.now())}
         if self.autokey is not None:
             host = self.autokey.host
             system["autokey"] = {
@@ -504,6 +508,15 @@ class Engine:
             }
         return {"system": system, "associations": associations,
                 "counters": dict(self.counters)}
+
+    def _nts_status(self, a: Association) -> dict[str, Any] | None:
+        """The NTS state of an association for display (no key, no cookie)."""
+        if a.nts is None:
+            return None
+        nts = a.nts
+        return {"host": nts.host, "ke_port": nts.port, "cookies": len(nts.cookies),
+                "aead": nts.keys.aead if nts.keys else None, "keyed_at": nts.keyed_at,
+                "ke_exchanges": nts.ke_exchanges, "error": self.nts.last_error.get(a.associd)}
 
     @staticmethod
     def _autokey_status(a: Association) -> dict[str, Any] | None:

@@ -49,7 +49,7 @@ def test_daemon_to_daemon(tmp_path: Path) -> None:
         spin(lambda: client.engine.counters["samples"] >= 3)
         [assoc] = client.engine.associations.values()
         assert assoc.address == ("127.0.0.1", server.address[1])  # negotiated port
-        assert assoc.nts.status(0.0)["cookies"] == 8
+        assert len(assoc.nts.cookies) == 8
         assert server.engine.counters["nts_ke_served"] == 1
         assert server.engine.counters["nts_served"] >= 3
         assert client.engine.counters["nts_badauth"] == 0

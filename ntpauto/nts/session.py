@@ -154,11 +154,3 @@ class NtsSession:
         self._nak = True
         self._unique_id = None
 
-    def status(self, now: float) -> dict[str, object]:
-        """What ``ntpauto status`` and mode 6 show (no secret)."""
-        return {
-            "host": self.host, "ke_port": self.port, "cookies": len(self.cookies),
-            "aead": self.keys.aead if self.keys else None,
-            "ke_age": None if self.keyed_at is None else now - self.keyed_at,
-            "ke_exchanges": self.ke_exchanges,
-        }
