@@ -891,8 +891,10 @@ _FAMILY = frozenset({"-4", "-6"})
 
 DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "server": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
-    "peer": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
-    "broadcast": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
+    "peer": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES})
+    - {"nts", "ntsport"},
+    "broadcast": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES})
+    - {"nts", "ntsport"},
     "fudge": frozenset({"stratum", "refid"}),
     "localclock": frozenset({"stratum", "refid"}),
     "broadcastclient": frozenset({"novolley"}),
