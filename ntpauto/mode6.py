@@ -354,7 +354,8 @@ def peer_status(engine: Engine, assoc: Association) -> int:
     bits = 0
     if not assoc.ephemeral:
         bits |= PST_CONFIG
-    authenticated = assoc.keyid is not None or assoc.autokey is not None
+    authenticated = assoc.keyid is not None or assoc.autokey is not None \
+        or assoc.nts is not None
     if authenticated:
         bits |= PST_AUTHENABLE
         if assoc.reach and not assoc.flash & (Flash.TEST5 | Flash.TEST8 | Flash.TEST9):
@@ -672,7 +673,8 @@ def _peer_signature(state: Any) -> Items:
 
 PEER_VARIABLES: dict[str, PeerVar] = {
     "config": lambda c, a: [f"config={int(not a.ephemeral)}"],
-    "authenable": lambda c, a: [f"authenable={int(a.keyid is None and a.autokey is None)}"],
+    "authenable": lambda c, a: [
+        f"authenable={int(a.keyid is None and a.autokey is None and a.nts is None)}"],
     "authentic": lambda c, a: [f"authentic={int(bool(peer_status(c.engine, a) & 0x2000))}"],
     "srcadr": lambda c, a: [f"srcadr={a.address[0]}"],
     "srcport": _peer_srcport,

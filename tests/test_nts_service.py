@@ -46,7 +46,9 @@ def test_daemon_to_daemon(tmp_path: Path) -> None:
     try:
         client = service(f"server 127.0.0.1 nts ntsport {ke_port} minpoll 3 iburst\n"
                          f"ntstrustedcerts {pki.ca}\n", tmp_path / "client.conf")
-        spin(lambda: client.engine.counters["samples"] >= 3)
+        proven: list = []
+        client.synchronised(proventic=True).addCallback(proven.append)
+        spin(lambda: client.engine.counters["samples"] >= 3 and proven)
         [assoc] = client.engine.associations.values()
         assert assoc.address == ("127.0.0.1", server.address[1])  # negotiated port
         assert len(assoc.nts.cookies) == 8
