@@ -7,7 +7,8 @@ requests, requests under a symmetric key (68 or 72 octets: key ID and an MD5/CMA
 digest) and, on an Autokey server, requests under a session key without extension fields
 (the same sizes; key ID > 65535, MAC under the server cookie).  :meth:`Server.answer` is the
 path's first stage: it answers those straight from the octets, with no packet objects,
-restrict flags (``ignore``, ``noserve``, ``limited`` with its RATE kiss) included, and
+restrict flags (``ignore``, ``noserve``, ``limited`` with its RATE kiss) included, answers
+NTS-protected requests of a node that serves NTS (:meth:`Server.serve_nts`, RFC 8915), and
 passes everything else on (returns None) to :meth:`Engine.receive_full`, which parses the
 packet and comes back to :meth:`Server.serve` (``notrust``, crypto-NAKs of other shapes,
 mode 0, stateless passive replies) or :meth:`Server.serve_autokey` (extension fields).
@@ -54,7 +55,9 @@ from ntpauto.wire.packet import (
     MODE_CLIENT,
     MODE_SERVER,
     Datagram,
+    MalformedPacket,
     Packet,
+    parse,
 )
 from ntpauto.wire.timestamps import to_short, unix_to_ntp
 
@@ -169,7 +172,7 @@ class Server:
         (:meth:`Engine.receive_full`).  Never changes timers."""
         size = len(data)
         if size not in _CLIENT_SIZES:
-            return None
+            return self._answer_nts(data, source, rx, now) if size > 72 else None
         first = data[0]
         host = source[0]
         if first & 7 != MODE_CLIENT or not 0x08 <= first & 0x38 <= 0x20 or not source[1]:
@@ -210,6 +213,27 @@ class Server:
             counters["badauth"] += 1
             return reply + CRYPTO_NAK
         return reply + keyid + mac_of(reply)
+
+    def _answer_nts(self, data: bytes, source: tuple[str, int], rx: int,
+                    now: float) -> bytes | None:
+        """:meth:`answer` for a longer datagram: an NTS-framed client request when this
+        node serves NTS (:meth:`serve_nts`; no timer changes, so it need not take the full
+        path), else None.  Anything else, and a source restricted with ``ignore``, goes on
+        to the full path, which counts it."""
+        first = data[0]
+        if self.engine.nts_server is None or first & 7 != MODE_CLIENT \
+                or not 0x08 <= first & 0x38 <= 0x20 or not source[1] \
+                or "ignore" in self._flags_for(source[0]):
+            return None
+        try:
+            pkt = parse(data)
+        except MalformedPacket:
+            return None
+        if not pkt.nts:
+            return None
+        self._counters["received"] += 1
+        out = self.serve_nts(pkt, source, rx, now, self._flags_for(source[0]))
+        return out[0].data if out else b""
 
     def _restricted(self, flags: frozenset[str], data: bytes, source: tuple[str, int],
                     rx: int, now: float) -> bytes | None:
