@@ -176,9 +176,13 @@ def test_malformed_requests_get_no_reply(data: bytes) -> None:
 
 
 def test_a_last_field_under_28_octets_is_not_a_field() -> None:
-    """RFC 7822: 24 octets or fewer at the end are a MAC, which NTS packets do not have."""
-    with pytest.raises(MalformedPacket, match="MAC after NTS"):
-        parse(fields_of(UID, COOKIE, bytes.fromhex("0404 0018") + bytes(20)))
+    """RFC 7822: 24 octets or fewer at the end are a MAC, which NTS packets do not have: the
+    packet is not NTS-framed (and with more than two fields before it, not framed at all)."""
+    pkt = parse(fields_of(UID, COOKIE, bytes.fromhex("0404 0018") + bytes(20)))
+    assert not pkt.nts and pkt.keyid == 0x04040018
+    with pytest.raises(MalformedPacket) as info:
+        parse(fields_of(UID, COOKIE, AUTH, bytes.fromhex("0404 0018") + bytes(20)))
+    assert info.value.reason == "toomanyfields"
 
 
 def test_unrelated_placeholders_do_not_count() -> None:
@@ -250,7 +254,7 @@ def test_parser_frames_nts_packets_with_their_own_cap() -> None:
     with pytest.raises(MalformedPacket) as info:
         parse(fields_of(UID, COOKIE, placeholder * 8, AUTH))
     assert info.value.reason == "toomanyfields"
-    with pytest.raises(MalformedPacket, match="MAC after NTS"):
+    with pytest.raises(MalformedPacket, match="before a MAC"):
         parse(fields_of(UID, COOKIE, AUTH) + bytes(20))
     # a cookie first (0x0204 is also Autokey's AUTO request) is NTS once the next field says
     assert parse(fields_of(COOKIE, UID, AUTH)).nts

@@ -26,7 +26,7 @@ The parser is pure: ``parse(bytes) -> Packet`` or :class:`MalformedPacket` with 
 (the counter name the engine increments).  It knows two framings: Autokey's (at most
 :data:`MAX_FIELDS` fields, then maybe a MAC) and NTS's (RFC 8915 section 5, RFC 7822: at
 most :data:`NTS_MAX_FIELDS` fields and no MAC), told apart by the field types
-(:data:`NTS_ONLY_TYPES` among the first two fields makes a packet NTS-framed,
+(:data:`NTS_ONLY_TYPES` among the first two fields and no MAC make a packet NTS-framed,
 :attr:`Packet.nts`).
 """
 
@@ -53,7 +53,9 @@ NTS_ONLY_TYPES = frozenset({0x0104, 0x0304, 0x0404})
 """Field types of NTS that no Autokey field can have (RFC 8915 section 5: unique identifier,
 cookie placeholder, authenticator): Autokey carries version 2 in the first octet's low six
 bits (interop.md 1.3).  The NTS Cookie's 0x0204 is also the Autokey AUTO request, so it does
-not decide the framing."""
+not decide the framing.  A packet with one of these among its first two fields is NTS-framed
+unless it ends in a MAC, which NTS packets never have (then it is framed as Autokey's, two
+fields at most)."""
 CRYPTO_NAK_LEN = 4
 CRYPTO_NAK = b"\x00" * CRYPTO_NAK_LEN
 """The MAC of a reply to a request that failed authentication: key ID 0, no digest."""
@@ -214,8 +216,9 @@ def parse(data: bytes) -> Packet:
         if rem <= 24:
             if rem not in MAC_LENGTHS:
                 raise MalformedPacket("badlength", f"MAC of {rem} octets")
-            if nts:
-                raise MalformedPacket("badlength", "a MAC after NTS extension fields")
+            if len(fields) > MAX_FIELDS:  # NTS fields never come with a MAC
+                raise MalformedPacket("toomanyfields", f"more than {MAX_FIELDS} extension "
+                                      "fields before a MAC")
             keyid = _WORD.unpack_from(data, offset)[0]
             return Packet(header, tuple(fields), keyid, data[offset + 4:], offset, data)
         if len(fields) == cap:
