@@ -294,14 +294,11 @@ class Server:
         if auth == AUTH_NAK:
             counters["badauth"] += 1
             return []
+        limited = self._over_limit(pkt, source, rx, now, flags, reply_mode)
+        if limited is not None:
+            return limited
         request = pkt.header
         version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
-        if "limited" in flags:
-            verdict = self.engine.limiter.check(source[0], now)
-            if verdict:
-                kiss = self._limited(verdict, flags, version_bits, poll, origin, rx,
-                                     reply_mode)
-                return [Datagram(kiss, source)] if kiss else []
         data = self.header(version_bits, poll, origin, rx, now, reply_mode)
         if auth == AUTH_OK:  # a trusted key: the engine verified the request with it
             mac_of = self.engine.keys.trusted_mac(keyid)  # type: ignore[arg-type]
@@ -311,6 +308,20 @@ class Server:
             data += CRYPTO_NAK
         counters["served"] += 1
         return [Datagram(data, source)]
+
+    def _over_limit(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                    flags: frozenset[str], mode: int) -> list[Datagram] | None:
+        """What a ``limited`` source over the rate limit gets (the RATE kiss or nothing),
+        or None: answer it."""
+        if "limited" not in flags:
+            return None
+        verdict = self.engine.limiter.check(source[0], now)
+        if not verdict:
+            return None
+        request = pkt.header
+        kiss = self._limited(verdict, flags, request.version << 3, request.poll & 0xFF,
+                             pkt.data[40:48], rx, mode)
+        return [Datagram(kiss, source)] if kiss else []
 
     def serve_nts(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
                   flags: frozenset[str]) -> list[Datagram]:
@@ -325,14 +336,11 @@ class Server:
         if "noserve" in flags:
             counters["restricted"] += 1
             return []
+        limited = self._over_limit(pkt, source, rx, now, flags, MODE_SERVER)
+        if limited is not None:
+            return limited
         request = pkt.header
         version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
-        if "limited" in flags:
-            verdict = self.engine.limiter.check(source[0], now)
-            if verdict:
-                kiss = self._limited(verdict, flags, version_bits, poll, origin, rx,
-                                     MODE_SERVER)
-                return [Datagram(kiss, source)] if kiss else []
         data, outcome = nts.answer(
             pkt, self.header(version_bits, poll, origin, rx, now),
             lambda: self.kiss(version_bits, poll, origin, rx, MODE_SERVER, KISS_NTSN))

@@ -23,6 +23,7 @@ from tests.test_interop_chrony import (
     DEADLINE,
     TOLERANCE,
     chronyd,  # noqa: F401 - the fixture
+    four_samples,
     free_udp_port,
     record_lengths,
     spin,
@@ -100,18 +101,7 @@ def test_our_nts_client_of_chronyd(tmp_path: Path, chronyd) -> None:  # noqa: F8
         f"server 127.0.0.1 nts ntsport {ke_port} minpoll 3 iburst\n"
         f"ntstrustedcerts {pki.ca}\n", tmp_path / "ntp.conf", 0)
     lengths = record_lengths(service)
-
-    def association() -> dict[str, Any] | None:
-        [assoc] = service.engine.status()["associations"]
-        if assoc["reach"] and service.engine.counters["samples"] >= 4:
-            return assoc
-        return None
-
-    try:
-        assoc = spin(association, DEADLINE, "four NTS samples from chronyd",
-                     lambda: f"{service.engine.status()}\n{chrony.output()}")
-    finally:
-        stop_service(service)
+    assoc = four_samples(service, chrony)
     assert abs(assoc["offset"]) < TOLERANCE, assoc
     assert assoc["port"] == chrony_port and assoc["stratum"] == 1
     counters = service.engine.counters
