@@ -15,6 +15,12 @@ only; each ratio is the median of the per-round ratios.  Targets:
                it verifies and signs its replies with;
 * ``ntp-autokey`` the service with Autokey credentials answering requests under Autokey
                session keys without extension fields (cookie from a COOK exchange first).
+* ``ntp-nts``  the service serving NTS (RFC 8915) answering NTS-protected requests as a
+               client sends them once its jar is full: a unique identifier, a cookie, no
+               placeholder, the authenticator; each reply opens the cookie, checks the
+               authenticator and seals one new cookie.  The load generator makes its
+               cookies with the server's cookie secret (``ntsdumpdir``, shared as a farm
+               shares it) instead of running NTS-KE.
 
 The NTP targets listen as the daemon does, on :class:`ntpauto.protocol.NTPPort`: Twisted's UDP
 port with a read loop of ours that answers the common requests without a call per layer
@@ -52,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-TARGETS = ("echo", "ntp", "ntp-md5", "ntp-autokey")
+TARGETS = ("echo", "ntp", "ntp-md5", "ntp-autokey", "ntp-nts")
 GOALS = {"ntp": 0.70, "ntp-md5": 0.65, "ntp-autokey": 0.65}
 MD5_KEY = "1 MD5 benchmarksecret\n"
 
@@ -92,6 +98,12 @@ def serve(kind: str, keys_file: str | None, interface: str) -> None:
             generate_host(keysdir, "bench", bits=1024, password="bench")
             config = attrs.evolve(config, crypto=CryptoConfig(host="bench", pw="bench"),
                                   keysdir=keysdir)
+        if kind == "ntp-nts":
+            from ntpauto.nts.certs import write_test_pki
+
+            pki = write_test_pki(keys_file, ["127.0.0.1"])
+            config = attrs.evolve(config, nts_server_cert=pki.cert, nts_server_key=pki.key,
+                                  nts_port=0, nts_dump_dir=keys_file)
         service = NTPAutokeyService(config)
         service.privilegedStartService()
         service.startService()
@@ -106,6 +118,8 @@ def start_server(kind: str, keys_file: str, interface: str) -> tuple[subprocess.
     argv = [sys.executable, __file__, "--serve", kind, "--interface", interface]
     if kind == "ntp-md5":
         argv += ["--keys", keys_file]
+    if kind == "ntp-nts":
+        argv += ["--keys", os.path.dirname(keys_file)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -162,6 +176,32 @@ def autokey_requests(port: int, count: int) -> list[bytes]:
     return requests
 
 
+def nts_requests(directory: str, count: int) -> list[bytes]:
+    """NTS-protected client requests with cookies sealed under the server's secret (in
+    ``directory``, its ``ntsdumpdir``): each from a session whose jar is full, so none
+    carries a placeholder (one new cookie per reply)."""
+    import os as _os
+
+    from ntpauto.nts.aead import AEAD_AES_SIV_CMAC_256, SessionKeys
+    from ntpauto.nts.cookies import CookieKeys, load_or_create_secret
+    from ntpauto.nts.records import KeResponse
+    from ntpauto.nts.session import NtsSession
+    from ntpauto.wire.packet import Header
+    from ntpauto.wire.timestamps import unix_to_ntp
+
+    sealer = CookieKeys(load_or_create_secret(directory))
+    keys = SessionKeys(AEAD_AES_SIV_CMAC_256, _os.urandom(32), _os.urandom(32))
+    cookie = sealer.seal(keys, time.time())
+    header = Header(0, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0, 0)
+    base = unix_to_ntp(time.time())
+    requests = []
+    for i in range(count):
+        session = NtsSession("127.0.0.1", 4460)
+        session.keyed(KeResponse(keys.aead, (cookie,) * 8), keys, 0.0)
+        requests.append(session.request(header._replace(transmit=base + (i << 12)).encode()))
+    return requests
+
+
 def make_requests(count: int, md5: bool) -> list[bytes]:
     """Distinct client requests (different transmit timestamps), MD5-signed if asked."""
     from ntpauto.auth.keys import KeyStore, parse_keys
@@ -186,6 +226,8 @@ def check_reply(kind: str, data: bytes) -> None:
         assert packet.keyid == 1 and len(packet.digest) == 16, "reply is not MD5-signed"
     if kind == "ntp-autokey":
         assert packet.keyid > 65535 and len(packet.digest) == 16, "no Autokey MAC"
+    if kind == "ntp-nts":
+        assert packet.nts and len(packet.fields) == 2, "no NTS reply"
 
 
 def load(port: int, requests: list[bytes], total: int, window: int,
@@ -254,6 +296,8 @@ class Target:
         try:
             if kind == "ntp-autokey":
                 self.requests = autokey_requests(self.port, 4096)
+            elif kind == "ntp-nts":
+                self.requests = nts_requests(os.path.dirname(keys_file), 4096)
             else:
                 self.requests = make_requests(4096, md5=(kind == "ntp-md5"))
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

@@ -156,6 +156,11 @@ def register(subparsers: Any) -> None:
                         "the server key with -q PW)")
     parser.add_argument("--keysdir", metavar="DIR", default=None,
                         help="directory for the files and links (default: current directory)")
+    parser.add_argument("--nts-cert", dest="nts_cert", metavar="NAME[,NAME...]", default=None,
+                        help="only make a private CA and an NTS-KE server certificate for "
+                        "these DNS names or IP addresses (-l DAYS valid): ntpkey_ntsca.pem "
+                        "(ntstrustedcerts), ntpkey_ntscert.pem (ntsservercert) and "
+                        "ntpkey_ntskey.pem (ntsserverkey), for tests and closed networks")
     parser.set_defaults(func=run)
 
 
@@ -629,6 +634,22 @@ def _server_keys(name: str, kf: keyfiles.KeyFile, password: bytes) -> tuple[str,
     return "mvkey", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf, 1), password=password)
 
 
+def _nts_cert(args: argparse.Namespace, err: TextIO) -> int:
+    """``--nts-cert``: a private CA and an NTS-KE server certificate in the keys directory
+    (:func:`ntpauto.nts.certs.write_test_pki`)."""
+    from ntpauto.nts.certs import write_test_pki
+
+    names = [name.strip() for name in args.nts_cert.split(",") if name.strip()]
+    if not names:
+        raise KeygenError("--nts-cert needs at least one DNS name or IP address")
+    paths = write_test_pki(args.keysdir or ".", names, days=args.days)
+    print(f"NTS CA {paths.ca} (clients: ntstrustedcerts)\n"
+          f"NTS-KE server certificate {paths.cert} for {', '.join(names)} "
+          f"(ntsservercert)\nits private key {paths.key} (ntsserverkey, mode 0600)",
+          file=err)
+    return 0
+
+
 def run(
     args: argparse.Namespace,
     *,
@@ -641,6 +662,8 @@ def run(
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     try:
+        if getattr(args, "nts_cert", None) is not None:
+            return _nts_cert(args, err)
         job = _Run(args, clock(), out, err)
         exporting = args.export_params or args.export_password is not None
         if getattr(args, "mv_revoke", None) is not None:
