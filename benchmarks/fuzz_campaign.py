@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 KINDS = {"packet": "packet", "fields": "packet", "autokey": "packet", "engine": "packet",
-         "mode6": "packet", "cert": "der", "keyfile": "keyfile", "config": "text"}
+         "mode6": "packet", "cert": "der", "keyfile": "keyfile", "config": "text",
+         "nts": "packet", "nts_ke": "bytes"}
 
 
 def make_input(rng: random.Random, name: str, corpus: list[bytes]) -> bytes:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--target", default="all",
                         help="comma-separated targets (default all: packet, fields, autokey, "
-                             "cert, keyfile, config, engine, mode6)")
+                             "cert, keyfile, config, engine, mode6, nts_ke, nts)")
     args = parser.parse_args(argv)
     from tests.fuzz.targets import targets
 

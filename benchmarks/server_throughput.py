@@ -15,6 +15,11 @@ over the rounds.  Targets (``--targets``; ``/N`` is ``workers N``, ``/auto`` one
   ``workers N``) answering plain and MD5-keyed requests (key 1, verified, the reply signed);
 * ``ntp-autokey/N``: the same with Autokey credentials answering requests under session keys
   without extension fields (each source gets its cookie first: ASSOC, then COOK);
+* ``ntp-nts/N``: the service serving NTS (RFC 8915) answering NTS-protected requests as a
+  client sends them once its jar is full: a unique identifier, a cookie, no placeholder,
+  the authenticator; each reply opens the cookie, checks the authenticator and seals one new
+  cookie.  The load generator makes its cookies with the server's cookie secret
+  (``ntsdumpdir``, shared as a farm shares it) instead of running NTS-KE;
 * ``echo``: a Twisted ``DatagramProtocol`` writing every datagram back.
 
 The load generator is ``loadgen.c``, built with the system's C compiler into a temporary
@@ -94,6 +99,13 @@ def serve(kind: str, workers: int, keys_file: str | None) -> None:
             generate_host(keysdir, "bench", bits=1024, password="bench")
             config = attrs.evolve(config, crypto=CryptoConfig(host="bench", pw="bench"),
                                   keysdir=keysdir)
+        if kind == "ntp-nts":
+            from ntpauto.nts.certs import write_test_pki
+
+            directory = os.path.dirname(keys_file)  # type: ignore[arg-type]
+            pki = write_test_pki(directory, ["127.0.0.1"])
+            config = attrs.evolve(config, nts_server_cert=pki.cert, nts_server_key=pki.key,
+                                  nts_port=0, nts_dump_dir=directory)
         service = NTPAutokeyService(config)
         service.privilegedStartService()
         service.startService()
@@ -214,6 +226,31 @@ def autokey_requests(port: int, sources: int) -> list[tuple[int, bytes]]:
     return requests
 
 
+def nts_requests(directory: str, sources: int) -> list[tuple[int, bytes]]:
+    """NTS-protected client requests with cookies sealed under the server's secret (in
+    ``directory``, its ``ntsdumpdir``): each from a session whose jar is full, so none
+    carries a placeholder (one new cookie per reply)."""
+    from ntpauto.nts.aead import AEAD_AES_SIV_CMAC_256, SessionKeys
+    from ntpauto.nts.cookies import CookieKeys, load_or_create_secret
+    from ntpauto.nts.records import KeResponse
+    from ntpauto.nts.session import NtsSession
+    from ntpauto.wire.packet import Header
+    from ntpauto.wire.timestamps import unix_to_ntp
+
+    sealer = CookieKeys(load_or_create_secret(directory))
+    keys = SessionKeys(AEAD_AES_SIV_CMAC_256, os.urandom(32), os.urandom(32))
+    cookie = sealer.seal(keys, time.time())
+    header = Header(0, 4, 3, 0, 6, -20, 0, 0, b"\0\0\0\0", 0, 0, 0, 0)
+    base = unix_to_ntp(time.time())
+    requests = []
+    for i in range(POOL):
+        session = NtsSession("127.0.0.1", 4460)
+        session.keyed(KeResponse(keys.aead, (cookie,) * 8), keys, 0.0)
+        requests.append((i % sources, session.request(
+            header._replace(transmit=base + (i << 12)).encode())))
+    return requests
+
+
 def check_reply(kind: str, data: bytes) -> None:
     """Make sure the server does the work we think it does."""
     if kind == "echo":
@@ -226,6 +263,8 @@ def check_reply(kind: str, data: bytes) -> None:
         assert packet.keyid == 1 and len(packet.digest) == 16, "reply is not MD5-signed"
     if kind == "ntp-autokey":
         assert packet.keyid > 65535 and len(packet.digest) == 16, "no Autokey MAC"
+    if kind == "ntp-nts":
+        assert packet.nts and len(packet.fields) == 2, "no NTS reply"
 
 
 # -- the load generators --------------------------------------------------------------------
@@ -362,6 +401,7 @@ class Target:
     def __init__(self, name: str, keys_file: str, args: argparse.Namespace,
                  scratch: Path) -> None:
         self.name = name
+        self.keys_file = keys_file
         kind, _, workers = name.partition("/")
         self.kind = kind
         self.sources = args.sources
@@ -384,6 +424,8 @@ class Target:
     def _requests(self) -> list[tuple[int, bytes]]:
         if self.kind == "ntp-autokey":
             return autokey_requests(self.port, self.sources)
+        if self.kind == "ntp-nts":
+            return nts_requests(os.path.dirname(self.keys_file), self.sources)
         return plain_requests(self.sources, md5=self.kind.endswith("md5"))
 
     def _probe(self) -> None:
@@ -507,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="ntpauto's workers to measure (default 1,auto)")
     parser.add_argument("--targets",
                         help="comma-separated targets (default chrony, chrony-md5 and ntp, "
-                             "ntp-md5, ntp-autokey at each --workers)")
+                             "ntp-md5, ntp-autokey, ntp-nts at each --workers)")
     parser.add_argument("--python-load", action="store_true",
                         help="use the Python load generator even with a C compiler")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -521,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = args.targets.split(",") if args.targets else ["chrony", "chrony-md5"] + [
         f"{kind}/{workers}" for workers in args.workers.split(",")
-        for kind in ("ntp", "ntp-md5", "ntp-autokey")]
+        for kind in ("ntp", "ntp-md5", "ntp-autokey", "ntp-nts")]
     with tempfile.TemporaryDirectory(prefix="ntpauto-bench-") as directory:
         scratch = Path(directory)
         keys_file = scratch / "ntp.keys"

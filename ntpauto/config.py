@@ -107,6 +107,9 @@ class AssociationConfig:
     autokey: bool = False
     ident: str | None = None
     ttl: int | None = None
+    nts: bool = False
+    """``nts``: authenticate the server with NTS (RFC 8915; NTS-KE first, on ``ntsport``)."""
+    ntsport: int = 4460
     line: int = 0
 
 
@@ -217,6 +220,21 @@ class Config:
     farm: FarmConfig | None = None
     """``farm``: the Autokey server values come from shared files and agree between
     instances."""
+    nts_server_cert: str | None = None
+    """``ntsservercert``: the NTS-KE server's certificate (chain), PEM; with
+    ``ntsserverkey`` it makes this host an NTS server."""
+    nts_server_key: str | None = None
+    """``ntsserverkey``: the private key of ``ntsservercert``, PEM."""
+    nts_port: int = 4460
+    """``ntsport``: the TCP port of the NTS-KE server (0: any free port)."""
+    nts_trusted_certs: str | None = None
+    """``ntstrustedcerts``: CA certificates (PEM) NTS-KE servers are checked against,
+    instead of the system's."""
+    nts_dump_dir: str | None = None
+    """``ntsdumpdir``: the directory of the NTS cookie secret (shared by workers and by
+    hosts behind one address)."""
+    nts_rotate: int = 86400
+    """``ntsrotate``: seconds per NTS cookie master key (0: never rotated)."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -420,6 +438,20 @@ def _poll_range(where: _Where, minpoll: int | None, maxpoll: int | None, default
     return default_min, default_max
 
 
+def _check_nts(where: _Where, kind: str, values: dict[str, object]) -> None:
+    """``nts`` authenticates a server, alone; ``ntsport`` needs it."""
+    if not values.get("nts"):
+        if "ntsport" in values:
+            raise where.error("option 'ntsport' needs 'nts'")
+        return
+    if kind != "server":
+        raise where.error(f"option 'nts' is for 'server' associations, not '{kind}' (NTS "
+                          "protects client-server mode only, RFC 8915 section 8.1)")
+    other = "autokey" if values.get("autokey") else "key" if "key" in values else None
+    if other is not None:
+        raise where.error(f"options 'nts' and '{other}' are mutually exclusive")
+
+
 def _check_mask(where: _Where, address: str, mask: str) -> str:
     """A dotted netmask of the address's family with contiguous one bits."""
     ip = _ip(address)
@@ -476,7 +508,14 @@ class _Builder:
             "rcvbuf": self._rcvbuf,
             "workers": self._workers,
             "farm": self._farm,
+            "ntsservercert": self._path_value,
+            "ntsserverkey": self._path_value,
+            "ntstrustedcerts": self._path_value,
+            "ntsdumpdir": self._path_value,
+            "ntsport": self._nts_number,
+            "ntsrotate": self._nts_number,
         }
+        self.lines: dict[str, int] = {}
 
     # -- driver ------------------------------------------------------------------------
 
@@ -503,6 +542,11 @@ class _Builder:
             raise ConfigError(self.path, farm.line,
                               "farm shares Autokey server values: it needs the crypto "
                               "directive")
+        cert, key = ("nts_server_cert" in self.values), ("nts_server_key" in self.values)
+        if cert != key:
+            given, missing = ("ntsservercert", "ntsserverkey") if cert else \
+                ("ntsserverkey", "ntsservercert")
+            raise ConfigError(self.path, self.lines[given], f"{given} needs {missing}")
         return Config(
             path=self.path,
             associations=tuple(self.associations),
@@ -568,6 +612,7 @@ class _Builder:
             i += 1
         if values.get("autokey") and values.get("key") is not None:
             raise where.error("options 'key' and 'autokey' are mutually exclusive")
+        _check_nts(where, kind, values)
         minpoll, maxpoll = _poll_range(where, values.pop("minpoll", None),  # type: ignore[arg-type]
                                        values.pop("maxpoll", None), 6, 10)  # type: ignore[arg-type]
         self.associations.append(AssociationConfig(
@@ -671,6 +716,13 @@ class _Builder:
 
     def _path_value(self, where: _Where, directive: str, args: list[str]) -> None:
         self.values[_PATH_FIELDS[directive]] = where.resolve(self._single(where, directive, args))
+        self.lines[directive] = where.line
+
+    def _nts_number(self, where: _Where, directive: str, args: list[str]) -> None:
+        """``ntsport PORT`` (0: any free port), ``ntsrotate SECONDS`` (0: never)."""
+        high = 65535 if directive == "ntsport" else 2**31 - 1
+        value = _integer(where, directive, self._single(where, directive, args), 0, high)
+        self.values["nts_port" if directive == "ntsport" else "nts_rotate"] = value
 
     def _trustedkey(self, where: _Where, directive: str, args: list[str]) -> None:
         tokens = _KEY_RANGE_TOKEN.findall(" ".join(args))
@@ -887,13 +939,16 @@ _ASSOCIATION_RANGES = {
     "version": (1, 4),
     "ttl": (0, 255),
     "port": (1, 65535),
+    "ntsport": (1, 65535),
 }
-_ASSOCIATION_FLAGS = ("iburst", "burst", "prefer", "noselect", "autokey")
+_ASSOCIATION_FLAGS = ("iburst", "burst", "prefer", "noselect", "autokey", "nts")
 _ASSOCIATION_OPTIONS = frozenset({*_ASSOCIATION_FLAGS, "ident",
                                   *_ASSOCIATION_RANGES, *_UNSUPPORTED_SERVER_OPTIONS})
 _UNSUPPORTED_FUDGE_OPTIONS = frozenset({"time1", "time2", "flag1", "flag2", "flag3", "flag4"})
 _PATH_FIELDS = {"keys": "keys_file", "driftfile": "driftfile", "leapfile": "leapfile",
-                "keysdir": "keysdir"}
+                "keysdir": "keysdir", "ntsservercert": "nts_server_cert",
+                "ntsserverkey": "nts_server_key", "ntstrustedcerts": "nts_trusted_certs",
+                "ntsdumpdir": "nts_dump_dir"}
 _INTERFACE_ACTIONS = ("listen", "ignore", "drop")
 _DISCARD_OPTIONS = ("average", "minimum", "monitor")
 _AMPLIFICATION_CHOICES = ("limit", "allow")
@@ -901,8 +956,10 @@ _FAMILY = frozenset({"-4", "-6"})
 
 DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "server": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
-    "peer": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
-    "broadcast": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES}),
+    "peer": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES})
+    - {"nts", "ntsport"},
+    "broadcast": frozenset({*_FAMILY, *_ASSOCIATION_FLAGS, "ident", *_ASSOCIATION_RANGES})
+    - {"nts", "ntsport"},
     "fudge": frozenset({"stratum", "refid"}),
     "localclock": frozenset({"stratum", "refid"}),
     "broadcastclient": frozenset({"novolley"}),
@@ -929,6 +986,12 @@ DIRECTIVE_OPTIONS: dict[str, frozenset[str]] = {
     "rcvbuf": frozenset(),
     "workers": frozenset({"auto"}),
     "farm": frozenset({"seedfile"}),
+    "ntsservercert": frozenset(),
+    "ntsserverkey": frozenset(),
+    "ntstrustedcerts": frozenset(),
+    "ntsdumpdir": frozenset(),
+    "ntsport": frozenset(),
+    "ntsrotate": frozenset(),
 }
 """Every implemented directive and the keywords the parser accepts after it (options,
 flags, actions; not their values).  ``tests/test_docs.py`` checks that docs/configuration.md

@@ -65,6 +65,8 @@ from ntpauto.ntp.peer import (
     refid_text,
 )
 from ntpauto.ntp.restrict import RateLimiter, RestrictList
+from ntpauto.nts.glue import NtsClients
+from ntpauto.nts.serving import nts_server_for
 from ntpauto.poll import PollProcess
 from ntpauto.receive import MAX_POLL, MIN_POLL, AssociationReceiver
 from ntpauto.server import (
@@ -118,7 +120,7 @@ class Engine:
                  autokey: AutokeyNode | None = None,
                  local_address: str | None = None,
                  session_keys: SessionKeys | None = None,
-                 precision: int | None = None) -> None:
+                 precision: int | None = None, nts_server: Any = None) -> None:
         self.config = config
         self.clock = clock
         self.keys = keys if keys is not None else KeyStore()
@@ -159,9 +161,13 @@ class Engine:
         processes answer with them (:mod:`ntpauto.workerpool`)."""
         self.server_processes = 1
         """Processes answering this engine's clients: 1, or with ``workers`` those up now."""
+        self.nts_server = nts_server
+        """The NTS server side (:class:`~ntpauto.nts.serving.NtsServer`), when configured."""
         self.server = Server(self)
         self.receiver = AssociationReceiver(self)
         self.glue = AutokeyGlue(self)
+        self.nts = NtsClients(self)
+        """The NTS client associations' NTS-KE exchanges (:mod:`ntpauto.nts.glue`)."""
         self.system = SystemProcess(self)
         self.poller = PollProcess(self)
         self.changes = ChangeWatcher(self)
@@ -260,6 +266,13 @@ class Engine:
                      host=assoc.address[0], port=assoc.address[1])
         return assoc
 
+    def readdress(self, assoc: Association, address: tuple[str, int]) -> None:
+        """Move ``assoc`` to ``address`` (the NTP server an NTS-KE server negotiated)."""
+        if self._by_address.get(assoc.address) is assoc:
+            del self._by_address[assoc.address]
+        assoc.address = address
+        self._by_address[address] = assoc
+
     def room_for_ephemeral(self) -> bool:
         """Room to mobilise one more passive or broadcast client association: fewer than
         MAX_EPHEMERAL, or after demobilising the oldest ephemeral association never reached
@@ -314,6 +327,10 @@ class Engine:
                 raise ConfigError(self.config.path, conf.line,
                                   "autokey needs the crypto directive (host credentials)")
             assoc.autokey = self.glue.session(assoc, ident=conf.ident)
+        if conf.nts:
+            from ntpauto.nts.session import NtsSession
+
+            assoc.nts = NtsSession(conf.address, conf.ntsport, host, conf.port)
         self.mobilise(assoc)
 
     # ------------------------------------------------------------------ receive
@@ -366,6 +383,8 @@ class Engine:
             mode = MODE_CLIENT
         auth, keyid = self._authenticate(pkt)
         if mode == MODE_CLIENT:
+            if pkt.nts:
+                return self.server.serve_nts(pkt, source, rx, now, flags)
             if auth == AUTH_AUTOKEY:
                 return self.server.serve_autokey(pkt, source, rx, now, flags, local)
             return self.server.serve(pkt, source, rx, now, flags, auth, keyid, MODE_SERVER)
@@ -488,7 +507,11 @@ class Engine:
                 "system_peer": a.associd == sys.peer,
                 "flash": _flag_names(a.flash), "peer_flash": _flag_names(a.peer_flash),
                 "autokey": self._autokey_status(a),
+                "nts": self._nts_status(a),
             })
+        if self.nts_server is not None:
+            keys = self.nts_server.cookie_keys
+            system["nts"] = {"rotate": keys.rotate, "key_id": keys.key_id(self.clock.now())}
         if self.autokey is not None:
             host = self.autokey.host
             system["autokey"] = {
@@ -501,6 +524,15 @@ class Engine:
             }
         return {"system": system, "associations": associations,
                 "counters": dict(self.counters)}
+
+    def _nts_status(self, a: Association) -> dict[str, Any] | None:
+        """The NTS state of an association for display (no key, no cookie)."""
+        if a.nts is None:
+            return None
+        nts = a.nts
+        return {"host": nts.host, "ke_port": nts.port, "cookies": len(nts.cookies),
+                "aead": nts.keys.aead if nts.keys else None, "keyed_at": nts.keyed_at,
+                "ke_exchanges": nts.ke_exchanges, "error": self.nts.last_error.get(a.associd)}
 
     @staticmethod
     def _autokey_status(a: Association) -> dict[str, Any] | None:
@@ -580,7 +612,8 @@ def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = N
     """An engine for ``config`` with its keys, leap table, drift and Autokey credentials
     loaded from disk.
 
-    Raises ConfigError, KeyFileError or LeapFileError naming the file that is wrong.
+    Raises ConfigError, KeyFileError, LeapFileError or CookieKeyFileError naming the file
+    that is wrong.
     """
     keys = KeyStore()
     if config.keys_file:
@@ -598,4 +631,4 @@ def build_engine(config: Config, clock: IClock, *, rng: random.Random | None = N
                   if not is_wildcard(item.address)), None)
     return Engine(config, clock, keys=keys, leap_table=leap_table, rng=rng,
                   frequency_ppm=frequency, resolve=resolve, autokey=autokey,
-                  local_address=local)
+                  local_address=local, nts_server=nts_server_for(config, clock.now))

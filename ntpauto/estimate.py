@@ -45,8 +45,9 @@ class TimeEstimate:
 
 
 def peer_proventic(engine: Engine) -> bool:
-    """True when the system peer is an Autokey association with PROV lit or a reference
-    clock; False without a system peer or with one not authenticated by Autokey (a
+    """True when the system peer is an Autokey association with PROV lit, an NTS
+    association (its NTS-KE server's certificate chained to a trusted CA and named it) or a
+    reference clock; False without a system peer or with one authenticated otherwise (a
     symmetric key proves a shared secret, not an identity)."""
     peer = engine.sys.peer
     assoc = engine.associations.get(peer) if peer is not None else None
@@ -54,6 +55,8 @@ def peer_proventic(engine: Engine) -> bool:
         return False
     if assoc.is_refclock:
         return True
+    if assoc.nts is not None:
+        return assoc.nts.keys is not None
     return assoc.autokey is not None and assoc.autokey.state.proventic
 
 

@@ -124,6 +124,30 @@ AUTOKEY_CHECKS: Mapping[str, str] = {
 """Engine counter of an Autokey value from a peer that failed a check -> ``event`` label
 (the reference's XEVNT names)."""
 
+NTS_OUTCOMES: Mapping[str, str] = {
+    "nts_served": "NTS requests answered with new cookies (the reply as long as the request)",
+    "nts_cookies_cut": "NTS requests answered with fewer cookies than asked, so that the "
+                       "reply is no longer than the request",
+    "nts_nak_sent": "NTS NAKs sent: a cookie we cannot open (unknown or expired master key) "
+                    "or an authenticator that does not verify",
+    "nts_badfield": "NTS requests with malformed NTS fields (no reply)",
+    "nts_ke_served": "NTS-KE requests answered with keys and eight cookies",
+    "nts_ke_refused": "NTS-KE requests answered with an Error record (bad request)",
+    "nts_ke_dropped": "NTS-KE connections closed unanswered (no ntske/1 over TLS 1.3, no "
+                      "complete request in time, TLS failure)",
+    "nts_ke_busy": "NTS-KE connections refused: too many open",
+    "nts_ke_restricted": "NTS-KE connections refused by restrict ignore or noserve",
+    "nts_ke_started": "NTS-KE exchanges started by our NTS associations",
+    "nts_ke_done": "of those, exchanges that gave keys and cookies",
+    "nts_ke_failed": "of those, exchanges that failed (each retried after a back-off)",
+    "nts_rekey": "NTS associations that needed new keys (no cookie left, NTS NAK, refresh)",
+    "nts_badauth": "replies to NTS associations that failed the NTS check (dropped)",
+    "nts_nak_received": "NTS NAKs answering our request (the association re-keys unless an "
+                        "authentic reply comes)",
+}
+"""NTS engine counter -> what it counts (``ntpauto_nts_total{outcome}``, the counter name as
+label)."""
+
 OTHER_COUNTERS = frozenset({"received", "sent", "samples", "kernel_drops", *RX_MODES})
 
 REQUEST_TYPES: Mapping[int, str] = {
@@ -166,6 +190,9 @@ class EngineCollector(Collector):
         yield from _associations(self.engine)
         if self.engine.autokey is not None:
             yield from _autokey(self.engine)
+        if self.engine.nts_server is not None or any(
+                a.nts is not None for a in self.engine.associations.values()):
+            yield from _nts(self.engine)
 
     def describe(self) -> list[Metric]:
         """Nothing: the families depend on the engine (Autokey or not, unknown counters), so
@@ -219,7 +246,7 @@ def _packets(counters: Mapping[str, int]) -> Iterator[Metric]:
                               "Time samples entered into clock filters.",
                               value=counters.get("samples", 0))
     known = DROP_REASONS.keys() | EVENTS.keys() | CLIENT_OUTCOMES.keys() | OTHER_COUNTERS \
-        | AUTOKEY_CHECKS.keys()
+        | AUTOKEY_CHECKS.keys() | NTS_OUTCOMES.keys()
     family = _counter("events_total", "Other engine events, by event.", "event")
     for event in [*EVENTS, *sorted(k for k in counters if k not in known)]:
         family.add_metric([event], counters.get(event, 0))
@@ -301,6 +328,20 @@ def _autokey(engine: Engine) -> Iterator[Metric]:
     for flag, value in flags.items():
         family.add_metric([str(flag.name).lower()], value)
     yield family
+
+
+def _nts(engine: Engine) -> Iterator[Metric]:
+    family = _counter("nts_total", "NTS outcomes, server and client side, by outcome.",
+                      "outcome")
+    for outcome in NTS_OUTCOMES:
+        family.add_metric([outcome], engine.counters.get(outcome, 0))
+    yield family
+    sessions = [a.nts for a in engine.associations.values() if a.nts is not None]
+    yield GaugeMetricFamily(PREFIX + "nts_associations", "Associations using NTS.",
+                            value=len(sessions))
+    yield GaugeMetricFamily(PREFIX + "nts_cookies",
+                            "NTS cookies held by our NTS associations.",
+                            value=sum(len(s.cookies) for s in sessions))
 
 
 # -- mode 6 ---------------------------------------------------------------------------------

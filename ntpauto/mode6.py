@@ -39,6 +39,7 @@ from ntpauto.autokey.status import NID_LONG_NAMES, word_nid
 from ntpauto.metrics import mode6_variables
 from ntpauto.ntp.constants import PHI
 from ntpauto.ntp.peer import Flash
+from ntpauto.nts.aead import AEAD_NAMES
 from ntpauto.wire.packet import LEAP_UNSYNC, MODE_BROADCAST, MODE_CONTROL, MODE_PRIVATE
 from ntpauto.wire.timestamps import NTP_UNIX_OFFSET, unix_to_ntp
 
@@ -353,7 +354,8 @@ def peer_status(engine: Engine, assoc: Association) -> int:
     bits = 0
     if not assoc.ephemeral:
         bits |= PST_CONFIG
-    authenticated = assoc.keyid is not None or assoc.autokey is not None
+    authenticated = assoc.keyid is not None or assoc.autokey is not None \
+        or assoc.nts is not None
     if authenticated:
         bits |= PST_AUTHENABLE
         if assoc.reach and not assoc.flash & (Flash.TEST5 | Flash.TEST8 | Flash.TEST9):
@@ -671,7 +673,8 @@ def _peer_signature(state: Any) -> Items:
 
 PEER_VARIABLES: dict[str, PeerVar] = {
     "config": lambda c, a: [f"config={int(not a.ephemeral)}"],
-    "authenable": lambda c, a: [f"authenable={int(a.keyid is None and a.autokey is None)}"],
+    "authenable": lambda c, a: [
+        f"authenable={int(a.keyid is None and a.autokey is None and a.nts is None)}"],
     "authentic": lambda c, a: [f"authentic={int(bool(peer_status(c.engine, a) & 0x2000))}"],
     "srcadr": lambda c, a: [f"srcadr={a.address[0]}"],
     "srcport": _peer_srcport,
@@ -716,22 +719,45 @@ PEER_VARIABLES: dict[str, PeerVar] = {
 }
 """ntpd's peer variables that ntpauto has, in ntpd's table order."""
 
+def _peer_nts(render: Callable[[Any, Any, Any], Items]) -> PeerVar:
+    """A variable of an NTS association (none for the others)."""
+    def variable(ctx: _Context, a: Association) -> Items:
+        return render(ctx, a, a.nts) if a.nts is not None else []
+    return variable
+
+
+def _nts_ke(ctx: _Context, a: Association, nts: Any) -> Items:
+    if nts.keyed_at is None:
+        return []
+    return [f"nts_ke={int(ctx.now - nts.keyed_at)}"]
+
+
 PEER_EXTENSIONS: dict[str, PeerVar] = {
     "scheme": _peer_autokey(lambda s: [_quoted("scheme", s.scheme_name)]
                             if s.scheme_name else []),
     "trail": _peer_autokey(lambda s: [_quoted("trail", ";".join(f"{subject} {issuer}"
                                                               for subject, issuer in s.trail))]
                            if s.trail else []),
+    "nts_host": _peer_nts(lambda c, a, n: [_quoted("nts_host", f"{n.host} {n.port}")]),
+    "nts_cookies": _peer_nts(lambda c, a, n: [f"nts_cookies={len(n.cookies)}"]),
+    "nts_aead": _peer_nts(lambda c, a, n: [_quoted("nts_aead", AEAD_NAMES.get(
+        n.keys.aead, str(n.keys.aead)))] if n.keys else []),
+    "nts_ke": _peer_nts(_nts_ke),
+    "nts_error": _peer_nts(lambda c, a, n: [_quoted("nts_error", c.engine.nts.last_error[
+        a.associd])] if a.associd in c.engine.nts.last_error else []),
 }
-"""ntpauto-only peer variables, output only when requested by name: the identity scheme in
-use and the certificate trail as received (``subject issuer`` links separated by ';')."""
+"""ntpauto-only peer variables: the identity scheme in use and the certificate trail as
+received (``subject issuer`` links separated by ';'), output only when requested by name;
+and an NTS association's state (RFC 8915): its NTS-KE server (``name port``), the cookies
+it holds, the AEAD algorithm, the seconds since its last NTS-KE exchange and why the last
+one failed, output with the default variables too."""
 
 DEFAULT_PEER = (
     "srcadr", "srcport", "srchost", "dstadr", "dstport", "leap", "stratum", "precision",
     "rootdelay", "rootdisp", "refid", "reftime", "rec", "reach", "unreach", "hmode", "pmode",
     "hpoll", "ppoll", "headway", "flash", "keyid", "offset", "delay", "dispersion", "jitter",
     "filtdelay", "filtoffset", "filtdisp", "host", "flags", "signature", "valid",
-    "initsequence", "ident",
+    "initsequence", "ident", "nts_host", "nts_cookies", "nts_aead", "nts_ke", "nts_error",
 )
 """What ``rv ASSOC`` shows (ntpd def_peer_var[], without what ntpauto does not have)."""
 

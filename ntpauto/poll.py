@@ -66,7 +66,7 @@ class PollProcess:
         if assoc.burst > 0:
             assoc.burst -= 1
             assoc.nextdate = now + (BTIME if assoc.burst else poll_interval(assoc))
-            return [self.transmit(assoc, now)]
+            return self._send(assoc, now)
         if assoc.hmode in (MODE_ACTIVE, MODE_PASSIVE) and assoc.org and (
                 assoc.exchanged_at is None
                 or now - assoc.exchanged_at > RESYNC_POLLS * poll_interval(assoc)):
@@ -105,6 +105,13 @@ class PollProcess:
         else:
             assoc.nextdate = now + poll_interval(assoc)
         if _unproven(assoc) and not assoc.owed:
+            return []
+        return self._send(assoc, now)
+
+    def _send(self, assoc: Association, now: float) -> list[Datagram]:
+        """The poll's request, unless an NTS association has no keys or cookie to send it
+        with (it asks for an NTS-KE exchange instead: :mod:`ntpauto.nts.glue`)."""
+        if assoc.nts is not None and not self.engine.nts.ready(assoc, now):
             return []
         return [self.transmit(assoc, now)]
 
@@ -182,6 +189,8 @@ class PollProcess:
                 own_request=mode != MODE_PASSIVE or not unproven,
                 limit=assoc.owed if unproven else None)
             assoc.owed = 0
+        elif assoc.nts is not None:
+            data = assoc.nts.request(data)
         elif assoc.keyid is not None:
             data += engine.keys.sign(assoc.keyid, data)
         assoc.xmt = xmt

@@ -246,6 +246,11 @@ class NTPDatagramProtocol(DatagramProtocol):
                 self._timer_generation = generation
                 self._reschedule()
 
+    def wake(self) -> None:
+        """The engine's next wakeup moved outside a datagram or a timer (an NTS-KE exchange
+        ended): re-arm the timer."""
+        self._reschedule()
+
     def count_kernel_drops(self, count: int) -> None:
         """``count`` more datagrams the kernel dropped at this port's socket (its receive
         buffer was full): the engine's ``kernel_drops`` counter."""

@@ -256,6 +256,8 @@ class AssociationReceiver:
         if not _mode_fits(assoc, mode):
             self.engine.counters["badmode"] += 1
             return []
+        if assoc.nts is not None:
+            return self._nts_packet(assoc, pkt, mode, rx, now)
         if auth == AUTH_NAK:
             return self._crypto_nak(assoc, pkt.header, now)
         if assoc.autokey is not None:
@@ -419,6 +421,38 @@ class AssociationReceiver:
                 update_peer_header(assoc, header)
                 if verdicts.key.failed and assoc.autokey.state.refetch_auto():
                     counters["autokey_refetch"] += 1
+            return []
+        return self._time(assoc, header, rx, now)
+
+    def _nts_packet(self, assoc: Association, pkt: Packet, mode: int, rx: int,
+                    now: float) -> list[Datagram]:
+        """A reply to an NTS association (RFC 8915 section 5.7).  The NTS verdict first: our
+        request's unique identifier and the authenticator under the server-to-client key; a
+        packet without them fails (NTS stripping, section 8.7) and so does a crypto-NAK.
+        An NTS NAK with our identifier counts only when it answers our last transmit (it
+        is not authenticated): the association re-keys unless an authentic reply comes.
+        Then the on-wire tests and the time, as for any reply."""
+        engine = self.engine
+        counters = engine.counters
+        header = pkt.header
+        verdict = assoc.nts.check(pkt)
+        if verdict.failed:
+            counters["nts_badauth"] += 1
+            assoc.flash = Flash.TEST5
+            return []
+        if not verdict.verified:
+            if not _answers(assoc, header.origin):
+                counters["bogusorg"] += 1
+                return []
+            _use_up(assoc, header.origin)
+            counters["nts_nak_received"] += 1
+            assoc.nts.nak()
+            assoc.flash = Flash.TEST9
+            log.warn("NTS NAK from {host} on association {associd}", host=assoc.address[0],
+                     associd=assoc.associd)
+            return []
+        on = self._on_wire(assoc, header, mode, trusted=False)
+        if on is None or not self._exchange(assoc, header, rx, now, on):
             return []
         return self._time(assoc, header, rx, now)
 

@@ -7,7 +7,8 @@ requests, requests under a symmetric key (68 or 72 octets: key ID and an MD5/CMA
 digest) and, on an Autokey server, requests under a session key without extension fields
 (the same sizes; key ID > 65535, MAC under the server cookie).  :meth:`Server.answer` is the
 path's first stage: it answers those straight from the octets, with no packet objects,
-restrict flags (``ignore``, ``noserve``, ``limited`` with its RATE kiss) included, and
+restrict flags (``ignore``, ``noserve``, ``limited`` with its RATE kiss) included, answers
+NTS-protected requests of a node that serves NTS (:meth:`Server.serve_nts`, RFC 8915), and
 passes everything else on (returns None) to :meth:`Engine.receive_full`, which parses the
 packet and comes back to :meth:`Server.serve` (``notrust``, crypto-NAKs of other shapes,
 mode 0, stateless passive replies) or :meth:`Server.serve_autokey` (extension fields).
@@ -48,12 +49,15 @@ from ntpauto.ntp.peer import is_wildcard
 from ntpauto.ntp.restrict import KOD
 from ntpauto.wire.packet import (
     CRYPTO_NAK,
+    KISS_NTSN,
     KISS_RATE,
     LEAP_UNSYNC,
     MODE_CLIENT,
     MODE_SERVER,
     Datagram,
+    MalformedPacket,
     Packet,
+    parse,
 )
 from ntpauto.wire.timestamps import NTP_UNIX_OFFSET, to_short, unix_to_ntp
 
@@ -169,12 +173,15 @@ class Server:
         base = self._base = (sys.leap << 6, engine.system.wire_stratum(), octets, now, until)
         return base
 
-    def kiss(self, version_bits: int, poll: int, origin: bytes, rx: int, mode: int) -> bytes:
-        """A RATE kiss-o'-death (RFC 5905 section 7.4): leap 3, stratum 0, refid RATE, zero
-        root values and reference time, the request's transmit timestamp as origin and the
-        receive time as both receive and transmit timestamps, so that it gives no time."""
-        return REPLY.pack(_UNSYNC_BITS | version_bits | mode, 0, poll, self._kiss_octets,
-                          origin, rx, rx)
+    def kiss(self, version_bits: int, poll: int, origin: bytes, rx: int, mode: int,
+             code: bytes = KISS_RATE) -> bytes:
+        """A kiss-o'-death (RFC 5905 section 7.4; RATE unless ``code`` says otherwise, e.g.
+        the NTS NAK): leap 3, stratum 0, the code as refid, zero root values and reference
+        time, the request's transmit timestamp as origin and the receive time as both
+        receive and transmit timestamps, so that it gives no time."""
+        octets = self._kiss_octets if code == KISS_RATE else SYSTEM_OCTETS.pack(
+            self.engine.precision, 0, 0, code, 0)
+        return REPLY.pack(_UNSYNC_BITS | version_bits | mode, 0, poll, octets, origin, rx, rx)
 
     # -- the first stage: bytes to bytes ---------------------------------------------------
 
@@ -187,7 +194,7 @@ class Server:
         server: :meth:`header` and the restrict lookup are written out in it.)"""
         size = len(data)
         if size not in _CLIENT_SIZES:
-            return None
+            return self._answer_nts(data, source, rx, now) if size > 72 else None
         first = data[0]
         if first & 7 != MODE_CLIENT or not 0x08 <= first & 0x38 <= 0x20 or not source[1]:
             return None
@@ -235,6 +242,27 @@ class Server:
             counters["badauth"] += 1
             return reply + CRYPTO_NAK
         return reply + keyid + mac_of(reply)
+
+    def _answer_nts(self, data: bytes, source: tuple[str, int], rx: int,
+                    now: float) -> bytes | None:
+        """:meth:`answer` for a longer datagram: an NTS-framed client request when this
+        node serves NTS (:meth:`serve_nts`; no timer changes, so it need not take the full
+        path), else None.  Anything else, and a source restricted with ``ignore``, goes on
+        to the full path, which counts it."""
+        first = data[0]
+        if self.engine.nts_server is None or first & 7 != MODE_CLIENT \
+                or not 0x08 <= first & 0x38 <= 0x20 or not source[1] \
+                or "ignore" in self._flags_for(source[0]):
+            return None
+        try:
+            pkt = parse(data)
+        except MalformedPacket:
+            return None
+        if not pkt.nts:
+            return None
+        self._counters["received"] += 1
+        out = self.serve_nts(pkt, source, rx, now, self._flags_for(source[0]))
+        return out[0].data if out else b""
 
     def _restricted(self, flags: frozenset[str], data: bytes, source: tuple[str, int],
                     rx: int, now: float) -> bytes | None:
@@ -295,14 +323,11 @@ class Server:
         if auth == AUTH_NAK:
             counters["badauth"] += 1
             return []
+        limited = self._over_limit(pkt, source, rx, now, flags, reply_mode)
+        if limited is not None:
+            return limited
         request = pkt.header
         version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
-        if "limited" in flags:
-            verdict = self.engine.limiter.check(source[0], now)
-            if verdict:
-                kiss = self._limited(verdict, flags, version_bits, poll, origin, rx,
-                                     reply_mode)
-                return [Datagram(kiss, source)] if kiss else []
         data = self.header(version_bits, poll, origin, rx, now, reply_mode)
         if auth == AUTH_OK:  # a trusted key: the engine verified the request with it
             mac_of = self.engine.keys.trusted_mac(keyid)  # type: ignore[arg-type]
@@ -311,6 +336,48 @@ class Server:
             counters["badauth"] += 1
             data += CRYPTO_NAK
         counters["served"] += 1
+        return [Datagram(data, source)]
+
+    def _over_limit(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                    flags: frozenset[str], mode: int) -> list[Datagram] | None:
+        """What a ``limited`` source over the rate limit gets (the RATE kiss or nothing),
+        or None: answer it."""
+        if "limited" not in flags:
+            return None
+        verdict = self.engine.limiter.check(source[0], now)
+        if not verdict:
+            return None
+        request = pkt.header
+        kiss = self._limited(verdict, flags, request.version << 3, request.poll & 0xFF,
+                             pkt.data[40:48], rx, mode)
+        return [Datagram(kiss, source)] if kiss else []
+
+    def serve_nts(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
+                  flags: frozenset[str]) -> list[Datagram]:
+        """An NTS-framed client request (RFC 8915 section 5.7; :mod:`ntpauto.nts.serving`):
+        restrict flags and the rate limit as for any request (NTS authenticates it, so
+        ``notrust`` lets it through).  Without NTS configured the fields are ignored, as
+        RFC 7822 asks of unknown ones: a plain reply, which an NTS client refuses."""
+        nts = self.engine.nts_server
+        if nts is None:
+            return self.serve(pkt, source, rx, now, flags, AUTH_NONE, None, MODE_SERVER)
+        counters = self._counters
+        if "noserve" in flags:
+            counters["restricted"] += 1
+            return []
+        limited = self._over_limit(pkt, source, rx, now, flags, MODE_SERVER)
+        if limited is not None:
+            return limited
+        request = pkt.header
+        version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
+        data, outcome = nts.answer(
+            pkt, self.header(version_bits, poll, origin, rx, now),
+            lambda: self.kiss(version_bits, poll, origin, rx, MODE_SERVER, KISS_NTSN))
+        counters[outcome] += 1
+        if data is None:
+            return []
+        if outcome != "nts_nak_sent":
+            counters["served"] += 1
         return [Datagram(data, source)]
 
     def serve_autokey(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,

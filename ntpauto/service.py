@@ -37,6 +37,7 @@ from ntpauto.identityworker import IdentityWorker
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
 from ntpauto.ntp.discipline import write_drift
+from ntpauto.nts.daemon import NtsDaemon
 from ntpauto.protocol import NTPDatagramProtocol, listen_udp
 from ntpauto.udpsocket import privileged, reuseport_group
 from ntpauto.workerpool import ServerWorkers
@@ -111,6 +112,8 @@ class NTPAutokeyService(MultiService):
         self.clock = clock if clock is not None else SystemClock()
         self._reactor = reactor
         self.engine = build_engine(self.config, self.clock)
+        self.nts = NtsDaemon(self.config, self.engine)
+        """NTS-KE: the server's ports, the client associations' exchanges."""
         self.protocols: list[NTPDatagramProtocol] = []
         self.ports: list[Any] = []
         if self.config.driftfile and self.engine.discipline is not None:
@@ -242,6 +245,8 @@ class NTPAutokeyService(MultiService):
             self.protocols.clear()
             self._close_worker_sockets()
             raise
+        self.nts.start(reactor, self.interfaces(), lambda: self.address[1],
+                       lambda: self.protocol and self.protocol.wake())
         self._listen_stats(reactor)
 
     # -- worker processes (docs/scaling.md) --------------------------------------------------
@@ -404,7 +409,7 @@ class NTPAutokeyService(MultiService):
     def stopService(self) -> defer.Deferred[None]:
         """Stop the children, unbind every port (which stops the engine); fires when done."""
         self.write_drift()
-        stopping = [defer.maybeDeferred(super().stopService)]
+        stopping = [defer.maybeDeferred(super().stopService), *self.nts.stop()]
         for port in reversed(self.ports):
             stopping.append(defer.maybeDeferred(port.stopListening))
         if self.stats_port is not None:

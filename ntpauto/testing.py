@@ -36,6 +36,11 @@ from ntpauto.autokey.serving import AutokeyNode
 from ntpauto.config import Config, parse_config
 from ntpauto.engine import Datagram, Engine
 from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.nts.aead import AEAD_AES_SIV_CMAC_256, SessionKeys
+from ntpauto.nts.cookies import CookieKeys
+from ntpauto.nts.glue import KeRequest
+from ntpauto.nts.records import MAX_COOKIES, KeResponse
+from ntpauto.nts.serving import NtsServer
 from ntpauto.wire.timestamps import unix_to_ntp
 
 NTP_PORT = 123
@@ -98,6 +103,10 @@ class SimulatedNetwork:
         self._interceptors: list[Interceptor] = []
         self._links: dict[frozenset[str], tuple[float, float]] = {}
         self._balancers: dict[str, tuple[list[str], list[int]]] = {}
+        self.ke_delay = 0.05
+        """Seconds an NTS-KE exchange takes (TCP and TLS round trips)."""
+        self.ke_reachable: Callable[[str, str], bool] = lambda client, server: True
+        """Whether an NTS-KE exchange between two hosts gets through (a test may cut it)."""
 
     # ------------------------------------------------------------------ building
 
@@ -105,15 +114,19 @@ class SimulatedNetwork:
                  ppm: float = 0.0, keys: str | KeyStore | None = None,
                  trusted: tuple[int, ...] | None = None, port: int = NTP_PORT,
                  precision: int = -20, autokey: Any = None,
-                 offload: float | None = None, name: str | None = None) -> SimulatedHost:
+                 offload: float | None = None, nts_server: bool = False,
+                 name: str | None = None) -> SimulatedHost:
         """Add a host running ``config`` (a Config or ntp.conf text) with a clock that is
         ``offset`` seconds and ``ppm`` parts per million off true time.  ``keys`` is ntp.keys
         text or a KeyStore; with text, ``trusted`` defaults to every key in it.  ``autokey``
         gives the host Autokey credentials (a HostCredentials or an AutokeyNode).
         ``offload`` (seconds) answers the host's identity challenges as the daemon's worker
         process does (:mod:`ntpauto.autokey.offload`), each result arriving that long
-        after the request.  ``name`` (default the address) names a host that shares its
-        address with others (:meth:`balance`); :attr:`hosts` is by name."""
+        after the request.  ``nts_server`` makes it an NTS server (cookies under a secret
+        drawn from the network's seed); its ``server HOST nts`` associations get their
+        NTS-KE exchanges from the network (:meth:`_key_exchange`).  ``name`` (default the
+        address) names a host that shares its address with others (:meth:`balance`);
+        :attr:`hosts` is by name."""
         name = name or address
         if name in self.hosts:
             raise ValueError(f"a host named {name} is on the network already")
@@ -128,6 +141,11 @@ class SimulatedNetwork:
             autokey = AutokeyNode(autokey, automax=config.automax or 12)
         engine = Engine(config, clock, keys=keys, rng=random.Random(self.random.random()),
                         autokey=autokey, local_address=address)
+        if nts_server:
+            secret = self.random.getrandbits(256).to_bytes(32, "big")
+            engine.nts_server = NtsServer(CookieKeys(secret), clock.now)
+        engine.nts.starter = lambda request: self.reactor.callLater(
+            self.ke_delay, self._key_exchange, name, request)
         host = SimulatedHost(address, engine, clock, port, name=name)
         if offload is not None:
             engine.enable_offload()
@@ -226,6 +244,30 @@ class SimulatedNetwork:
             return
         self._send(host, host.engine.finish_identity(job_id, *result,
                                                      self.reactor.seconds()))
+
+    def _key_exchange(self, name: str, request: KeRequest) -> None:
+        """An NTS-KE exchange of the host ``name`` with the host named by ``request``, as
+        its TLS connection would end: fresh keys (drawn from the network's seed) and eight
+        cookies of the server's, or a failure when that host serves no NTS.  The TLS side
+        is :mod:`ntpauto.nts.ke_server`'s and :mod:`ntpauto.nts.ke_client`'s, tested on
+        real connections."""
+        host = self.hosts.get(name)
+        if host is None:
+            return
+        now = self.reactor.seconds()
+        server = self.hosts.get(request.host)
+        nts = server.engine.nts_server if server is not None else None
+        if nts is None or not self.ke_reachable(host.address, request.host):
+            host.engine.nts.failed(request.associd, "connection refused", now)
+        else:
+            keys = SessionKeys(AEAD_AES_SIV_CMAC_256,
+                               self.random.getrandbits(256).to_bytes(32, "big"),
+                               self.random.getrandbits(256).to_bytes(32, "big"))
+            cookies = tuple(nts.cookie_keys.seal(keys, server.clock.now())
+                            for _ in range(MAX_COOKIES))
+            host.engine.nts.keyed(request.associd, KeResponse(keys.aead, cookies), keys,
+                                  None, now)
+        self._send(host, [])
 
     def _destinations(self, source: str, address: str) -> list[SimulatedHost]:
         balancer = self._balancers.get(address)

@@ -55,6 +55,9 @@ class Check(enum.Enum):
     """An identity scheme's proof (IFF, GQ, MV, plugins)."""
     FIELD = "field"
     """An extension field's form and its place in the dance (unsigned fields)."""
+    NTS = "NTS"
+    """An NTS reply: our request's unique identifier and the authenticator under the
+    server-to-client key (RFC 8915 section 5.7)."""
 
 
 @frozen

@@ -7,15 +7,17 @@ import io
 import os
 import shutil
 import stat
+import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.utils import CryptographyDeprecationWarning
 
 from ntpauto.auth.keys import parse_keys
 from ntpauto.cli import keygen
 from ntpauto.pki.certificates import parse_certificate
-from ntpauto.pki.keyfiles import private_key_pem, read_key_file, write_key_file
+from ntpauto.pki.keyfiles import KeyFileError, private_key_pem, read_key_file, write_key_file
 from ntpauto.wire.timestamps import ntp_seconds
 
 NOW = 1_795_450_000.0  # 2026-11-23
@@ -30,6 +32,15 @@ def run(tmp_path, *argv: str, now: float = NOW) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = args.func(args, clock=lambda: now, stdout=out, stderr=err)
     return status, out.getvalue(), err.getvalue()
+
+
+def test_rsa_keys_raise_no_dsa_deprecation_warning(tmp_path):
+    """Making and reusing RSA keys names none of cryptography's DSA classes, which warn from
+    cryptography 51 on (the warning would be printed on every run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        assert run(tmp_path, "-H", "-m", "1024", "-s", "alice", "-p", "pw")[0] == 0
+        assert run(tmp_path, "-s", "alice", "-p", "pw")[0] == 0
 
 
 def cert_of(tmp_path, host: str):
@@ -245,6 +256,13 @@ def _scenario(vectors, tmp_path, scenario: str):
     return target
 
 
+def _export(tmp_path, out: str, password: str | None = None):
+    """The key file an export wrote to stdout, read back (its header names the kind)."""
+    path = tmp_path / out.split("\n", 1)[0][2:]
+    path.write_text(out)
+    return read_key_file(path, password)
+
+
 def test_export_iff_client_parameters(vectors, tmp_path):
     """-e on the reference IFF server key writes ntpkey_iffpar_<group>.<fs> as traditional
     DSA PEM with v = g^(q-b): the same key as the iff-trad workaround file."""
@@ -252,10 +270,9 @@ def test_export_iff_client_parameters(vectors, tmp_path):
     status, out, err = run(keysdir, "-e", "-s", "alice", "-p", "alicepw")
     assert status == 0, err
     assert out.startswith("# ntpkey_iffpar_alice.4004436521\n# ")
-    exported = serialization.load_pem_private_key(
-        out[out.index("-----BEGIN"):].encode(), None).private_numbers()
+    exported = _export(tmp_path, out).private_key
     ref = read_key_file(vectors / "keys/iff-trad/brenda/ntpkey_iffpar_alice").private_key
-    assert exported == ref.private_numbers()
+    assert exported == ref
     assert "BEGIN DSA PRIVATE KEY" in out
 
 
@@ -277,15 +294,31 @@ def test_export_mv_server_key_and_client_key(vectors, tmp_path):
     assert status == 0, err
     assert out.startswith("# ntpkey_mvkey_alice.4004437967\n")
     assert "alicepw" not in out and "secret" not in out
-    server = serialization.load_pem_private_key(out[out.index("-----BEGIN"):].encode(),
-                                                b"secret")
+    server = _export(tmp_path, out, "secret").private_key
     ref = read_key_file(vectors / "keys/mv-trad/alice/ntpkey_mvkey_alice", "alicepw")
-    assert server.private_numbers() == ref.private_key.private_numbers()
+    assert server == ref.private_key
     status, out, err = run(keysdir, "-e", "-s", "alice", "-p", "alicepw")
     assert status == 0, err
-    client = serialization.load_pem_private_key(out[out.index("-----BEGIN"):].encode(), None)
+    client = _export(tmp_path, out).private_key
     ref = read_key_file(vectors / "keys/mv-trad/brenda/ntpkey_mvpar_alice")
-    assert client.private_numbers() == ref.private_key.private_numbers()
+    assert client == ref.private_key
+
+
+def test_export_iff_server_key_reencrypted(vectors, tmp_path):
+    """-q PW writes the reference's PKCS#8 IFF server key as traditional DSA encrypted with PW
+    (AES-256-CBC), with the public value v = g^(q-b) that PKCS#8 had lost: the same group
+    key, and the file now exports client parameters that verify."""
+    keysdir = _scenario(vectors, tmp_path, "iff/alice")
+    status, out, err = run(keysdir, "-q", "other", "-s", "alice", "-p", "alicepw")
+    assert status == 0, err
+    assert out.startswith("# ntpkey_iffkey_alice.4004436521\n")
+    assert "-----BEGIN DSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC," in out
+    exported = _export(tmp_path, out, "other").private_key
+    ref = read_key_file(keysdir / "ntpkey_iffkey_alice", "alicepw").private_key
+    assert (exported.p, exported.q, exported.g, exported.priv) == (ref.p, ref.q, ref.g, ref.priv)
+    assert exported.pub == pow(ref.g, ref.q - ref.priv, ref.p) != ref.pub
+    with pytest.raises(KeyFileError, match="wrong password"):
+        _export(tmp_path, out, "alicepw")
 
 
 def test_export_gq_server_key_reencrypted(vectors, tmp_path):

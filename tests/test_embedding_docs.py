@@ -43,7 +43,8 @@ def test_every_example_is_run() -> None:
     """The examples this module runs, and test_service.py's five lines: all of them."""
     markers = ["app.privilegedStartService", "from_file(\"/etc/ntpauto/ntp.conf\")   #",
                "attrs.evolve(load_config", "reactor=my_reactor", "SimulatedNetwork(",
-               "task.react(main)", "ntp.synchronised(", "ntp.observe("]
+               "task.react(main)", "ntp.synchronised(", "ntp.observe(",
+               "task.react(nts_main)"]
     assert sorted(block(marker) for marker in markers) == sorted(BLOCKS)
 
 
@@ -97,6 +98,30 @@ def test_getting_proven_time(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     finally:
         stop(server)
     assert re.fullmatch(r"[-+]\d+\.\d{6} s, proven by alice@alice\n", capsys.readouterr().out)
+
+
+def test_getting_time_with_nts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The NTS lines: a sample from an ntpauto NTS server (a private CA instead of the
+    system's trust store)."""
+    from ntpauto.nts import certs
+    from tests.test_nts_service import free_tcp_port
+    from tests.test_nts_service import service as nts_service
+
+    pki = certs.write_test_pki(tmp_path, ["127.0.0.1"])
+    ke_port = free_tcp_port()
+    server = nts_service(f"localclock stratum 1\nntsservercert {pki.cert}\n"
+                         f"ntsserverkey {pki.key}\nntsport {ke_port}\n", tmp_path / "ntp.conf")
+    code = block("task.react(nts_main)").replace(
+        '"nts.example.org", nts=True',
+        f'"127.0.0.1", nts=True, ntsport={ke_port}, ntstrustedcerts={str(pki.ca)!r}')
+    namespace: dict[str, Any] = {}
+    exec(code.replace("task.react(nts_main)", ""), namespace)
+    try:
+        result(namespace["nts_main"](reactor))
+    finally:
+        stop(server)
+    assert re.fullmatch(r"[-+]\d+\.\d{6} s, NTS-KE with 127\.0\.0\.1\n",
+                        capsys.readouterr().out)
 
 
 def test_service_time_and_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -206,6 +206,25 @@ def test_chronyd_client_of_our_server(tmp_path: Path, chronyd, auth: str | None)
     assert counters["internal_error"] == 0
 
 
+def four_samples(service: NTPAutokeyService, chrony: Chrony) -> dict[str, Any]:
+    """The service's one association once it has four samples from chronyd (then the
+    service is stopped)."""
+
+    def association() -> dict[str, Any] | None:
+        # iburst: the burst's answers enter the clock filter without shifting the reach
+        # register, so count samples rather than reach bits.
+        [assoc] = service.engine.status()["associations"]
+        if assoc["reach"] and service.engine.counters["samples"] >= 4:
+            return assoc
+        return None
+
+    try:
+        return spin(association, DEADLINE, "four samples from chronyd",
+                    lambda: f"{service.engine.status()}\n{chrony.output()}")
+    finally:
+        stop_service(service)
+
+
 @pytest.mark.parametrize("auth", AUTH_CASES, ids=lambda a: a or "none")
 def test_our_client_of_chronyd(tmp_path: Path, chronyd, auth: str | None) -> None:
     """Our client association with chronyd as its server (``local stratum 1``) measures an
@@ -219,20 +238,7 @@ def test_our_client_of_chronyd(tmp_path: Path, chronyd, auth: str | None) -> Non
         f"server 127.0.0.1 port {chrony_port} minpoll 3 iburst{key}\n"
         f"keys {keys}\ntrustedkey 1 2\n", tmp_path / "ntp.conf", 0)
     lengths = record_lengths(service)
-
-    def association() -> dict[str, Any] | None:
-        # iburst: the burst's answers enter the clock filter without shifting the reach
-        # register, so count samples rather than reach bits.
-        [assoc] = service.engine.status()["associations"]
-        if assoc["reach"] and service.engine.counters["samples"] >= 4:
-            return assoc
-        return None
-
-    try:
-        assoc = spin(association, DEADLINE, "four samples from chronyd",
-                     lambda: f"{service.engine.status()}\n{chrony.output()}")
-    finally:
-        stop_service(service)
+    assoc = four_samples(service, chrony)
     assert lengths and set(lengths) == {expected_length(auth)}, lengths
     assert abs(assoc["offset"]) < TOLERANCE, assoc
     assert assoc["stratum"] == 1

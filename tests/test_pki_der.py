@@ -76,3 +76,33 @@ def test_bit_string_and_null():
     assert der.bit_string(b"\xff").hex() == "030200ff"
     assert der.null().hex() == "0500"
     assert der.tlv(der.TAG_BOOLEAN, b"\xff").hex() == "0101ff"
+
+
+@pytest.mark.parametrize(("data", "value"), [("020100", 0), ("02020080", 128),
+                                             ("020500eeaeda23", 4004436515)])
+def test_decode_integer(data, value):
+    """One non-negative INTEGER read back."""
+    assert der.decode_integer(bytes.fromhex(data)) == value
+
+
+@pytest.mark.parametrize("data", ["0200", "0201ff", "02020001", "0401", "02010100", "0301"])
+def test_decode_integer_is_strict(data):
+    """Empty, negative, non-minimal, another tag, trailing octets, truncated: DerError."""
+    with pytest.raises(der.DerError):
+        der.decode_integer(bytes.fromhex(data))
+
+
+def test_decode_algorithm():
+    """AlgorithmIdentifier: the OID and the parameters TLV, or None without parameters; a
+    SEQUENCE of anything else is refused."""
+    params = der.encode_integers(23, 11, 4)
+    assert der.decode_algorithm(der.sequence(der.oid("1.2.840.10040.4.1"), params)) == \
+        ("1.2.840.10040.4.1", params)
+    assert der.decode_algorithm(der.sequence(der.oid("1.2.840.113549.2.9"), der.null())) == \
+        ("1.2.840.113549.2.9", der.null())
+    assert der.decode_algorithm(der.sequence(der.oid("1.2.840.113549.2.7"))) == \
+        ("1.2.840.113549.2.7", None)
+    for bad in (der.sequence(), der.sequence(der.integer(1)),
+                der.sequence(der.oid("1.2.3"), der.null(), der.null()), der.oid("1.2.3")):
+        with pytest.raises(der.DerError):
+            der.decode_algorithm(bad)

@@ -8,9 +8,9 @@ import re
 import stat
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ntpauto.pki.dsa_structure import DSAStructure
 from ntpauto.pki.keyfiles import (
     KeyFileError,
     dsa_traditional_pem,
@@ -182,20 +182,20 @@ def test_repr_never_shows_key_material(vectors):
     assert str(numbers.public_numbers.e) not in text
 
 
-def test_dsa_traditional_pem_keeps_the_public_value(vectors):
+def test_dsa_traditional_pem_keeps_the_public_value(vectors, tmp_path):
     """The IFF client parameters keep v = g^(q-b) (not g^x) in traditional PEM, plain or
     encrypted; the result equals the iff-trad workaround file's key."""
     ref = read_key_file(vectors / "keys/iff-trad/brenda/ntpkey_iffpar_alice")
-    numbers = ref.private_key.private_numbers()
-    params = numbers.public_numbers.parameter_numbers
-    pem = dsa_traditional_pem(params.p, params.q, params.g, numbers.public_numbers.y, 1)
+    key = ref.private_key
+    assert isinstance(key, DSAStructure) and key.pub != pow(key.g, key.priv, key.p)
+    pem = dsa_traditional_pem(key.p, key.q, key.g, key.pub, 1)
     assert pem.startswith(b"-----BEGIN DSA PRIVATE KEY-----")
     assert _body(pem.decode()) == _body(ref.path.read_text())
-    encrypted = dsa_traditional_pem(params.p, params.q, params.g, numbers.public_numbers.y, 1,
-                                    password="pw")
-    assert b"Proc-Type: 4,ENCRYPTED" in encrypted
-    again = serialization.load_pem_private_key(encrypted, b"pw").private_numbers()
-    assert again.public_numbers.y == numbers.public_numbers.y and again.x == 1
+    encrypted = dsa_traditional_pem(key.p, key.q, key.g, key.pub, 1, password="pw")
+    assert b"Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC," in encrypted
+    path = write_key_file(tmp_path, "iffkey", "alice", FS, encrypted)
+    assert read_key_file(path, "pw").private_key == key
+    assert dsa_traditional_pem(key.p, key.q, key.g, key.pub, 1, password="") == pem
 
 
 def test_rsa_cuckoo_pem_reproduces_the_reference_gqpar(vectors):

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterator
 
 from attrs import frozen
-from cryptography.hazmat.primitives.asymmetric import dsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ntpauto.audit.probe import Observations
 from ntpauto.autokey.status import Flag, word_nid
@@ -170,7 +170,7 @@ def _signature(obs: Observations, now: float) -> Iterator[Finding]:
 
 def _key_bits(info: CertInfo) -> tuple[str, int]:
     key = info.public_key
-    kind = "DSA" if isinstance(key, dsa.DSAPublicKey) else "RSA"
+    kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else "DSA"
     return kind, int(key.key_size)
 
 

@@ -760,7 +760,11 @@ class AutokeyAssociation:
             info = check_cert_response(f.value, f.filestamp, self.host.name, now)
         except CertificateError as exc:
             return _fail(Check.CERTIFICATE, exc.message, exc.event)
-        if info.subject != self.issuer or info.subject == self.host.name:
+        if info.subject == self.host.name:
+            return _fail(Check.CERTIFICATE, f"the certificate is for our own name "
+                                            f"{info.subject}: the peer must have another "
+                                            "host name", Event.CRT)
+        if info.subject != self.issuer:
             return _fail(Check.CERTIFICATE, f"certificate for {info.subject}, asked for "
                                             f"{self.issuer}", Event.CRT)
         if self._last_cert is not None:

@@ -575,7 +575,9 @@ def load_host(
     if sign_path is not None:
         sign_file = keyfiles.read_key_file(sign_path, secret)
         sign_key = sign_file.private_key
-        if not isinstance(sign_key, rsa.RSAPrivateKey | dsa.DSAPrivateKey):
+        # RSA first: naming cryptography's DSA classes warns (DSA is deprecated there).
+        if not (isinstance(sign_key, rsa.RSAPrivateKey)
+                or isinstance(sign_key, dsa.DSAPrivateKey)):
             raise KeyFileError(sign_file.path, "the sign key must be RSA or DSA")
     if cert is not None:
         cert_path = Path(cert) if os.path.isabs(cert) else folder / cert

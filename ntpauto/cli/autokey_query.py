@@ -1,5 +1,6 @@
 """``ntpauto query --autokey``: the whole Autokey client dance with one server, then the time,
-and what was proven (:func:`ntpauto.client.query`).
+and what was proven (:func:`ntpauto.client.query`); ``ntpauto query --nts``: NTS-KE, then
+the time under NTS.
 
 The dance's requests go back to back, so against an ntpauto server on loopback the answer
 comes in milliseconds; against a server that drops requests that come too fast the query
@@ -64,8 +65,16 @@ def format_outcome(outcome: Outcome) -> str:
         f"stratum     {sample.stratum}",
         f"refid       {sample.refid}",
         f"leap        {sample.leap} ({sample.leap_text})",
-        "authentic   yes: Autokey",
     ]
+    if sample.nts is not None:
+        nts = sample.nts
+        lines += ["authentic   yes: NTS (RFC 8915)",
+                  f"nts-ke      {nts.host} port {nts.ke_port} (TLS 1.3, its certificate "
+                  "checked)",
+                  f"aead        {nts.aead}",
+                  f"cookies     {nts.cookies} held"]
+    else:
+        lines.append("authentic   yes: Autokey")
     if sample.autokey is not None:
         lines += proof_lines(sample.autokey)
     lines.append(f"exchange    {outcome.requests} requests, {outcome.seconds:.3f} s")
@@ -83,11 +92,15 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Carry out ``ntpauto query --autokey``; the exit status."""
-    keys = keys_of(args)
+    """Carry out ``ntpauto query --autokey`` (or ``--nts``); the exit status."""
+    if args.nts:
+        options: dict[str, Any] = {"nts": True, "ntsport": args.ntsport,
+                                   "ntstrustedcerts": args.ntstrustedcerts}
+    else:
+        options = {"autokey": keys_of(args)}
     try:
         outcome = wait_for(lambda reactor: query_outcome(
-            reactor, args.host, args.port, autokey=keys, timeout=args.timeout))
+            reactor, args.host, args.port, timeout=args.timeout, **options))
     except (QueryFailed, KeyFileError, FileLineError, OSError, ValueError) as exc:
         err.write(f"ntpauto query: {exc}\n")
         return 1

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from ntpauto.pki import keyfiles
 from ntpauto.pki.certificates import CertificateError, CertInfo, parse_certificate
+from ntpauto.pki.dsa_structure import DSAStructure
 from ntpauto.pki.keyfiles import KeyFile, KeyFileError
 from ntpauto.pki.profiles import SIGNATURE_ALGORITHMS
 from ntpauto.wire.timestamps import ntp_to_unix
@@ -89,15 +90,16 @@ def _key_text(key: Any) -> str:
 
 def _identity_text(kind: str, key: Any) -> str:
     """Sizes of an identity structure's parameters (never their values)."""
+    if isinstance(key, DSAStructure):
+        return f"p {key.p.bit_length()} bits, q {key.q.bit_length()} bits"
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return _key_text(key)
     numbers = key.private_numbers()
-    if isinstance(key, rsa.RSAPrivateKey):
-        public = numbers.public_numbers
-        text = f"n {public.n.bit_length()} bits, group key b {public.e.bit_length()} bits"
-        if kind == "gqkey":
-            text += f", public key v {numbers.q.bit_length()} bits"
-        return text
-    params = numbers.public_numbers.parameter_numbers
-    return f"p {params.p.bit_length()} bits, q {params.q.bit_length()} bits"
+    public = numbers.public_numbers
+    text = f"n {public.n.bit_length()} bits, group key b {public.e.bit_length()} bits"
+    if kind == "gqkey":
+        text += f", public key v {numbers.q.bit_length()} bits"
+    return text
 
 
 def describe_certificate(info: CertInfo, now: float | None = None) -> list[str]:

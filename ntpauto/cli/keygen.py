@@ -156,6 +156,11 @@ def register(subparsers: Any) -> None:
                         "the server key with -q PW)")
     parser.add_argument("--keysdir", metavar="DIR", default=None,
                         help="directory for the files and links (default: current directory)")
+    parser.add_argument("--nts-cert", dest="nts_cert", metavar="NAME[,NAME...]", default=None,
+                        help="only make a private CA and an NTS-KE server certificate for "
+                        "these DNS names or IP addresses (-l DAYS valid): ntpkey_ntsca.pem "
+                        "(ntstrustedcerts), ntpkey_ntscert.pem (ntsservercert) and "
+                        "ntpkey_ntskey.pem (ntsserverkey), for tests and closed networks")
     parser.set_defaults(func=run)
 
 
@@ -266,7 +271,8 @@ def _small_rsa_key(bits: int) -> rsa.RSAPrivateKey:
 
 
 def _key_type(key: Any) -> str:
-    return "DSA" if isinstance(key, dsa.DSAPrivateKey) else "RSA"
+    # RSA first: naming cryptography's DSA classes warns (deprecated from cryptography 51)
+    return "RSA" if isinstance(key, rsa.RSAPrivateKey) else "DSA"
 
 
 class _Run:
@@ -302,7 +308,7 @@ class _Run:
             keyfiles.resolve_link(path)
         except FileNotFoundError:
             return None
-        return keyfiles.read_key_file(path, self.password)
+        return keyfiles.read_key_file(path, self.password, kind_hint=name)
 
     # -- steps --------------------------------------------------------------------------
 
@@ -496,10 +502,14 @@ class _Run:
         return kf.private_key.private_numbers().q
 
 
-def _dsa_numbers(key: Any) -> tuple[int, int, int, int, int]:
-    numbers = key.private_numbers()
-    params = numbers.public_numbers.parameter_numbers
-    return params.p, params.q, params.g, numbers.public_numbers.y, numbers.x
+def _dsa_numbers(kf: keyfiles.KeyFile, index: int = 0) -> tuple[int, int, int, int, int]:
+    """(p, q, g, pub, priv) of the DSA structure ``index`` of an IFF or MV file: the
+    arguments of :func:`~ntpauto.pki.keyfiles.dsa_traditional_pem`."""
+    from ntpauto.identity.common import dsa_fields
+
+    keys = kf.private_keys
+    p, q, g, priv, pub = dsa_fields(keys[index] if index < len(keys) else None, kf.path)
+    return p, q, g, pub, priv
 
 
 def _numbers(indices: frozenset[int]) -> str:
@@ -585,7 +595,7 @@ def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
     """(type, PEM) of ``-e`` for one identity file (interop.md 6.1-6.3); for MV, client
     key ``mv_client`` (1-based: key 2 + ``mv_client`` of the bundle)."""
     if name == "iffkey":
-        p, q, g, _y, b = _dsa_numbers(kf.private_key)
+        p, q, g, _y, b = _dsa_numbers(kf)
         return "iffpar", keyfiles.dsa_traditional_pem(p, q, g, pow(g, q - b, p), 1)
     if name == "gqkey":
         numbers = kf.private_key.private_numbers()
@@ -600,9 +610,9 @@ def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
     if not kf.traditional:
         say(f"warning: {kf.path.name} is PKCS#8, whose DSA keys lost their public values; "
             "the exported MV client key will not verify (interop.md 6.4)")
-    client = _dsa_numbers(kf.private_keys[1 + mv_client])
+    client = _dsa_numbers(kf, 1 + mv_client)
     if kf.traditional:
-        p, _q, e, ghat, gbar = _dsa_numbers(kf.private_keys[1])
+        p, _q, e, ghat, gbar = _dsa_numbers(kf, 1)
         xhat, xbar = client[3], client[4]
         if pow(gbar, xhat, p) * pow(ghat, xbar, p) * e % p != 1:
             say(f"note: MV client key {mv_client} is revoked by the bundle's server key "
@@ -611,13 +621,33 @@ def _client_params(name: str, kf: keyfiles.KeyFile, say: Callable[[str], None],
 
 
 def _server_keys(name: str, kf: keyfiles.KeyFile, password: bytes) -> tuple[str, bytes]:
-    """(type, PEM) of ``-q PW`` for one identity file."""
-    if name in ("iffkey", "gqkey"):
+    """(type, PEM) of ``-q PW`` for one identity file: GQ as PKCS#8, IFF and MV as
+    traditional DSA (IFF with its public value v = g^(q-b), as our ``-I`` writes it)."""
+    if name == "gqkey":
         return name, keyfiles.private_key_pem(kf.private_key, password)
+    if name == "iffkey":
+        p, q, g, _y, b = _dsa_numbers(kf)
+        return name, keyfiles.dsa_traditional_pem(p, q, g, pow(g, q - b, p), b,
+                                                  password=password)
     if len(kf.private_keys) < 2:
         raise KeygenError(f"{kf.path}: an MV file needs at least 2 keys")
-    return "mvkey", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf.private_keys[1]),
-                                                 password=password)
+    return "mvkey", keyfiles.dsa_traditional_pem(*_dsa_numbers(kf, 1), password=password)
+
+
+def _nts_cert(args: argparse.Namespace, err: TextIO) -> int:
+    """``--nts-cert``: a private CA and an NTS-KE server certificate in the keys directory
+    (:func:`ntpauto.nts.certs.write_test_pki`)."""
+    from ntpauto.nts.certs import write_test_pki
+
+    names = [name.strip() for name in args.nts_cert.split(",") if name.strip()]
+    if not names:
+        raise KeygenError("--nts-cert needs at least one DNS name or IP address")
+    paths = write_test_pki(args.keysdir or ".", names, days=args.days)
+    print(f"NTS CA {paths.ca} (clients: ntstrustedcerts)\n"
+          f"NTS-KE server certificate {paths.cert} for {', '.join(names)} "
+          f"(ntsservercert)\nits private key {paths.key} (ntsserverkey, mode 0600)",
+          file=err)
+    return 0
 
 
 def run(
@@ -632,6 +662,8 @@ def run(
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     try:
+        if getattr(args, "nts_cert", None) is not None:
+            return _nts_cert(args, err)
         job = _Run(args, clock(), out, err)
         exporting = args.export_params or args.export_password is not None
         if getattr(args, "mv_revoke", None) is not None:

@@ -38,7 +38,9 @@ DESCRIPTION = ("Ask an NTP server for the time once and show its answer: offset 
                "With --autokey the whole Autokey dance runs first, with the keys of "
                "--keysdir, and the output says what it proved: the server's certificate "
                "trail to a trusted host, its identity scheme, its signature algorithm and "
-               "the cookie.")
+               "the cookie. With --nts, NTS-KE (RFC 8915) runs first over TLS 1.3 and the time "
+               "request is NTS-protected; the output names the NTS-KE server whose "
+               "certificate was checked and the AEAD algorithm.")
 DEFAULT_TIMEOUT = 3.0
 """Seconds a plain or symmetric-key query waits by default (Autokey:
 :data:`ntpauto.client.oneshot.DEFAULT_TIMEOUT`)."""
@@ -83,6 +85,15 @@ def register(subparsers: Any) -> None:
     autokey.add_argument("--digest", choices=("md5", "sha1"), type=str.lower,
                          help="the session-key digest, as 'crypto digest' (default md5; it "
                               "must be the server's)")
+    nts = parser.add_argument_group(
+        "NTS", "Run NTS-KE (RFC 8915) with the server first, then ask for the time under NTS.")
+    nts.add_argument("--nts", "-n", action="store_true",
+                     help="authenticate the server with NTS")
+    nts.add_argument("--ntsport", type=int, default=None, metavar="N",
+                     help="the server's NTS-KE TCP port (default 4460)")
+    nts.add_argument("--ntstrustedcerts", metavar="FILE",
+                     help="PEM CA certificates to check the server's certificate against "
+                          "(default: the system's trust store)")
     parser.set_defaults(func=run)
 
 
@@ -216,11 +227,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None,
     err = err if err is not None else sys.stderr
     try:
         _check_modes(args)
-        if args.autokey:
+        if args.autokey or args.nts:
             from ntpauto.cli import autokey_query
             from ntpauto.client.oneshot import DEFAULT_TIMEOUT as AUTOKEY_TIMEOUT
 
             args.timeout = AUTOKEY_TIMEOUT if args.timeout is None else args.timeout
+            args.ntsport = 4460 if args.ntsport is None else args.ntsport
             return autokey_query.run(args, out, err)
         store = None
         if args.key is not None:
@@ -256,3 +268,12 @@ def _check_modes(args: argparse.Namespace) -> None:
         raise QueryError("--autokey does not go with --key/--keys")
     if autokey_only and not args.autokey:
         raise QueryError(f"{autokey_only[0]} needs --autokey")
+    nts_only = [name for name, value in (("--ntsport", args.ntsport),
+                                         ("--ntstrustedcerts", args.ntstrustedcerts))
+                if value is not None]
+    if args.nts and (args.autokey or args.key is not None or args.keys):
+        raise QueryError("--nts does not go with --autokey or --key/--keys")
+    if nts_only and not args.nts:
+        raise QueryError(f"{nts_only[0]} needs --nts")
+    if args.ntsport is not None and not 0 < args.ntsport < 65536:
+        raise QueryError(f"--ntsport {args.ntsport} is out of range 1-65535")

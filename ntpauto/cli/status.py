@@ -1,7 +1,8 @@
 """``ntpauto status``: a running daemon's associations and Autokey state, over mode 6.
 
 Per association: peer, mode, reach, offset, delay, jitter and the Autokey state (flags by
-name, identity scheme, certificate trail with expiry), read as ``ntpq`` reads them.
+name, identity scheme, certificate trail with expiry) or the NTS state (NTS-KE server, AEAD,
+cookies held, time of the last NTS-KE exchange), read as ``ntpq`` reads them.
 
 Usage: ``ntpauto status [HOST] [--port N] [--json] [--timeout S]`` (HOST defaults to
 127.0.0.1 and the port to 12300, the embedded default's).  A daemon that does not answer is a
@@ -240,6 +241,15 @@ def _autokey(values: dict[str, str], certificates: list[dict[str, Any]]) -> dict
     }
 
 
+def _nts(values: dict[str, str]) -> dict[str, Any]:
+    """An NTS association's state from its ``nts_*`` variables (ntpauto daemons)."""
+    host, _, port = values["nts_host"].rpartition(" ")
+    return {"host": host, "ke_port": _int(port), "cookies": _int(values.get("nts_cookies")),
+            "aead": values.get("nts_aead"),
+            "ke_age": _int(values["nts_ke"]) if "nts_ke" in values else None,
+            "error": values.get("nts_error")}
+
+
 def document(raw: dict[str, Any]) -> dict[str, Any]:
     """The status as a JSON-ready document: ``system`` (with ``autokey`` for an Autokey
     host), ``associations`` and ``counters``; times in seconds."""
@@ -285,6 +295,7 @@ def document(raw: dict[str, Any]) -> dict[str, Any]:
             "jitter": _ms(variables.get("jitter")),
             "flash": _int(variables.get("flash")),
             "autokey": _autokey(variables, certificates) if "flags" in variables else None,
+            "nts": _nts(variables) if "nts_host" in variables else None,
         }
         associations.append(association)
     counters = {name: _int(value) for name, value in raw["counters"]}
@@ -316,9 +327,9 @@ def render(status: dict[str, Any], out: TextIO) -> None:
     for a in status["associations"]:
         mark = "*" if a["system_peer"] else ("+" if a["condition"] == "candidate" else " ")
         peer = a["name"] or a["address"] if a["refclock"] else f"{a['address']}:{a['port']}"
-        autokey = a.get("autokey")
+        autokey, nts = a.get("autokey"), a.get("nts")
         flags = " ".join(f for f in autokey["flags"] if f not in HIDDEN_FLAGS) \
-            if autokey else "-"
+            if autokey else "NTS" if nts else "-"
         mode = SHOWN_MODES.get(a["mode"], a["mode"])
         out.write(f"{mark} {peer:<22} {mode:<8} {a['stratum']:>2} "
                   f"{a['reach']:08b} {2 ** a['hpoll']:>5} {a['offset']:>+11.6f} "
@@ -328,6 +339,12 @@ def render(status: dict[str, Any], out: TextIO) -> None:
                      in zip(autokey["trail"], autokey["expires"])]
             out.write(f"    peer {autokey['peer'] or '?'}  scheme {autokey['scheme'] or '?'}  "
                       f"status {autokey['status']}  trail: {' <- '.join(links) or '-'}\n")
+        if nts:
+            age = "never" if nts["ke_age"] is None else f"{nts['ke_age']} s ago"
+            error = f"  last error: {nts['error']}" if nts["error"] else ""
+            out.write(f"    nts-ke {nts['host']} port {nts['ke_port']}  aead "
+                      f"{nts['aead'] or '-'}  cookies {nts['cookies']}  exchange {age}"
+                      f"{error}\n")
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -23,6 +23,7 @@ from ntpauto.client.errors import (
     CryptoNAK,
     IdentityFailed,
     KissOfDeath,
+    NtsFailed,
     PortUnreachable,
     QueryFailed,
     QueryTimeout,
@@ -31,12 +32,14 @@ from ntpauto.client.errors import (
 
 __all__ = [
     "AutokeyFailed", "AutokeyKeys", "AutokeyProof", "CertificateExpired", "CertificateLink",
-    "CertificateUntrusted", "CryptoNAK", "IdentityFailed", "KissOfDeath", "PortUnreachable",
-    "QueryFailed", "QueryTimeout", "Sample", "ServerUnsynchronised", "query",
+    "CertificateUntrusted", "CryptoNAK", "IdentityFailed", "KissOfDeath", "NtsFailed",
+    "NtsProof", "PortUnreachable", "QueryFailed", "QueryTimeout", "Sample",
+    "ServerUnsynchronised", "query",
 ]
 
 _LAZY = {"query": "oneshot", "query_outcome": "oneshot", "AutokeyKeys": "oneshot",
          "Outcome": "oneshot", "AutokeyProof": "sample", "CertificateLink": "sample",
+         "NtsProof": "sample",
          "Sample": "sample"}
 """Names imported on first use, by module: the engine and the certificate code behind them
 are not needed by the commands that only share the error wording."""

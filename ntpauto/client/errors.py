@@ -11,7 +11,8 @@ from typing import Any
 
 __all__ = [
     "PORT_UNREACHABLE", "AutokeyFailed", "CertificateExpired", "CertificateUntrusted", "CryptoNAK",
-    "IdentityFailed", "KissOfDeath", "PortUnreachable", "QueryFailed", "QueryTimeout",
+    "IdentityFailed", "KissOfDeath", "NtsFailed", "PortUnreachable", "QueryFailed",
+    "QueryTimeout",
     "ServerUnsynchronised", "no_answer",
 ]
 
@@ -91,3 +92,8 @@ class CertificateExpired(AutokeyFailed):
 class CertificateUntrusted(AutokeyFailed):
     """The server's certificate trail does not verify or does not end at a trusted
     certificate of our group."""
+
+
+class NtsFailed(QueryFailed):
+    """NTS gave no keys: the NTS-KE exchange failed (connection, TLS, the server's
+    certificate or name, ALPN, the server's response); the message says which."""

@@ -1,7 +1,7 @@
 """One query, checked by the daemon's own code: an in-memory engine with one association.
 
 :func:`query` builds, in code, the configuration of a node with a single association
-``server HOST`` (with ``key N``, or ``autokey [ident GROUP]``), runs its engine over a UDP
+``server HOST`` (with ``key N``, ``autokey [ident GROUP]`` or ``nts``), runs its engine over a UDP
 port of its own connected to the server, and waits for the engine to take one time sample.
 Every reply passes exactly the receive path the daemon's packets pass
 (:mod:`ntpauto.receive`, :mod:`ntpauto.autokey.glue`): there is no second verifier here,
@@ -55,6 +55,8 @@ from ntpauto.events import Event
 from ntpauto.interfaces import IClock
 from ntpauto.ntp.clocks import SystemClock
 from ntpauto.ntp.peer import MAX_STRATUM, Association
+from ntpauto.nts import ke_client
+from ntpauto.nts.ke_client import DEFAULT_PORT as NTS_KE_PORT
 from ntpauto.protocol import NTPDatagramProtocol
 from ntpauto.receive import MIN_POLL
 from ntpauto.verdict import Check, Verdict
@@ -116,6 +118,8 @@ class Outcome:
 def query(reactor: Any, host: str, port: int = 123, *, key: int | None = None,
           keys: KeyStore | str | os.PathLike[str] | None = None,
           autokey: AutokeyKeys | HostCredentials | None = None,
+          nts: bool = False, ntsport: int = NTS_KE_PORT,
+          ntstrustedcerts: str | os.PathLike[str] | None = None,
           timeout: float = DEFAULT_TIMEOUT, clock: IClock | None = None,
           tap: Any = None) -> defer.Deferred[Sample]:
     """Ask ``host`` for the time once; the Deferred fires with a :class:`Sample`, or fails
@@ -124,20 +128,29 @@ def query(reactor: Any, host: str, port: int = 123, *, key: int | None = None,
     ``key`` and ``keys`` (a :class:`~ntpauto.auth.keys.KeyStore` or an ``ntp.keys`` path):
     a symmetric-key query.  ``autokey``: the client's key material (:class:`AutokeyKeys`, or
     loaded :class:`~ntpauto.autokey.host.HostCredentials`); the whole Autokey client dance
-    runs first.  ``clock`` stamps packets (default the host clock, only read).  ``tap(data)``
-    sees every datagram received, before the engine (for diagnostics)."""
-    d = query_outcome(reactor, host, port, key=key, keys=keys, autokey=autokey,
-                      timeout=timeout, clock=clock, tap=tap)
+    runs first.  ``nts``: NTS (RFC 8915): NTS-KE with ``host`` on TCP ``ntsport`` first (its
+    certificate checked against ``ntstrustedcerts``, PEM CA certificates, or the system's
+    trust store), then NTS-protected requests (to the NTP server and port the NTS-KE server
+    negotiates, ``port`` otherwise).  ``clock`` stamps packets (default the host clock, only
+    read).  ``tap(data)`` sees every datagram received, before the engine (for
+    diagnostics)."""
+    d = query_outcome(reactor, host, port, key=key, keys=keys, autokey=autokey, nts=nts,
+                      ntsport=ntsport, ntstrustedcerts=ntstrustedcerts, timeout=timeout,
+                      clock=clock, tap=tap)
     return d.addCallback(lambda outcome: outcome.sample)
 
 
 def query_outcome(reactor: Any, host: str, port: int = 123, *, key: int | None = None,
                   keys: KeyStore | str | os.PathLike[str] | None = None,
                   autokey: AutokeyKeys | HostCredentials | None = None,
+                  nts: bool = False, ntsport: int = NTS_KE_PORT,
+                  ntstrustedcerts: str | os.PathLike[str] | None = None,
                   timeout: float = DEFAULT_TIMEOUT, clock: IClock | None = None,
                   tap: Any = None) -> defer.Deferred[Outcome]:
     """:func:`query`, firing with the :class:`Outcome` (how it went) instead."""
     try:
+        if nts and (key is not None or autokey is not None):
+            raise ValueError("nts does not go with a key or autokey")
         store = _key_store(key, keys)
         credentials = autokey.load() if isinstance(autokey, AutokeyKeys) else autokey
     except Exception:
@@ -148,7 +161,8 @@ def query_outcome(reactor: Any, host: str, port: int = 123, *, key: int | None =
     def start(address: str) -> defer.Deferred[Outcome]:
         return _OneShot(reactor, (address, port), host=host, keys=store, keyid=key,
                         credentials=credentials, ident=ident, timeout=timeout,
-                        clock=clock if clock is not None else SystemClock(), tap=tap).start()
+                        clock=clock if clock is not None else SystemClock(), tap=tap,
+                        nts=_Nts(ntsport, ntstrustedcerts) if nts else None).start()
 
     return resolve(reactor, host).addCallback(start)
 
@@ -181,6 +195,14 @@ def local_address_for(address: tuple[str, int]) -> str:
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.connect(address)
         return sock.getsockname()[0]
+
+
+@frozen
+class _Nts:
+    """An NTS query's NTS-KE port and trusted CA certificates."""
+
+    port: int
+    trusted: str | os.PathLike[str] | None
 
 
 class _QueryEngine(Engine):
@@ -259,21 +281,26 @@ class _OneShot:
     def __init__(self, reactor: Any, address: tuple[str, int], *, host: str,
                  keys: KeyStore | None, keyid: int | None,
                  credentials: HostCredentials | None, ident: str | None, timeout: float,
-                 clock: IClock, tap: Any) -> None:
+                 clock: IClock, tap: Any, nts: _Nts | None = None) -> None:
         self.reactor = reactor
         self.address = address
         self.where = (host, address[1])
         self.timeout = timeout
         self.tap = tap
         local = local_address_for(address)
-        conf = AssociationConfig("server", address[0], address[1], minpoll=POLL,
+        # The configured address is the name as given: an NTS-KE server's certificate
+        # must carry it; the engine's association is at the address it resolved to.
+        conf = AssociationConfig("server", host, address[1], minpoll=POLL,
                                  maxpoll=POLL, key=keyid, autokey=credentials is not None,
-                                 ident=ident)
+                                 ident=ident, nts=nts is not None,
+                                 ntsport=nts.port if nts else NTS_KE_PORT)
         config = Config(path="<ntpauto.client>", associations=(conf,),
                         listen=(ListenConfig(local),), port=0, enabled=frozenset())
         node = AutokeyNode(credentials, Responder(credentials)) if credentials else None
         self.engine = _QueryEngine(config, clock, keys=keys, autokey=node,
-                                   local_address=local)
+                                   local_address=local,
+                                   resolve=lambda name, port: address[0])
+        self.nts = nts
         self.engine.oneshot = self
         self.local = local
         self.deferred: defer.Deferred[Outcome] = defer.Deferred(lambda _: self._close())
@@ -310,8 +337,15 @@ class _OneShot:
         self._stop_watching = engine.changes.observe(self._refusal, [AUTOKEY_REFUSED])
         protocol = _QueryProtocol(engine, engine.clock, reactor)
         protocol.oneshot = self
+        if self.nts is not None:
+            engine.nts.starter = ke_client.starter(
+                engine, reactor, trusted=self.nts.trusted, wake=protocol.wake,
+                failed=self._ke_failed)
         try:
-            self.port = listen_connected(reactor, protocol, self.local, self.address)
+            if self.nts is None:
+                self.port = listen_connected(reactor, protocol, self.local, self.address)
+            else:  # the NTS-KE server may negotiate another NTP server or port
+                self.port = reactor.listenUDP(0, protocol, interface=self.local)
         except Exception:
             self._close()
             return defer.fail()
@@ -379,6 +413,11 @@ class _OneShot:
         if self.paced and self.last_sent is not None:
             due = max(now, self.last_sent + PACE)
         assoc.nextdate = due
+
+    def _ke_failed(self, reason: str) -> None:
+        """The NTS-KE exchange failed: so does the query (no retry in one query)."""
+        self.fail(errors.NtsFailed(*self.where, f"NTS-KE with {self.where[0]} port "
+                                   f"{self.nts.port}: {reason}"))
 
     def _refusal(self, event: dict[str, Any]) -> None:
         self.refused.append(event["verdict"])
@@ -480,6 +519,8 @@ class _OneShot:
         counters = self.engine.counters
         assoc = self.assoc
         stage = "time" if assoc.autokey is None else _stage(assoc.autokey.state.status)
+        if assoc.nts is not None and assoc.nts.keys is None:
+            stage = "NTS-KE"
         if not self.replies:
             message = errors.no_answer(self.timeout)
         else:

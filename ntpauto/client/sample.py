@@ -17,12 +17,13 @@ from attrs import frozen
 
 from ntpauto.autokey.status import Flag, flag_names, word_nid
 from ntpauto.ntp.peer import Association, refid_text
+from ntpauto.nts.aead import AEAD_NAMES
 from ntpauto.pki.certificates import CertInfo
 from ntpauto.pki.profiles import UnsupportedProfile, get_profile, profile_for_certificate
 from ntpauto.wire.packet import Header
 from ntpauto.wire.timestamps import from_short, ntp_to_unix
 
-__all__ = ["AutokeyProof", "CertificateLink", "Sample", "sample_of"]
+__all__ = ["AutokeyProof", "CertificateLink", "NtsProof", "Sample", "sample_of"]
 
 LEAP_NAMES = {0: "none", 1: "add second", 2: "delete second", 3: "unsynchronised"}
 
@@ -81,6 +82,21 @@ class AutokeyProof:
 
 
 @frozen
+class NtsProof:
+    """What NTS proved about the server (RFC 8915): its certificate named ``host`` and
+    chained to a trusted CA in the NTS-KE exchange, and the reply was sealed with that
+    exchange's server-to-client key under ``aead``."""
+
+    host: str
+    """The NTS-KE server's name, as its certificate carries it."""
+    ke_port: int
+    aead: str
+    """The AEAD algorithm (``AEAD_AES_SIV_CMAC_256``)."""
+    cookies: int
+    """Cookies held after the reply (each request spends one, each reply refills)."""
+
+
+@frozen
 class Sample:
     """One time sample from a server, and how it was authenticated."""
 
@@ -103,9 +119,11 @@ class Sample:
     server_time: float
     """The server's transmit timestamp, as Unix seconds."""
     authentication: str
-    """``"none"``, ``"key"`` (symmetric key :attr:`keyid`) or ``"autokey"`` (:attr:`autokey`)."""
+    """``"none"``, ``"key"`` (symmetric key :attr:`keyid`), ``"autokey"`` (:attr:`autokey`)
+    or ``"nts"`` (:attr:`nts`)."""
     keyid: int | None = None
     autokey: AutokeyProof | None = None
+    nts: NtsProof | None = None
 
     @property
     def leap_text(self) -> str:
@@ -137,8 +155,14 @@ def sample_of(assoc: Association, header: Header) -> Sample:
     """The sample the engine just took for ``assoc`` from the reply with ``header``: the
     newest stage of its clock filter and the reply's header variables."""
     stage = assoc.filter.stages()[0]
+    nts = None
     if assoc.autokey is not None:
         kind, proof = "autokey", proof_of(assoc)
+    elif assoc.nts is not None:
+        kind, proof = "nts", None
+        session = assoc.nts
+        nts = NtsProof(session.host, session.port, AEAD_NAMES.get(session.keys.aead, str(
+            session.keys.aead)), len(session.cookies))
     else:
         kind, proof = ("key" if assoc.keyid is not None else "none"), None
     return Sample(
@@ -149,10 +173,10 @@ def sample_of(assoc: Association, header: Header) -> Sample:
         root_delay=from_short(header.root_delay),
         root_dispersion=from_short(header.root_dispersion),
         server_time=ntp_to_unix(header.transmit), authentication=kind, keyid=assoc.keyid,
-        autokey=proof)
+        autokey=proof, nts=nts)
 
 
-def as_dict(value: Sample | AutokeyProof) -> dict[str, Any]:
+def as_dict(value: Sample | AutokeyProof | NtsProof) -> dict[str, Any]:
     """A sample or a proof as JSON-ready values (times as ISO 8601)."""
 
     def serialise(_inst: Any, _field: Any, v: Any) -> Any:

@@ -47,6 +47,7 @@ from ntpauto.interfaces import IIdentityScheme
 from ntpauto.pki import keyfiles
 from ntpauto.pki.der import decode_integers as decode_der_integers
 from ntpauto.pki.der import encode_integers as encode_der_integers
+from ntpauto.pki.dsa_structure import DSAStructure
 from ntpauto.pki.keyfiles import KeyFileError
 
 __all__ = [
@@ -373,7 +374,7 @@ def read_identity_file(path: str | os.PathLike[str], password: str | bytes | Non
     """Read an identity file with :func:`ntpauto.pki.keyfiles.read_key_file` and check that it
     holds private keys and, when its name says, is one of ``kinds`` (e.g. ``("iffkey",)``).
     Raises :class:`~ntpauto.pki.keyfiles.KeyFileError`."""
-    key_file = keyfiles.read_key_file(path, password)
+    key_file = keyfiles.read_key_file(path, password, kind_hint=kinds[0] if kinds else None)
     if key_file.kind is not None and key_file.kind not in kinds:
         raise KeyFileError(key_file.path, f"is a {key_file.type_name} file, expected "
                                           f"{' or '.join(kinds)}")
@@ -383,14 +384,12 @@ def read_identity_file(path: str | os.PathLike[str], password: str | bytes | Non
 
 
 def dsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
-    """(p, q, g, private x, public y) of a DSA "cuckoo" key as loaded (for PKCS#8 files the
-    public value is g^x mod p, recomputed on load: interop.md 6.4)."""
-    try:
-        numbers = key.private_numbers()
-        params = numbers.public_numbers.parameter_numbers
-        return params.p, params.q, params.g, numbers.x, numbers.public_numbers.y
-    except AttributeError:
-        raise KeyFileError(path, "not a DSA-structured key") from None
+    """(p, q, g, private x, public y) of a DSA "cuckoo" key as loaded
+    (:class:`~ntpauto.pki.dsa_structure.DSAStructure`; for PKCS#8 files the public value is
+    g^x mod p, recomputed on load: interop.md 6.4)."""
+    if not isinstance(key, DSAStructure):
+        raise KeyFileError(path, "not a DSA-structured key")
+    return key.p, key.q, key.g, key.priv, key.pub
 
 
 def rsa_fields(key: Any, path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:

@@ -27,12 +27,12 @@ Files (interop.md 7.1): the server key ``ntpkey_IFFkey_<group>.<fs>`` (linked
 (unencrypted, private value 1).  The reference writes both as PKCS#8, which has no field for
 the DSA public value: on load it becomes g^x mod p, so the reference's client loads v = g from
 its own ``-e`` export and IFF never verifies (vectors ``iff``; RESULTS.md).  We load files the
-same way (``cryptography`` recomputes the public value for PKCS#8 just as OpenSSL does, and
-:attr:`IFFClientParameters.public_value_recomputed` says so) and take the true public value
-from traditional ``DSA PRIVATE KEY`` files (vectors ``iff-trad``).  We *write* IFF files in
-that traditional layout, so the reference reads the true v from our files.  Encrypted files use
-``cryptography``'s BestAvailableEncryption for traditional PEM (``DEK-Info: AES-256-CBC``),
-which the reference's OpenSSL reads; the reference itself writes des-ede3-cbc PKCS#8.
+same way (:mod:`ntpauto.pki.dsa_structure` recomputes the public value for PKCS#8 just as
+OpenSSL does, and :attr:`IFFClientParameters.public_value_recomputed` says so) and take the true
+public value from traditional ``DSA PRIVATE KEY`` files (vectors ``iff-trad``).  We *write* IFF
+files in that traditional layout, so the reference reads the true v from our files.  Encrypted
+files use OpenSSL's legacy PEM encryption (``DEK-Info: AES-256-CBC``), which the reference's
+OpenSSL reads; the reference itself writes des-ede3-cbc PKCS#8.
 
 Sizes: the reference asks for 256 bits and OpenSSL raises DSA parameters to 512 bits (q 160
 bits), so :func:`generate_iff` does the same below 512.  Our default is 2048 bits (q 256 bits).

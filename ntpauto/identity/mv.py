@@ -54,8 +54,8 @@ primes), so :func:`reissue` works from a bundle file; not for n = 2, nor for the
 PKCS#8 bundles, whose public values (b, ghat, xhat_j) are lost (interop.md 6.4).
 
 Files: we write traditional ``DSA PRIVATE KEY`` PEM, which keeps the public values (vectors
-mv-trad; the reference reads it); encrypted keys use BestAvailableEncryption
-(``DEK-Info: AES-256-CBC``).
+mv-trad; the reference reads it); encrypted keys use OpenSSL's legacy PEM encryption
+(``DEK-Info: AES-256-CBC``); :mod:`ntpauto.pki.dsa_structure` reads and writes them.
 
 Sizes: the reference's default is 256 bits (p 256, q 255 bits, three 85-bit primes).  Our
 default is :data:`DEFAULT_BITS` = 2048, chosen by measurement (``benchmarks/identity.py``, one

@@ -142,6 +142,8 @@ class Association:
     """The address a broadcast client's broadcasts arrive on (their session keys' dst)."""
     autokey: Any = None
     """The association's :class:`~ntpauto.autokey.session.AutokeySession` (Autokey only)."""
+    nts: Any = None
+    """The association's :class:`~ntpauto.nts.session.NtsSession` (``server HOST nts``)."""
     """Our own address as a refid, as seen by this peer (TEST12 loop detection)."""
     on_reply: Any = None
     """``on_reply(assoc, header, now)``, called when a reply to this client association's

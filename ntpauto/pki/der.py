@@ -10,7 +10,10 @@ written and read here, and only here:
   interop.md 6.4) and the EKU and Subject Key Identifier values of certificates
   (:mod:`ntpauto.pki.certificates`);
 * the identity responses ``SEQUENCE { INTEGER ... }`` (:func:`encode_integers`,
-  :func:`decode_integers`; 2 INTEGERs for IFF and GQ, 3 for MV), which come from peers.
+  :func:`decode_integers`; 2 INTEGERs for IFF and GQ, 3 for MV), which come from peers;
+* the PKCS#8 wrappers and PBES2 parameters of the DSA-structured identity keys that
+  ``cryptography`` no longer loads (:mod:`ntpauto.pki.dsa_structure`,
+  :mod:`ntpauto.pki.pem_encryption`: :func:`decode_algorithm`, :func:`decode_integer`).
 
 The reader is strict: single-octet tags, definite and minimal lengths; anything else raises
 :class:`DerError` (a ``ValueError``), so a peer's malformed value is refused, never guessed at.
@@ -30,6 +33,8 @@ __all__ = [
     "bit_string",
     "children",
     "content",
+    "decode_algorithm",
+    "decode_integer",
     "decode_integers",
     "decode_oid",
     "encode_integers",
@@ -188,20 +193,35 @@ def decode_oid(contents: bytes) -> str:
     return ".".join(str(arc) for arc in [first, arcs[0] - 40 * first, *arcs[1:]])
 
 
+def decode_integer(data: bytes) -> int:
+    """The non-negative INTEGER that is all of ``data``; :class:`DerError` for another tag,
+    trailing octets, an empty, negative or non-minimal encoding."""
+    octets = content(bytes(data), TAG_INTEGER)
+    if not octets:
+        raise DerError("empty DER INTEGER")
+    if octets[0] & 0x80:
+        raise DerError("negative DER INTEGER")
+    if len(octets) > 1 and octets[0] == 0 and not octets[1] & 0x80:
+        raise DerError("non-minimal DER INTEGER")
+    return int.from_bytes(octets, "big")
+
+
 def decode_integers(data: bytes, count: int | None = None) -> tuple[int, ...]:
     """The non-negative INTEGERs of a ``SEQUENCE { INTEGER ... }`` occupying all of
     ``data``; :class:`DerError` for anything else (other tags, trailing octets, non-minimal
     or negative integers, or not ``count`` of them when given)."""
-    values: list[int] = []
-    for item in children(content(bytes(data), TAG_SEQUENCE)):
-        octets = content(item, TAG_INTEGER)
-        if not octets:
-            raise DerError("empty DER INTEGER")
-        if octets[0] & 0x80:
-            raise DerError("negative DER INTEGER")
-        if len(octets) > 1 and octets[0] == 0 and not octets[1] & 0x80:
-            raise DerError("non-minimal DER INTEGER")
-        values.append(int.from_bytes(octets, "big"))
+    values = tuple(decode_integer(item) for item in children(content(bytes(data),
+                                                                     TAG_SEQUENCE)))
     if count is not None and len(values) != count:
         raise DerError(f"{len(values)} INTEGERs, expected {count}")
-    return tuple(values)
+    return values
+
+
+def decode_algorithm(data: bytes) -> tuple[str, bytes | None]:
+    """(OID in dotted notation, parameters TLV or ``None`` when absent) of the
+    AlgorithmIdentifier ``SEQUENCE { OBJECT IDENTIFIER, parameters OPTIONAL }`` that is all
+    of ``data``."""
+    items = children(content(bytes(data), TAG_SEQUENCE))
+    if not 1 <= len(items) <= 2:
+        raise DerError("an AlgorithmIdentifier holds an OID and at most one parameter")
+    return decode_oid(content(items[0], TAG_OID)), items[1] if len(items) == 2 else None

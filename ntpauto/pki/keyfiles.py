@@ -14,18 +14,23 @@ after the last '.'), line 2 ``# <ctime>``, an empty line, then PEM blocks:
 * several keys in one file (the MV trusted-authority file ``MVta``);
 * the symmetric keys file (``MD5key``, linked as ``ntp.keys``) is text, not PEM.
 
-All PEM decoding is done by ``cryptography`` (no hand-made PKCS#8 or PBES2).  GQ files hold an
-RSA "cuckoo" key whose fields are not a valid RSA key, loaded with
+Keys are loaded by ``cryptography``, except the DSA "cuckoo" structures of IFF and MV
+(the kinds in :data:`DSA_STRUCTURE_KINDS`), whose values are not a valid DSA key and which
+``cryptography`` 51 refuses to load: :mod:`ntpauto.pki.dsa_structure` decodes those (traditional
+and PKCS#8, plain or encrypted) into a :class:`~ntpauto.pki.dsa_structure.DSAStructure`, and
+writes them (:func:`dsa_traditional_pem`).  They keep their public value only in traditional
+PEM (PKCS#8 has no field for it and the public value is recomputed as g^x on load).  GQ files
+hold an RSA "cuckoo" key whose fields are not a valid RSA key, loaded with
 ``unsafe_skip_rsa_key_validation=True``; every other RSA key is validated, so tampering is
-detected.  DSA-structured identity files keep their public value only in traditional PEM
-(PKCS#8 has no field for it and the public value is recomputed as g^x on load).
+detected.
 
 Links: ntp-keygen makes symbolic links such as ``ntpkey_host_alice`` -> the file.  A link
 checked out without symlink support (a small file holding the target's name, as in the
 reference vectors) is followed too.
 
 Written files are created with mode 0600 (the reference: umask 027, i.e. 0640).  Encrypted
-output is PKCS#8 with ``cryptography``'s BestAvailableEncryption (PBES2, AES-256-CBC), which the
+output is PKCS#8 with ``cryptography``'s BestAvailableEncryption (PBES2, AES-256-CBC), and
+traditional PEM with ``DEK-Info: AES-256-CBC`` for the DSA structures, both of which the
 reference's OpenSSL reads; the reference itself writes des-ede3-cbc.
 """
 
@@ -42,9 +47,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from ntpauto.pki import der
+from ntpauto.pki import der, dsa_structure, pem_encryption
 
 __all__ = [
+    "DSA_STRUCTURE_KINDS",
     "GQ_KINDS",
     "HostFiles",
     "IdentityParams",
@@ -65,6 +71,10 @@ __all__ = [
 
 GQ_KINDS = frozenset({"gqkey", "gqpar"})
 """Kinds whose RSA structure is a GQ cuckoo key (loaded without RSA validation)."""
+
+DSA_STRUCTURE_KINDS = frozenset({"iffkey", "iffpar", "mvta", "mvkey", "mvpar"})
+"""Kinds whose keys are DSA cuckoo structures (IFF and MV), loaded as
+:class:`~ntpauto.pki.dsa_structure.DSAStructure` without ``cryptography``."""
 
 _KINDS = {
     "rsahost": "host",
@@ -210,8 +220,30 @@ def _parse_header(text: str) -> tuple[str | None, str | None]:
     return name, ctime
 
 
-def _load_key(block: bytes, label: str, password: bytes | None, kind: str | None,
+def _load_structure(label: str, body: str, password: bytes | None,
+                    path: Path) -> dsa_structure.DSAStructure:
+    try:
+        return dsa_structure.load_pem(label, body, password)
+    except pem_encryption.PasswordNeeded:
+        raise KeyFileError(path, f"{label} is encrypted: a password is needed") from None
+    except pem_encryption.WrongPassword:
+        raise KeyFileError(path, "wrong password (or the encrypted key was altered)") from None
+    except pem_encryption.BadBase64:
+        raise KeyFileError(path, f"{label} is not valid base64 PEM (tampered?)") from None
+    except pem_encryption.UnsupportedEncryption as exc:
+        raise KeyFileError(path, f"unsupported encryption in {label}: {exc}") from None
+    except pem_encryption.PemError:  # in cryptography's words, as for the other keys
+        raise KeyFileError(path, f"{label} is corrupt (tampered or truncated): Could not "
+                                 "deserialize key data") from None
+
+
+def _load_key(block: bytes, label: str, body: str, password: bytes | None, kind: str | None,
               path: Path) -> Any:
+    if kind in DSA_STRUCTURE_KINDS:
+        try:
+            return _load_structure(label, body, password, path)
+        except dsa_structure.NotDSAStructure:
+            pass  # another algorithm: cryptography loads it, the identity reader refuses it
     skip = kind in GQ_KINDS
     try:
         return serialization.load_pem_private_key(
@@ -239,14 +271,17 @@ def read_key_file(
     *,
     require_filestamp: bool = True,
     allow_locked: bool = False,
+    kind_hint: str | None = None,
 ) -> KeyFile:
     """Read an ntp-keygen file (following ``ntpkey_*`` links).
 
     ``password`` decrypts encrypted keys and is ignored for unencrypted ones.  With
     ``require_filestamp`` (ntpd's rule) the first line must name the file with its filestamp.
     With ``allow_locked`` an encrypted file read without a password gives ``locked=True``
-    instead of an error.  Raises :class:`KeyFileError` naming the file: missing, not PEM,
-    truncated, wrong password, tampered, no filestamp."""
+    instead of an error.  ``kind_hint`` is the kind to load the keys as when the first line
+    does not name one (an identity reader's, so that a DSA structure is read as one).
+    Raises :class:`KeyFileError` naming the file: missing, not PEM, truncated, wrong
+    password, tampered, no filestamp."""
     given = Path(path)
     try:
         real = resolve_link(given)
@@ -306,7 +341,8 @@ def read_key_file(
         if is_encrypted and pwd is None and allow_locked:
             locked = True
             continue
-        keys.append(_load_key(data, label, pwd if is_encrypted else None, kind, real))
+        keys.append(_load_key(data, label, block.group(2), pwd if is_encrypted else None,
+                              kind or kind_hint, real))
     return KeyFile(
         path=real, name=name, type_name=type_name, kind=kind, owner=owner,
         filestamp=filestamp, ctime=ctime, private_keys=tuple(keys),
@@ -418,20 +454,11 @@ def write_key_file(
 def dsa_traditional_pem(p: int, q: int, g: int, pub: int, priv: int,
                         password: str | bytes | None = None) -> bytes:
     """Traditional ``DSA PRIVATE KEY`` PEM of a DSA "cuckoo" structure, keeping ``pub`` as
-    given (needed for IFF/MV, interop.md 6.4).
-
-    ``cryptography``'s ``DSAPrivateNumbers`` refuses these values (p must be 1024..4096 bits,
-    y must equal g^x), so the DER ``SEQUENCE { 0, p, q, g, pub, priv }`` is written with
-    :mod:`ntpauto.pki.der`, loaded with ``load_der_private_key`` (which keeps
-    the values) and serialized by ``cryptography`` (TraditionalOpenSSL, encrypted with
-    ``password`` when given: AES-256-CBC DEK-Info, which the reference's OpenSSL reads)."""
-    key = serialization.load_der_private_key(der.encode_integers(0, p, q, g, pub, priv), None)
-    pwd = _password_bytes(password)
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(pwd) if pwd else serialization.NoEncryption()
-    )
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL, encryption)
+    given (needed for IFF/MV, interop.md 6.4), encrypted with ``password`` when given
+    (``DEK-Info: AES-256-CBC``, which the reference's OpenSSL reads).  Written by
+    :mod:`ntpauto.pki.dsa_structure`: ``cryptography`` refuses these values."""
+    structure = dsa_structure.DSAStructure(p, q, g, pub, priv)
+    return dsa_structure.dump_pem(structure, _password_bytes(password) or None)
 
 
 def rsa_cuckoo_pem(n: int, e: int, d: int, p: int, q: int, dmp1: int, dmq1: int, iqmp: int,

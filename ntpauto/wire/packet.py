@@ -23,7 +23,11 @@ extension fields from the MAC)::
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 
 The parser is pure: ``parse(bytes) -> Packet`` or :class:`MalformedPacket` with the reason
-(the counter name the engine increments).
+(the counter name the engine increments).  It knows two framings: Autokey's (at most
+:data:`MAX_FIELDS` fields, then maybe a MAC) and NTS's (RFC 8915 section 5, RFC 7822: at
+most :data:`NTS_MAX_FIELDS` fields and no MAC), told apart by the field types
+(:data:`NTS_ONLY_TYPES` among the first two fields and no MAC make a packet NTS-framed,
+:attr:`Packet.nts`).
 """
 
 from __future__ import annotations
@@ -36,12 +40,22 @@ MAX_PACKET = 48 + 2048 + 24
 """reference: the receive buffer; anything longer is dropped whole."""
 MAX_EXTENSION_END = MAX_PACKET - 24
 MAX_FIELDS = 2
-"""Extension fields a packet may carry; a packet with more is dropped (counter
-``toomanyfields``) before the next is framed.  Autokey, the only extension-field protocol
-spoken here, never sends more: the reference builds at most the response to the peer's
-queued request and one request of its own (interop.md 8.1, confirmed in every
-capture), and ntpauto's associations follow the same rule.  Without the cap a 2120-octet
-datagram could frame 500 four-octet fields."""
+"""Extension fields an Autokey (or unknown) packet may carry; a packet with more is dropped
+(counter ``toomanyfields``) before the next is framed.  Autokey never sends more: the
+reference builds at most the response to the peer's queued request and one request of its
+own (interop.md 8.1, confirmed in every capture), and ntpauto's associations follow the same
+rule.  Without the cap a 2120-octet datagram could frame 500 four-octet fields."""
+NTS_MAX_FIELDS = 10
+"""Extension fields an NTS packet may carry: the unique identifier, the cookie, at most seven
+cookie placeholders (a client asks for eight cookies at most, RFC 8915 section 5.7) and the
+authenticator."""
+NTS_ONLY_TYPES = frozenset({0x0104, 0x0304, 0x0404})
+"""Field types of NTS that no Autokey field can have (RFC 8915 section 5: unique identifier,
+cookie placeholder, authenticator): Autokey carries version 2 in the first octet's low six
+bits (interop.md 1.3).  The NTS Cookie's 0x0204 is also the Autokey AUTO request, so it does
+not decide the framing.  A packet with one of these among its first two fields is NTS-framed
+unless it ends in a MAC, which NTS packets never have (then it is framed as Autokey's, two
+fields at most)."""
 CRYPTO_NAK_LEN = 4
 CRYPTO_NAK = b"\x00" * CRYPTO_NAK_LEN
 """The MAC of a reply to a request that failed authentication: key ID 0, no digest."""
@@ -70,6 +84,9 @@ KISS_RSTR = b"RSTR"
 KISS_CRYP = b"CRYP"
 KISS_INIT = b"INIT"
 KISS_STEP = b"STEP"
+KISS_NTSN = b"NTSN"
+"""The NTS NAK (RFC 8915 section 5.7): the server cannot open the cookie or verify the
+request."""
 
 _HEADER = struct.Struct("!BBbbII4sQQQQ")
 _WORD = struct.Struct("!I")
@@ -157,6 +174,9 @@ class Packet(NamedTuple):
     digest: bytes
     mac_offset: int
     data: bytes
+    nts: bool = False
+    """NTS framing: a field of :data:`NTS_ONLY_TYPES` (the fields are NTS's, there is no
+    MAC)."""
 
     @property
     def has_mac(self) -> bool:
@@ -188,24 +208,32 @@ def parse(data: bytes) -> Packet:
     fields: list[ExtensionField] = []
     offset = HEADER_LEN
     rem = size - offset
+    nts = False
+    cap = MAX_FIELDS
     while rem > 0:
         if rem % 4 or rem < 4:
             raise MalformedPacket("badlength", f"{rem} trailing octets at {offset}")
         if rem <= 24:
             if rem not in MAC_LENGTHS:
                 raise MalformedPacket("badlength", f"MAC of {rem} octets")
+            if len(fields) > MAX_FIELDS:  # NTS fields never come with a MAC
+                raise MalformedPacket("toomanyfields", f"more than {MAX_FIELDS} extension "
+                                      "fields before a MAC")
             keyid = _WORD.unpack_from(data, offset)[0]
             return Packet(header, tuple(fields), keyid, data[offset + 4:], offset, data)
-        if len(fields) == MAX_FIELDS:
-            raise MalformedPacket("toomanyfields", f"more than {MAX_FIELDS} extension fields")
-        length = _WORD.unpack_from(data, offset)[0] & 0xFFFF
+        if len(fields) == cap:
+            raise MalformedPacket("toomanyfields", f"more than {cap} extension fields")
+        word = _WORD.unpack_from(data, offset)[0]
+        length = word & 0xFFFF
         if length % 4 or length < 4 or offset + length > size:
             raise MalformedPacket("badlength", f"extension field length {length} at {offset}")
+        if not nts and word >> 16 in NTS_ONLY_TYPES and len(fields) < MAX_FIELDS:
+            nts, cap = True, NTS_MAX_FIELDS
         fields.append(ExtensionField(offset, data[offset:offset + length]))
         offset += length
         rem -= length
     # Extension fields reach the end of the packet: no MAC.
-    return Packet(header, tuple(fields), None, b"", size, data)
+    return Packet(header, tuple(fields), None, b"", size, data, nts)
 
 
 def build(header: Header, fields: tuple[bytes, ...] | list[bytes] = ()) -> bytes:

@@ -132,3 +132,41 @@ def configs(draw) -> bytes:
         else:
             lines[i] = lines[i][:draw(st.integers(0, len(lines[i])))]
     return b"\n".join(lines)
+
+
+@st.composite
+def nts_packets(draw) -> bytes:
+    """NTS requests and replies (from the NTS seeds), or a header with NTS-typed fields of
+    random bodies and an authenticator of random lengths; sometimes corrupted."""
+    from ntpauto.nts import fields as nf
+    from tests.fuzz.targets import nts_seeds
+
+    if draw(st.booleans()):
+        base = draw(st.sampled_from(nts_seeds()))
+    else:
+        kinds = st.sampled_from([nf.UNIQUE_IDENTIFIER, nf.COOKIE, nf.COOKIE_PLACEHOLDER,
+                                 0x7777])
+        parts = [nf.field(draw(kinds), draw(st.binary(max_size=120)))
+                 for _ in range(draw(st.integers(0, 9)))]
+        auth = nf.authenticator(draw(st.binary(min_size=1, max_size=24)),
+                                draw(st.binary(min_size=16, max_size=60)))
+        base = draw(ntp_headers()) + b"".join(parts) + auth
+    return draw(st.one_of(st.just(base), corrupt(base, packet=True)))
+
+
+@st.composite
+def ke_messages(draw) -> bytes:
+    """NTS-KE messages: the seeds, or records of any type, critical bit and body, with or
+    without End of Message; sometimes corrupted."""
+    from ntpauto.nts import records
+    from tests.fuzz.targets import nts_ke_seeds
+
+    if draw(st.booleans()):
+        base = draw(st.sampled_from(nts_ke_seeds()))
+    else:
+        items = [records.Record(draw(st.integers(0, 9) | st.integers(0, 0x7FFF)),
+                                draw(st.binary(max_size=40)), draw(st.booleans()))
+                 for _ in range(draw(st.integers(0, 12)))]
+        base = records.encode_message(items) if draw(st.booleans()) \
+            else b"".join(r.encode() for r in items)
+    return draw(st.one_of(st.just(base), corrupt(base)))

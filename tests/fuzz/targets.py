@@ -20,6 +20,11 @@ Targets:
 ``engine``   :meth:`ntpauto.engine.Engine.receive` (any exception is a bug: bad packets are
              dropped and counted), for a plain, a symmetric-key and an Autokey engine
 ``mode6``    :func:`ntpauto.mode6.handle` and the ``ntpauto.mode6_client`` parsers
+``nts_ke``   NTS-KE messages: :class:`ntpauto.nts.records.MessageReader`, the server's
+             :func:`~ntpauto.nts.records.answer`, the client's
+             :func:`~ntpauto.nts.records.read_response`
+``nts``      NTS packets: the field readers, an NTS client session's check, and the
+             receive paths of an NTS server engine and an NTS client engine
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ from ntpauto.events import FieldError
 from ntpauto.identity import gq, iff, mv
 from ntpauto.identity.common import decode_der_integers
 from ntpauto.ntp.clocks import SimulatedClock
+from ntpauto.nts.fields import NtsFieldError
+from ntpauto.nts.records import KeError
 from ntpauto.pki.certificates import CertificateError, check_cert_response, parse_certificate
 from ntpauto.pki.keyfiles import KeyFileError, read_key_file
 from ntpauto.wire.packet import MODE_ACTIVE, MODE_CLIENT, MalformedPacket, parse
@@ -431,6 +438,116 @@ def run_mode6(data: bytes) -> None:
     _mode6_harness.run(data)
 
 
+# ------------------------------------------------------------------ NTS
+
+
+def run_nts_ke(data: bytes) -> None:
+    """An NTS-KE message through the reader, the server's answer and the client's reading
+    (``ntpauto.nts.records``): KeError only."""
+    from ntpauto.nts import records
+
+    message = records.MessageReader().feed(data)
+    if message is None:
+        return
+    try:
+        records.answer(message, lambda aead: [bytes(104)] * 8, port=123)
+    except records.KeError:
+        pass
+    records.read_response(message)
+
+
+def nts_ke_seeds() -> list[bytes]:
+    """The client's request, a server's response, an error response, and a response with
+    port and server negotiation."""
+    from ntpauto.nts import records
+
+    response = records.answer(records.decode_message(records.request()),
+                              lambda aead: [bytes([i]) * 104 for i in range(8)],
+                              port=12300, server="ntp.example.org")
+    return [records.request(), records.encode_message(response),
+            records.encode_message(records.error_response(1)),
+            records.encode_message(response[:2] + response[-1:])]
+
+
+class _NtsHarness:
+    """An NTS server engine and an NTS client engine whose association holds keys and has a
+    request in flight: NTS fields through the field readers, the server's answer, the
+    session's check and both engines' receive paths (which must raise nothing)."""
+
+    def __init__(self) -> None:
+        from ntpauto.nts.aead import AEAD_AES_SIV_CMAC_256, SessionKeys
+        from ntpauto.nts.cookies import CookieKeys
+        from ntpauto.nts.records import KeResponse
+        from ntpauto.nts.serving import NtsServer
+
+        self.now = 1000.0
+        clock = SimulatedClock(lambda: self.now, epoch=EPOCH)
+        self.server = Engine(parse_config("localclock stratum 1\n"), clock,
+                             rng=random.Random(8),
+                             nts_server=NtsServer(CookieKeys(bytes(range(32))), clock.now))
+        self.client = Engine(parse_config(f"server {SERVER} nts minpoll 4\n"), clock,
+                             rng=random.Random(9))
+        self.keys = SessionKeys(AEAD_AES_SIV_CMAC_256, bytes(range(32)), bytes(range(1, 33)))
+        self.cookies = tuple(self.server.nts_server.cookie_keys.seal(self.keys, clock.now())
+                             for _ in range(8))
+        self.client.start(self.now)
+        [self.assoc] = self.client.associations.values()
+        self.client.nts.keyed(self.assoc.associd, KeResponse(15, self.cookies), self.keys,
+                              None, self.now)
+        self.rekey = KeResponse
+        self.requests = self.client.fire_timers(self.now)
+
+    def run(self, data: bytes) -> None:
+        from ntpauto.nts import fields as nf
+
+        self.now += 0.25
+        rx = unix_to_ntp(EPOCH + self.now)
+        self.server.receive(data, (CLIENT, 123), rx, self.now)
+        self.client.receive(data, (SERVER, 123), rx, self.now)
+        if self.assoc.nts.rekey_due(self.now) is not None:
+            self.client.nts.keyed(self.assoc.associd, self.rekey(15, self.cookies), self.keys,
+                                  None, self.now)
+            self.client.fire_timers(self.now + 100)
+        try:
+            pkt = parse(data)
+        except MalformedPacket:
+            return
+        self.assoc.nts.check(pkt)
+        nf.response_fields(pkt)
+        nf.request_fields(pkt)
+
+
+def nts_seeds() -> list[bytes]:
+    """NTS requests (every jar size), the server's replies, an NTS NAK."""
+    harness = _NtsHarness()
+    out = [d.data for d in harness.requests]
+    from ntpauto.nts.records import KeResponse
+    from ntpauto.nts.session import NtsSession
+
+    for count in range(1, 9):
+        session = NtsSession("x", 4460)
+        session.keyed(KeResponse(15, harness.cookies[:count]), harness.keys, 0.0)
+        request = session.request(bytes([0x23]) + bytes(39) + bytes(range(8)))
+        out.append(request)
+        out.extend(d.data for d in harness.server.receive(request, (CLIENT, 123),
+                                                          1 << 32, harness.now))
+    stranger = NtsSession("x", 4460)
+    stranger.keyed(KeResponse(15, (bytes(104),)), harness.keys, 0.0)
+    out.extend(d.data for d in harness.server.receive(
+        stranger.request(bytes([0x23]) + bytes(47)), (CLIENT, 123), 1 << 32, harness.now))
+    return out
+
+
+_nts_harness: _NtsHarness | None = None
+
+
+def run_nts(data: bytes) -> None:
+    global _nts_harness
+    if _nts_harness is None:
+        _nts_harness = _NtsHarness()
+    _nts_harness.run(data)
+
+
 # ------------------------------------------------------------------ registry
 
 
@@ -449,6 +566,8 @@ def targets() -> dict[str, Target]:
         "engine": Target("engine", run_engine, (), packet_seeds),
         # The server must raise nothing; the client may raise only its ControlError.
         "mode6": Target("mode6", run_mode6, (mc.ControlError,), mode6_seeds),
+        "nts_ke": Target("nts_ke", run_nts_ke, (KeError,), nts_ke_seeds),
+        "nts": Target("nts", run_nts, (MalformedPacket, NtsFieldError), nts_seeds),
     }
     return out
 

@@ -87,6 +87,21 @@ def test_fuzz_mode6(data):
     check("mode6", data)
 
 
+@SLICE
+@given(strategies.ke_messages())
+def test_fuzz_nts_ke_records(data):
+    """NTS-KE reading, the server's answer, the client's reading: KeError only."""
+    check("nts_ke", data)
+
+
+@SLICE
+@given(strategies.nts_packets())
+def test_fuzz_nts_fields(data):
+    """NTS fields: the readers raise only NtsFieldError (MalformedPacket from the parser);
+    the session's check and both engines raise nothing."""
+    check("nts", data)
+
+
 def test_keyfile_scratch_directory_is_removed_at_exit(tmp_path: Path) -> None:
     """The keyfile target writes its inputs into one temporary directory per process, which
     is gone once the process exits (a campaign or test run leaves nothing in /tmp)."""
