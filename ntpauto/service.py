@@ -314,6 +314,7 @@ class NTPAutokeyService(MultiService):
             revoke=seed.revoke if seed is not None else 0,
             digest=node.digest if node is not None else "md5", precision=engine.precision,
             local_address=engine.local_address,
+            nts_cookies=engine.nts_server.cookie_keys if engine.nts_server else None,
             system=system_state(engine, self._get_reactor().seconds()))
 
     def _check_identity_groups(self) -> None:

@@ -9,9 +9,9 @@ the destination address of each datagram (no Twisted here: plain ``socket`` obje
 * :func:`reuseport_group` binds the sockets of a server's worker processes to one address
   and port (``SO_REUSEPORT``) and attaches :func:`steering_program` (Linux
   ``SO_ATTACH_REUSEPORT_CBPF``), which gives the kernel's choice of socket a rule: client
-  requests of at most 72 octets (the ones a worker answers by itself) go to the socket
-  chosen by a hash of their source address, everything else to the first socket, whose
-  process owns the associations.
+  requests of at most 72 octets and NTS requests (the ones a worker answers by itself) go
+  to the socket chosen by a hash of their source address, everything else to the first
+  socket, whose process owns the associations.
 * :class:`Destinations`, on a wildcard bind (``0.0.0.0``, ``::``), has the kernel report
   each datagram's destination address (``IP_PKTINFO``, ``IPV6_RECVPKTINFO``) and gives the
   ancillary data that sends the reply *from* that address (``sendmsg``): a host with several
@@ -174,8 +174,14 @@ class Destinations:
 # -- several processes on one port ---------------------------------------------------------
 
 MAX_WORKER_REQUEST = 72
-"""The longest client request a worker answers by itself (48 octets plain, 68 or 72 with a
-MAC): longer ones carry Autokey fields, which the owner answers."""
+"""The longest client request without extension fields (48 octets plain, 68 or 72 with a
+MAC): a worker answers those; of the longer ones, only NTS requests (below)."""
+NTP_HEADER = 48
+NTS_UNIQUE_IDENTIFIER = 0x0104
+"""The type of the extension field every NTS request carries (RFC 8915 section 5.3),
+first in every client's we know of: a request whose first field is one is an NTS request,
+which a worker answers (its cookie keys are the first process's); Autokey fields (first
+octet 2) go to the first process."""
 _SKF_NET_OFF = -0x100000
 """Classic BPF offset of the network header (a socket filter sees the UDP payload at 0)."""
 _INSN = struct.Struct("=HBBI")
@@ -183,7 +189,7 @@ _INSN = struct.Struct("=HBBI")
 _PROG = struct.Struct("@HP")
 """``struct sock_fprog``: the number of instructions, a pointer to them."""
 # Classic BPF opcodes (linux/filter.h), as used below.
-_LDB, _LDW, _LDLEN = 0x30, 0x20, 0x80  # ld byte/word at k (absolute), ld the payload length
+_LDB, _LDH_ABS, _LDW, _LDLEN = 0x30, 0x28, 0x20, 0x80  # ld byte/half/word at k, ld length
 _AND, _RSH, _XOR, _MUL, _MOD = 0x54, 0x74, 0xA4, 0x24, 0x94  # A op= k
 _XORX = 0xAC  # A ^= X
 _JEQ, _JGT, _JA = 0x15, 0x25, 0x05  # jump if A == k, A > k; always
@@ -192,8 +198,9 @@ _TAX, _RETA, _RETK = 0x07, 0x16, 0x06
 
 def steering_program(count: int) -> bytes:
     """A classic BPF program choosing one of ``count`` sockets for each datagram: a client
-    request (mode 3) of at most :data:`MAX_WORKER_REQUEST` octets goes to socket ``hash of
-    its source address modulo count``, anything else to socket 0.  The hash of an IPv6
+    request (mode 3) of at most :data:`MAX_WORKER_REQUEST` octets, or an NTS request (its
+    first extension field a Unique Identifier), goes to socket ``hash of its source address
+    modulo count``, anything else to socket 0.  The hash of an IPv6
     source is that of the exclusive-or of its four words; a source keeps its socket, so the
     rate limit and every other per-source table sees all of its requests."""
     if not 1 <= count <= 0xFFFF:
@@ -202,8 +209,9 @@ def steering_program(count: int) -> bytes:
     # (opcode, k, label if true, label if false); a label is where a jump goes.
     code: list[tuple[int, int, str, str] | str] = [
         (_LDB, 0, "", ""), (_AND, 7, "", ""), (_JEQ, 3, "", "owner"),  # mode 3 ...
-        (_LDLEN, 0, "", ""), (_JGT, MAX_WORKER_REQUEST, "owner", ""),  # ... without fields
-        (_LDB, net, "", ""), (_RSH, 4, "", ""), (_JEQ, 6, "ipv6", ""),
+        (_LDLEN, 0, "", ""), (_JGT, MAX_WORKER_REQUEST, "", "source"),  # ... short, or
+        (_LDH_ABS, NTP_HEADER, "", ""), (_JEQ, NTS_UNIQUE_IDENTIFIER, "", "owner"),  # NTS
+        "source", (_LDB, net, "", ""), (_RSH, 4, "", ""), (_JEQ, 6, "ipv6", ""),
         (_LDW, net + 12, "", ""), (_JA, 0, "mix", ""),                # IPv4 source
         "ipv6", (_LDW, net + 8, "", ""), (_TAX, 0, "", ""),
         (_LDW, net + 12, "", ""), (_XORX, 0, "", ""), (_TAX, 0, "", ""),

@@ -3,16 +3,18 @@
 With ``workers N`` (docs/scaling.md) the daemon runs N processes on each address and port it
 listens on, one socket each in a ``SO_REUSEPORT`` group whose steering program
 (:func:`ntpauto.udpsocket.steering_program`) hands the client requests a worker answers by
-itself (at most 72 octets: plain, under a symmetric key, under an Autokey session key) to a
-socket chosen by their source address, and everything else to the first process's socket.
-The first process owns the associations, the clock, mode 6, the metrics, the Autokey
-credentials and the private-key budget; each worker process runs a *serving engine*:
+itself (at most 72 octets: plain, under a symmetric key, under an Autokey session key; and
+NTS requests) to a socket chosen by their source address, and everything else to the first
+process's socket.  The first process owns the associations, the clock, mode 6, the metrics,
+the Autokey credentials and the private-key budget, and NTS-KE; each worker process runs a
+*serving engine*:
 
 * built from :class:`WorkerInit`: the configuration with nothing but serving in it (no
   associations, reference clocks, drift file, metrics endpoint or Autokey credentials:
-  :func:`serving_config`), the symmetric keys, and for Autokey the shared seed's secret and
+  :func:`serving_config`), the symmetric keys, for Autokey the shared seed's secret and
   interval and the digest, from which its :class:`~ntpauto.autokey.serving.SessionKeys`
-  issue the same cookies and echo tags as the first process (no private key leaves it);
+  issue the same cookies and echo tags as the first process (no private key leaves it), and
+  for NTS the cookie keys (NTS-KE, with its TLS key, stays in the first process);
 * kept current with the system variables the first process publishes whenever they change
   (:func:`system_state`, :func:`apply_system_state`): the leap indicator, stratum, reference
   ID and time, root delay and dispersion (and how long ago the clock was last updated, from
@@ -45,6 +47,7 @@ from ntpauto.autokey.serving import SessionKeys
 from ntpauto.config import Config
 from ntpauto.engine import Engine
 from ntpauto.interfaces import IClock
+from ntpauto.nts.serving import NtsServer
 from ntpauto.system import SystemVariables
 
 __all__ = [
@@ -75,6 +78,8 @@ class WorkerInit:
     digest: str
     precision: int
     local_address: str | None
+    nts_cookies: Any
+    """The NTS cookie keys (:class:`~ntpauto.nts.cookies.CookieKeys`; None: no NTS)."""
     system: dict[str, Any]
     """The system variables at start (:func:`system_state`)."""
 
@@ -110,8 +115,9 @@ def serving_engine(init: WorkerInit, clock: IClock) -> Engine:
     sessions = None
     if init.seed_secret is not None:
         sessions = SessionKeys(SharedSeed(init.seed_secret, init.revoke), init.digest)
+    nts = NtsServer(init.nts_cookies, clock.now) if init.nts_cookies is not None else None
     return Engine(init.config, clock, keys=init.keys, session_keys=sessions,
-                  precision=init.precision, local_address=init.local_address)
+                  precision=init.precision, local_address=init.local_address, nts_server=nts)
 
 
 # -- frames --------------------------------------------------------------------------------

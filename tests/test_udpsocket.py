@@ -453,15 +453,18 @@ def drain(sock: socket.socket) -> list[tuple[str, bytes]]:
 
 
 def test_a_steered_group_gives_workers_short_client_requests_by_source_and_the_owner_the_rest():
-    """Client requests of 48 and 72 octets from 32 sources are spread over the three sockets
-    by source address (each source always to the same one); symmetric packets, control
-    (mode 6) and client requests with fields all reach socket 0."""
+    """Client requests of 48 and 72 octets and NTS requests (first field a Unique
+    Identifier) from 32 sources are spread over the three sockets by source address (each
+    source always to the same one); symmetric packets, control (mode 6) and client requests
+    with Autokey fields all reach socket 0."""
     group = udpsocket.reuseport_group("127.0.0.1", 0, 3)
     port = group[0].getsockname()[1]
     assert all(s.getsockname() == ("127.0.0.1", port) for s in group)
     sources = [f"127.0.0.{i}" for i in range(1, 33)]
     kinds = {"short": b"\x23" + bytes(47), "keyed": b"\x23" + bytes(71),
-             "fields": b"\x23" + bytes(103), "peer": b"\x21" + bytes(47),
+             "fields": b"\x23" + bytes(47) + b"\x02\x02" + bytes(54),
+             "nts": b"\x23" + bytes(47) + b"\x01\x04\x00\x24" + bytes(100),
+             "peer": b"\x21" + bytes(47),
              "control": b"\x26" + bytes(11)}
     try:
         for source in sources:
@@ -479,7 +482,7 @@ def test_a_steered_group_gives_workers_short_client_requests_by_source_and_the_o
     where = {}
     for index, got in enumerate(seen):
         for address, data in got:
-            if len(data) <= 72 and data[0] == 0x23:
+            if data[0] == 0x23 and (len(data) <= 72 or data[48:50] == b"\x01\x04"):
                 where.setdefault(address, set()).add(index)
     assert sorted(where) == sorted(sources)
     assert all(len(indices) == 1 for indices in where.values())  # a source keeps its socket

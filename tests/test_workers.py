@@ -96,7 +96,7 @@ def test_the_start_frame_carries_keys_and_seed_and_builds_the_same_session_keys(
     keys = KeyStore(parse_keys(KEYS), [1])
     init = WorkerInit(index=2, config=serving_config(default_config()), keys=keys,
                       seed_secret=bytes(range(32)), revoke=1 << 10, digest="md5",
-                      precision=-20, local_address="127.0.0.1",
+                      precision=-20, local_address="127.0.0.1", nts_cookies=None,
                       system={"leap": 0, "stratum": 2, "refid": b"LOCL", "reftime": 0,
                               "root_delay": 0.0, "root_dispersion": 0.0, "age": 0.0})
     [body] = FrameReader().feed(encode_init(init))
@@ -151,7 +151,7 @@ def pool_of(count: int) -> tuple[ServerWorkers, ProcessReactor, Engine, list]:
         inits.append(index)
         return WorkerInit(index=index, config=serving_config(default_config()),
                           keys=KeyStore(), seed_secret=None, revoke=0, digest="md5",
-                          precision=-20, local_address=None,
+                          precision=-20, local_address=None, nts_cookies=None,
                           system=system_state(engine, reactor.seconds()))
 
     pool = ServerWorkers(engine, sockets, init_for, lambda: system_state(engine, 0.0),
@@ -270,14 +270,19 @@ def ask(port: int, requests: list[tuple[str, bytes]]) -> list[bytes | None]:
 
 @pytest.fixture
 def served(tmp_path: Path):
-    """A service with two processes on 127.0.0.1 port 0: MD5 key 1 and Autokey (alice of
-    the vectors), started on the global reactor, stopped after the test."""
+    """A service with two processes on 127.0.0.1 port 0: MD5 key 1, Autokey (alice of
+    the vectors) and NTS, started on the global reactor, stopped after the test."""
+    from ntpauto.nts.certs import write_test_pki
+
     keys = tmp_path / "ntp.keys"
     keys.write_text(KEYS)
+    pki = write_test_pki(tmp_path, ["127.0.0.1"])
     config = attrs.evolve(default_config(port=0), workers=2, keys_file=str(keys),
                           trusted_keys=frozenset({1}),
                           keysdir=str(VECTORS / "keys" / "tc-rsa-md5" / "alice"),
-                          crypto=CryptoConfig(host="alice", pw="alicepw"))
+                          crypto=CryptoConfig(host="alice", pw="alicepw"),
+                          nts_server_cert=pki.cert, nts_server_key=pki.key, nts_port=0,
+                          nts_dump_dir=str(tmp_path))
     service = NTPAutokeyService(config)
     service.privilegedStartService()
     service.startService()
@@ -287,9 +292,17 @@ def served(tmp_path: Path):
 
 
 def requests_for(service: NTPAutokeyService, stamp: int) -> list[tuple[str, bytes]]:
-    """From each source: a plain, an MD5 and an Autokey session-key request."""
+    """From each source: a plain, an MD5, an Autokey session-key and an NTS request (its
+    cookie sealed with the server's cookie keys, as NTS-KE would give it)."""
+    from ntpauto.nts.aead import AEAD_AES_SIV_CMAC_256
+    from ntpauto.nts.aead import SessionKeys as NtsKeys
+    from ntpauto.nts.records import KeResponse
+    from ntpauto.nts.session import NtsSession
+
     engine = service.engine
     store = KeyStore(parse_keys(KEYS), [1])
+    nts_keys = NtsKeys(AEAD_AES_SIV_CMAC_256, os.urandom(32), os.urandom(32))
+    nts_cookie = engine.nts_server.cookie_keys.seal(nts_keys, engine.clock.now())
     out = []
     for i, source in enumerate(SOURCES):
         transmit = stamp + (i << 20)
@@ -301,14 +314,17 @@ def requests_for(service: NTPAutokeyService, stamp: int) -> list[tuple[str, byte
         keyid = 0x20000000 + i
         out.append((source, head + mac(session_key(source, "127.0.0.1", keyid, cookie),
                                        keyid, head)))
+        session = NtsSession("127.0.0.1", 4460)
+        session.keyed(KeResponse(nts_keys.aead, (nts_cookie,) * 8), nts_keys, 0.0)
+        out.append((source, session.request(make_request(transmit + 3, 4, None, None))))
     return out
 
 
 @pytestmark_linux
 def test_workers_answer_every_kind_with_the_published_system_variables(served):
-    """Plain, MD5 and Autokey session-key requests from 32 sources: every one answered
-    (MACs under the key and the cookie the first process would use), some by the worker
-    process; after the first process's system variables change, every reply carries the
+    """Plain, MD5, Autokey session-key and NTS requests from 32 sources: every one answered
+    (MACs under the key and the cookie the first process would use, NTS cookies opened with
+    its cookie keys), some by the worker process; after the first process's system variables change, every reply carries the
     new ones; the worker's counts reach the first process's counters."""
     service = served
     engine = service.engine
@@ -319,8 +335,11 @@ def test_workers_answer_every_kind_with_the_published_system_variables(served):
     assert None not in replies
     for (_source, data), reply in zip(requests, replies):
         packet = parse(reply)
-        assert packet.header.stratum == 1 and len(reply) == len(data)
-        assert not reply.endswith(bytes(4))  # no crypto-NAK
+        assert packet.header.stratum == 1
+        if packet.nts:  # NTS: the unique identifier and the sealed reply (a new cookie)
+            assert len(packet.fields) == 2 and engine.counters["nts_nak_sent"] == 0
+        else:
+            assert len(reply) == len(data) and not reply.endswith(bytes(4))  # no crypto-NAK
     engine.sys = attrs.evolve(engine.sys, stratum=6)
     seen: list[set[int]] = []
 
@@ -334,7 +353,7 @@ def test_workers_answer_every_kind_with_the_published_system_variables(served):
     [worker] = service.server_workers.workers.values()
     asked = len(requests) * (1 + len(seen))
     spin(lambda: engine.counters["served"] >= asked)  # the reports came
-    assert worker.counted["served"] > 0
+    assert worker.counted["served"] > 0 and worker.counted["nts_served"] > 0
     assert engine.counters["served"] == asked
     assert engine.server_processes == 2
 

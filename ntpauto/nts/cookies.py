@@ -89,6 +89,11 @@ class CookieKeys:
     def __repr__(self) -> str:
         return f"CookieKeys(rotate={self.rotate}, keep={self.keep})"
 
+    def __reduce__(self) -> tuple[type[CookieKeys], tuple[bytes, int, int]]:
+        """Pickled as its secret and settings (the ciphers are made again): the daemon
+        hands them to its server workers (:mod:`ntpauto.workerstate`)."""
+        return CookieKeys, (self._secret, self.rotate, self.keep)
+
     def key_id(self, now: float) -> int:
         """The number of the master key current at ``now`` (Unix seconds)."""
         return int(now // self.rotate) & 0xFFFFFFFF if self.rotate else 0
