@@ -324,8 +324,9 @@ def requests_for(service: NTPAutokeyService, stamp: int) -> list[tuple[str, byte
 def test_workers_answer_every_kind_with_the_published_system_variables(served):
     """Plain, MD5, Autokey session-key and NTS requests from 32 sources: every one answered
     (MACs under the key and the cookie the first process would use, NTS cookies opened with
-    its cookie keys), some by the worker process; after the first process's system variables change, every reply carries the
-    new ones; the worker's counts reach the first process's counters."""
+    its cookie keys), some by the worker process; after the first process's system
+    variables change, every reply carries the new ones; the worker's counts reach the first
+    process's counters."""
     service = served
     engine = service.engine
     port = service.address[1]
