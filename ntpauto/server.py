@@ -147,9 +147,9 @@ class Server:
                        now: float, client: str, server: str, crypto_now: int) -> bytes:
         """:meth:`header` of an Autokey reply to ``client`` from ``server``: tagged with
         their echo key (none between address families)."""
-        pair = self._sessions.pair(client, server, crypto_now)  # type: ignore[union-attr]
         return self.header(version_bits, poll, origin, rx, now,
-                           echo=pair[4] if pair is not None else None)
+                           echo=self._sessions.echo_key(client, server,  # type: ignore[union-attr]
+                                                        crypto_now))
 
     def _new_base(self, now: float) -> tuple[int, int, bytes, float, float]:
         """The header's fixed part at ``now``: leap bits, stratum, the packed system octets,

@@ -136,8 +136,13 @@ class ServerSeed:
         address it arrived on) at ``now`` (see :func:`server_cookie`).  ``now`` = 0
         (unsynchronised) and earlier times use the latest time seen, so that losing
         synchronisation never refreshes the seed."""
+        return server_cookie(client, server, self.at(now), digest)
+
+    def at(self, now: int) -> int:
+        """The seed in use at ``now``: :meth:`current` at the latest time seen (``now`` = 0,
+        unsynchronised, and earlier times never refresh it)."""
         self.time = max(self.time, int(now))
-        return server_cookie(client, server, self.current(self.time), digest)
+        return self.current(self.time)
 
     @property
     def value(self) -> int:

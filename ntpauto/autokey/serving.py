@@ -156,13 +156,12 @@ class SessionKeys:
         when the addresses are of different families (no session key exists between
         them)."""
         pair = self._pairs.get((client, server))
-        seed = self.seed
-        if pair is not None and pair[2] == seed.generation \
-                and seed.valid_from <= (now or seed.time) < seed.valid_until:
+        if pair is not None and self._current(pair, now):
             return pair
         c, s = address_octets(client), address_octets(server)
         if len(c) != len(s):
             return None
+        seed = self.seed
         cookie = seed.cookie(client, server, now, self.digest)
         table = self._pairs
         if len(table) >= self.capacity:
@@ -170,6 +169,23 @@ class SessionKeys:
         pair = table[(client, server)] = (c + s, s + c, seed.generation, _COOKIE.pack(cookie),
                                           echo_key(seed.value, client, server, self.digest))
         return pair
+
+    def _current(self, pair: Pair, now: int) -> bool:
+        """``pair`` was made under the seed in use at ``now``."""
+        seed = self.seed
+        return pair[2] == seed.generation and \
+            seed.valid_from <= (now or seed.time) < seed.valid_until
+
+    def echo_key(self, client: str, server: str, now: int) -> int | None:
+        """The echo key of ``client`` and ``server`` at ``now``: the :meth:`pair`'s when it
+        is in the table, else computed without filling it (requests with fields, which may
+        come from any number of spoofed sources, leave the table to time requests)."""
+        pair = self._pairs.get((client, server))
+        if pair is not None and self._current(pair, now):
+            return pair[4]
+        if len(address_octets(client)) != len(address_octets(server)):
+            return None
+        return echo_key(self.seed.at(now), client, server, self.digest)
 
     def answer(self, data: bytes, head: bytes, client: str, server: str, now: int,
                clock: Callable[[], float]) -> tuple[bytes, str]:
@@ -208,5 +224,5 @@ class SessionKeys:
         ``rx`` with poll exponent ``poll``) echoes a recent reply tagged for ``client`` by
         ``server`` under the current seed: the source has completed a normal exchange
         (:func:`~ntpauto.autokey.amplification.echoes`)."""
-        pair = self.pair(client, server, self.seed.time)
-        return pair is not None and echoes(origin, pair[4], rx, poll)
+        key = self.echo_key(client, server, self.seed.time)
+        return key is not None and echoes(origin, key, rx, poll)
