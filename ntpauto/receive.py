@@ -106,11 +106,8 @@ class AssociationReceiver:
                 or not engine.room_for_ephemeral()):
             engine.counters["declined"] += 1
             return engine.server.serve(pkt, source, rx, now, flags, auth, keyid, MODE_PASSIVE)
-        poll = clamp_poll(pkt.header.poll)
-        assoc = engine.mobilise(Association(
-            associd=engine.new_associd(), address=source, hmode=MODE_PASSIVE,
-            version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
-            keyid=keyid if auth == AUTH_OK else None, ephemeral=True, nextdate=now + 1.0))
+        assoc = engine.mobilise(self._ephemeral(pkt, source, MODE_PASSIVE, now,
+                                                keyid if auth == AUTH_OK else None))
         return self.process(assoc, pkt, MODE_ACTIVE, rx, now, flags, auth, keyid)
 
     def _new_autokey_passive(self, pkt: Packet, source: tuple[str, int], rx: int,
@@ -126,11 +123,7 @@ class AssociationReceiver:
         if "nopeer" in flags:
             counters["declined"] += 1
             return []
-        poll = clamp_poll(pkt.header.poll)
-        assoc = Association(
-            associd=engine.new_associd(), address=source, hmode=MODE_PASSIVE,
-            version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10), hpoll=poll,
-            ephemeral=True, nextdate=now + 1.0)
+        assoc = self._ephemeral(pkt, source, MODE_PASSIVE, now)
         if local is not None and not is_wildcard(local[0]):
             assoc.local_address = local[0]
             assoc.local_refid = refid_or_empty(local[0])
@@ -181,14 +174,11 @@ class AssociationReceiver:
                 or not engine.room_for_ephemeral():
             counters["declined"] += 1
             return []
-        poll = clamp_poll(pkt.header.poll)
-        assoc = Association(
-            associd=engine.new_associd(), address=source, hmode=HMODE_BCLIENT,
-            version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
-            keyid=keyid if auth == AUTH_OK else None, ephemeral=True)
+        assoc = self._ephemeral(pkt, source, HMODE_BCLIENT, now,
+                                keyid if auth == AUTH_OK else None)
         if engine.config.broadcast_delay is not None:
             assoc.caldelay = engine.config.broadcast_delay
-            assoc.nextdate = now + 2.0**poll
+            assoc.nextdate = now + 2.0**assoc.hpoll
             engine.mobilise(assoc)
             return self.process(assoc, pkt, MODE_BROADCAST, rx, now, flags, auth, keyid)
         assoc.volley = VOLLEY
@@ -218,11 +208,7 @@ class AssociationReceiver:
         if not fields or fields[-1].code != ASSOC or not fields[-1].response:
             counters["bcast_not_assoc"] += 1
             return []
-        poll = clamp_poll(pkt.header.poll)
-        assoc = Association(
-            associd=engine.new_associd(), address=source, hmode=HMODE_BCLIENT,
-            version=pkt.header.version, minpoll=poll, maxpoll=poll, hpoll=poll,
-            ephemeral=True)
+        assoc = self._ephemeral(pkt, source, HMODE_BCLIENT, now)
         assoc.broadcast_address = local[0] if local is not None else None
         assoc.autokey = engine.glue.session(assoc, ident=engine.config.ident, broadcast=True)
         if engine.glue.mac_verdict(assoc, pkt, MODE_BROADCAST).failed:
@@ -244,6 +230,18 @@ class AssociationReceiver:
         engine.mobilise(assoc)
         engine.glue.log_status(assoc, 0)
         return engine.poller.poll(assoc, now)
+
+    def _ephemeral(self, pkt: Packet, source: tuple[str, int], hmode: int, now: float,
+                   keyid: int | None = None) -> Association:
+        """A new ephemeral association with ``source`` at the poll its first packet says: a
+        passive one (polls between that and 2**10 s, the first a second from now) or a
+        broadcast client (the broadcast poll, fixed)."""
+        poll = clamp_poll(pkt.header.poll)
+        passive = hmode == MODE_PASSIVE
+        return Association(
+            associd=self.engine.new_associd(), address=source, hmode=hmode,
+            version=pkt.header.version, minpoll=poll, maxpoll=max(poll, 10) if passive else poll,
+            hpoll=poll, keyid=keyid, ephemeral=True, nextdate=now + 1.0 if passive else 0.0)
 
     # ------------------------------------------------------------------ receive
 
