@@ -167,7 +167,7 @@ class AutokeyGlue:
             assoc.nextdate = min(assoc.nextdate, now + BTIME)
             engine.timers_changed()
         if any(v.failed for v in verdicts):
-            return PacketVerdicts(verdicts, key or _NOT_TESTED)
+            return PacketVerdicts(verdicts, _NOT_TESTED if key is None else key)
         if key is None:
             key = session.key_verdict(pkt, mac, src=src, dst=dst, client=client)
         return PacketVerdicts(verdicts, key)

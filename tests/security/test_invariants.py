@@ -456,3 +456,33 @@ def test_an_unreachable_system_peer_stops_being_one(vectors):
     net.run(16 * 9)
     assert assoc.reach == 0
     assert brenda.engine.sys.peer is None
+
+
+def test_second_answer_with_a_key_on_the_chain_and_a_bad_field_is_handled(vectors):
+    """Carol sends twice before alice transmits again: the second packet answers a
+    transmit of alice's already answered, so it must prove itself by its key ID first
+    (genuine here: carol's next key).  Carried under a cookie-0 MAC with an error field
+    added, it passes the key test, fails its field, and is handled like any proven
+    protocol error: a rate-limited restart, no exception, no removal."""
+    net, alice, carol, active, passive = symmetric_pair(vectors)
+    net.add_interceptor(lambda data, s, d: None)  # this test carries the packets
+    now = net.reactor.seconds
+
+    def deliver(host, data, source):
+        return host.engine.receive(data, (source, 123), unix_to_ntp(host.clock.now()),
+                                   now(), local=(host.address, 123))
+
+    deliver(carol, alice.engine.poller.transmit(passive, now()).data, ALICE)
+    assert carol.engine.associations[active.associd].org
+    first = carol.engine.poller.transmit(active, now()).data
+    second = carol.engine.poller.transmit(active, now()).data
+    deliver(alice, first, CAROL)
+    pkt = parse(second)
+    error = Field.short_form(AUTO, passive.autokey.state.peer_associd, response=True,
+                             error=True)
+    body = second[:48] + error.encode()
+    tampered = body + mac(session_key(CAROL, ALICE, pkt.keyid, 0), pkt.keyid, body)
+    resets = alice.engine.counters["autokey_resets"]
+    deliver(alice, tampered, CAROL)
+    assert alice.engine.counters["autokey_resets"] == resets + 1
+    assert passive.associd in alice.engine.associations
