@@ -375,8 +375,8 @@ class AssociationReceiver:
         if on is None:
             return []
         repeat = on is OnWire.REPEAT
-        verdicts = glue.check(assoc, pkt, mode, now, mac=mac, key_first=repeat,
-                              proven=on in (OnWire.PROVEN, OnWire.REPEAT))
+        proven = repeat or on is OnWire.PROVEN
+        verdicts = glue.check(assoc, pkt, mode, now, mac=mac, key_first=repeat, proven=proven)
         if repeat and not verdicts.key.verified:
             counters["bogusorg"] += 1
             assoc.flash = Flash.TEST2
@@ -385,7 +385,7 @@ class AssociationReceiver:
         if failure is not None:
             engine.changes.refused(assoc, failure)
             assoc.flash = Flash.TEST9
-            if failure.protocol_error and on is not OnWire.BROADCAST and on is not OnWire.START:
+            if failure.protocol_error and proven:
                 glue.restart(assoc, now, failure.reason)
             return []
         if on is OnWire.BROADCAST:

@@ -326,8 +326,7 @@ class Server:
         limited = self._over_limit(pkt, source, rx, now, flags, reply_mode)
         if limited is not None:
             return limited
-        request = pkt.header
-        version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
+        version_bits, poll, origin = copied(pkt)
         data = self.header(version_bits, poll, origin, rx, now, reply_mode)
         if auth == AUTH_OK:  # a trusted key: the engine verified the request with it
             mac_of = self.engine.keys.trusted_mac(keyid)  # type: ignore[arg-type]
@@ -347,9 +346,7 @@ class Server:
         verdict = self.engine.limiter.check(source[0], now)
         if not verdict:
             return None
-        request = pkt.header
-        kiss = self._limited(verdict, flags, request.version << 3, request.poll & 0xFF,
-                             pkt.data[40:48], rx, mode)
+        kiss = self._limited(verdict, flags, *copied(pkt), rx, mode)
         return [Datagram(kiss, source)] if kiss else []
 
     def serve_nts(self, pkt: Packet, source: tuple[str, int], rx: int, now: float,
@@ -368,8 +365,7 @@ class Server:
         limited = self._over_limit(pkt, source, rx, now, flags, MODE_SERVER)
         if limited is not None:
             return limited
-        request = pkt.header
-        version_bits, poll, origin = request.version << 3, request.poll & 0xFF, pkt.data[40:48]
+        version_bits, poll, origin = copied(pkt)
         data, outcome = nts.answer(
             pkt, self.header(version_bits, poll, origin, rx, now),
             lambda: self.kiss(version_bits, poll, origin, rx, MODE_SERVER, KISS_NTSN))
@@ -399,13 +395,11 @@ class Server:
         node = engine.autokey
         if node is None:
             counters["badauth"] += 1
-            reply = self.header(request.version << 3, request.poll & 0xFF, pkt.data[40:48],
-                                rx, now)
+            reply = self.header(*copied(pkt), rx, now)
             return [Datagram(reply + CRYPTO_NAK, source)]
         server = self.server_address(local)
         crypto_now = engine.crypto_now()
-        reply = self.autokey_header(request.version << 3, request.poll & 0xFF,
-                                    pkt.data[40:48], rx, now, source[0], server, crypto_now)
+        reply = self.autokey_header(*copied(pkt), rx, now, source[0], server, crypto_now)
         first: Field | None = None
         for f in pkt.fields[:1]:
             try:
@@ -500,3 +494,9 @@ class Server:
             counters["autokey_error_response"] += 1
         return self._autokey_reply_out(data, reply, job.request, job.keyid, job.source,
                                        job.server, job.limit, job.request_size)
+
+
+def copied(pkt: Packet) -> tuple[int, int, bytes]:
+    """What a reply copies from the request (RFC 5905 A.5.3): its version (as the first
+    octet's bits), its poll octet and its transmit timestamp (as our origin, raw)."""
+    return pkt.header.version << 3, pkt.header.poll & 0xFF, pkt.data[40:48]

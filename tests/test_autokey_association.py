@@ -590,6 +590,15 @@ def sym_pair(vectors: Path) -> tuple[AutokeyAssociation, AutokeyAssociation]:
     return carol, alice
 
 
+def exchange(carol: AutokeyAssociation, alice: AutokeyAssociation, rounds: int) -> None:
+    """``rounds`` packets each way, carol first, every one answering the other's."""
+    for _ in range(rounds):
+        alice.receive(carol.next_fields(NOW, synchronized=True), packet_mode=MODE_ACTIVE,
+                      now=NOW, proven=True)
+        carol.receive(alice.next_fields(NOW, synchronized=True), packet_mode=MODE_PASSIVE,
+                      now=NOW, proven=True)
+
+
 def test_symmetric_assoc_request_is_queued_and_answered(vectors: Path) -> None:
     """A symmetric ASSOC request sets our word and is answered first, with our own ID."""
     carol, alice = sym_pair(vectors)
@@ -618,11 +627,7 @@ def test_second_queued_request_is_dropped(vectors: Path) -> None:
 def test_symmetric_assoc_request_after_cert_is_protocol_error(vectors: Path) -> None:
     """An ASSOC request once CERT is lit means the peer restarted: protocol error."""
     carol, alice = sym_pair(vectors)
-    for _ in range(3):
-        alice.receive(carol.next_fields(NOW, synchronized=True), packet_mode=MODE_ACTIVE,
-                      now=NOW, proven=True)
-        carol.receive(alice.next_fields(NOW, synchronized=True), packet_mode=MODE_PASSIVE,
-                      now=NOW, proven=True)
+    exchange(carol, alice, 3)
     assert alice.status & Flag.CERT
     status = alice.status
     verdicts = alice.receive([carol.host.assoc_field(100, response=False)],

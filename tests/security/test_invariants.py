@@ -296,14 +296,10 @@ def test_symmetric_cook_request_must_be_signed_by_the_peer(vectors):
     """A COOK request is answered with our cookie encrypted to the key it carries: from a
     symmetric peer it is queued only with the peer's valid signature over that key (a
     forger's key, or the peer's key unsigned, is refused and never answered)."""
-    from tests.test_autokey_association import sym_pair
+    from tests.test_autokey_association import exchange, sym_pair
 
     carol, alice = sym_pair(vectors)
-    for _ in range(4):
-        alice.receive(carol.next_fields(NOW, synchronized=True), packet_mode=MODE_ACTIVE,
-                      now=NOW, proven=True)
-        carol.receive(alice.next_fields(NOW, synchronized=True), packet_mode=MODE_PASSIVE,
-                      now=NOW, proven=True)
+    exchange(carol, alice, 4)
     assert alice.status & Flag.CERT
     alice.next_fields(NOW, synchronized=True)  # answer whatever was queued
     mallory = vector_host(vectors, "tc-rsa-md5", "alice")  # another key pair entirely
