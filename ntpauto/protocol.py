@@ -39,6 +39,7 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from ntpauto.batch import BatchPath, Datagrams
 from ntpauto.interfaces import IClock
 from ntpauto.udpsocket import (
     Destinations,
@@ -59,21 +60,6 @@ _MASK64 = (1 << 64) - 1
 _READ_DONE = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED})
 """``recvfrom`` errors that end a read, as in Twisted's ``udp.Port.doRead``: nothing left, a
 signal, an ICMP error reported on the socket."""
-
-
-class _OneDatagram:
-    """A ``recvfrom`` that returns one datagram, then has nothing left (datagramReceived's)."""
-
-    __slots__ = ("_datagram",)
-
-    def __init__(self, data: bytes, addr: Any) -> None:
-        self._datagram: tuple[bytes, Any] | None = (data, addr)
-
-    def recvfrom(self, size: int) -> tuple[bytes, Any]:
-        datagram, self._datagram = self._datagram, None
-        if datagram is None:
-            raise BlockingIOError(errno.EAGAIN, "no datagram left")
-        return datagram
 
 
 DROPS_INTERVAL = 1.0
@@ -172,7 +158,7 @@ class NTPDatagramProtocol(DatagramProtocol):
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """Stamp, hand to the engine, send its answers, re-arm the timer.  Never raises."""
-        self.read_datagrams(_OneDatagram(datagram, addr).recvfrom, len(datagram), 1)
+        self.read_datagrams(Datagrams([(datagram, addr)]).recvfrom, len(datagram), 1)
 
     def read_datagrams(self, recvfrom: Callable[[int], tuple[bytes, Any]], size: int,
                        limit: int, destinations: Destinations | None = None) -> None:
@@ -431,6 +417,10 @@ class NTPPort(udp.Port):
 
     protocol: NTPDatagramProtocol
     destinations: Destinations | None = None
+    batch: BatchPath | None = None
+    """The socket's batched path (:mod:`ntpauto.batch`), made at the first read where it can
+    answer for the protocol."""
+    _batch_checked = False
     _drops_seen = 0
     _drops_due = -math.inf
 
@@ -448,6 +438,13 @@ class NTPPort(udp.Port):
             self.count_drops()
         if getattr(protocol.datagramReceived, "__func__", None) is not _DATAGRAM_RECEIVED:
             super().doRead()
+            return
+        if not self._batch_checked:
+            self._batch_checked = True
+            if self.destinations is None:
+                self.batch = BatchPath.for_protocol(protocol, self.maxPacketSize, self.reactor)
+        if self.batch is not None:
+            self.batch.read(self.socket.fileno(), self.maxThroughput)
             return
         protocol.read_datagrams(self.socket.recvfrom, self.maxPacketSize, self.maxThroughput,
                                 self.destinations)

@@ -47,6 +47,7 @@ from ntpauto.events import AutokeyError, FieldError
 from ntpauto.ntp.constants import PHI
 from ntpauto.ntp.peer import is_wildcard
 from ntpauto.ntp.restrict import KOD
+from ntpauto.ntp.restrict import SERVING_FLAGS as _SERVING_FLAGS
 from ntpauto.wire.packet import (
     CRYPTO_NAK,
     KISS_NTSN,
@@ -86,8 +87,6 @@ _MASK64 = (1 << 64) - 1
 _UNSYNC_BITS = LEAP_UNSYNC << 6
 
 _CLIENT_SIZES = frozenset({48, 68, 72})
-_SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
-"""The restrict flags that bear on answering a client request (the others do not)."""
 LOCAL_ADDRESSES_CAP = 64
 """Local addresses whose session-key side is kept (a wildcard socket learns one per
 destination address its requests arrive on)."""

@@ -258,6 +258,13 @@ class KeyStore:
             return None
         return entry[0]
 
+    def trusted_secrets(self) -> list[tuple[int, str, bytes]]:
+        """(key ID, algorithm, secret) of every trusted key that verifies: what
+        :meth:`verified` checks against, for the server's batched path
+        (:mod:`ntpauto.batch`)."""
+        return [(keyid, key.algorithm, key.secret) for keyid, key in self._keys.items()
+                if keyid in self._trusted]
+
     def trusted_mac(self, keyid: int) -> Callable[[bytes], bytes] | None:
         """The MAC function of trusted key ``keyid`` (None for any other key)."""
         entry = self._trusted_macs.get(_KEYID_WORD.pack(keyid)) if 0 < keyid <= MAX_KEYID \

@@ -170,6 +170,12 @@ class SessionKeys:
                                           echo_key(seed.value, client, server, self.digest))
         return pair
 
+    def cached_pair(self, client: str, server: str) -> Pair | None:
+        """The :data:`Pair` of ``client`` and ``server`` when the table holds one made under
+        the seed in use (its generation), else None; nothing is computed or filled."""
+        pair = self._pairs.get((client, server))
+        return pair if pair is not None and pair[2] == self.seed.generation else None
+
     def _current(self, pair: Pair, now: int) -> bool:
         """``pair`` was made under the seed in use at ``now``."""
         seed = self.seed

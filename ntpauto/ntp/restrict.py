@@ -29,6 +29,10 @@ class RestrictRule:
     ipv6: bool = False
 
 
+SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
+"""The restrict flags that bear on answering a client request (the others do not)."""
+
+
 class RestrictList:
     """Looks up the flags that apply to a source address (longest prefix wins)."""
 
@@ -64,6 +68,12 @@ class RestrictList:
             network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
             rules.append(RestrictRule(network, frozenset(r.flags), network.version == 6))
         return cls(rules)
+
+    def serves_everyone(self) -> bool:
+        """True when no rule has a flag that bears on answering a client request
+        (:data:`SERVING_FLAGS`): every source is served alike."""
+        rules = [self._default4, self._default6, *(rule.flags for rule in self._networks)]
+        return all(flags.isdisjoint(SERVING_FLAGS) for flags in rules)
 
     def flags_for(self, host: str) -> frozenset[str]:
         """The restriction flags for a source address string."""

@@ -1,0 +1,834 @@
+/* ntpauto._batch: the busy server's common replies, answered in batches of datagrams.
+ *
+ * One Core per UDP socket.  Core.serve(fd, ...) reads what the socket holds with recvmmsg,
+ * answers the requests the Python server would answer from its first stage without any
+ * decision of its own (ntpauto.server.Server.answer: plain client requests, requests under a
+ * trusted MD5 or SHA1 key, Autokey session-key requests without fields from a client whose
+ * cookie the Python server has already made), sends those replies with sendmmsg, and hands
+ * every other datagram back to Python unchanged, in order.  Everything it answers with was
+ * given to it by the Python server (ntpauto/batch.py): the reply header's system octets and
+ * the engine time they hold for, the trusted keys, the Autokey cookie and echo key of each
+ * client, and which sources the restrict list lets it serve.  It decides nothing the Python
+ * server did not decide first; what it has not been told goes back to Python.
+ *
+ * Linux only (recvmmsg, sendmmsg).  The replies are byte for byte the Python server's
+ * (tests/test_batch.py compares them under a fixed clock).
+ */
+
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "_digests.h"
+
+#define BATCH 32            /* datagrams per recvmmsg (and replies per sendmmsg) */
+#define MAX_KEYS 64         /* trusted symmetric keys mirrored (more: the keyed path stays in Python) */
+#define SOURCE_SLOTS 8192   /* sources the restrict list lets us serve (cleared at half) */
+#define PAIR_SLOTS 8192     /* Autokey clients with their cookie (cleared at half) */
+#define REPLY_MAX (48 + 4 + 20)
+#define NTP_UNIX_OFFSET 2208988800.0
+#define ECHO_BITS 12
+#define ECHO_MULTIPLIER 0x9E3779B1u
+#define UNSYNC_BITS 0xC0
+#define MODE_SERVER 4
+
+typedef struct {
+    uint8_t word[4];        /* the key ID as on the wire */
+    int kind;               /* DIGEST_MD5, DIGEST_SHA1, 0: a trusted key of another type */
+    size_t length;          /* its secret's octets */
+    uint8_t secret[64];
+} Key;
+
+typedef struct {
+    uint8_t used;
+    uint8_t family_len;     /* 4 or 16 */
+    uint8_t address[16];
+} Source;
+
+typedef struct {
+    uint8_t used;
+    uint8_t family_len;
+    uint8_t address[16];
+    uint8_t cookie[4];
+    uint32_t echo;
+    uint64_t generation;
+    uint32_t valid_from, valid_until;   /* the seed's interval (NTP seconds) */
+} Pair;
+
+typedef struct {
+    PyObject_HEAD
+    size_t size;                        /* receive buffer per datagram */
+    uint8_t *buffers;                   /* BATCH * size */
+    struct mmsghdr in[BATCH], out[BATCH];
+    struct iovec in_iov[BATCH], out_iov[BATCH];
+    struct sockaddr_storage from[BATCH];
+    uint8_t replies[BATCH][REPLY_MAX];
+    /* the reply header (Server._new_base) and the engine time it holds for */
+    int have_header;
+    uint8_t first_bits, stratum, system[21];
+    double header_from, header_until;
+    /* symmetric keys */
+    Key keys[MAX_KEYS];
+    int key_count, keys_complete;
+    /* Autokey session keys */
+    int autokey_digest;                 /* 0: none */
+    uint8_t local[16];
+    int local_len;
+    uint64_t generation;
+    Pair *pairs;
+    int pair_count;
+    /* sources the restrict list lets us serve */
+    int serve_all;
+    Source *sources;
+    int source_count;
+    /* tests: a fixed clock (Unix seconds), or NaN for the real one */
+    double fixed_now;
+} Core;
+
+/* -- time -------------------------------------------------------------------------------- */
+
+static double unix_now(Core *self)
+{
+    if (!isnan(self->fixed_now))
+        return self->fixed_now;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* unix_to_ntp as the Python server computes it (int((t + offset) * 2**32) mod 2**64). */
+static uint64_t ntp64(double t)
+{
+    return (uint64_t)((t + NTP_UNIX_OFFSET) * 4294967296.0);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* -- tables -------------------------------------------------------------------------------- */
+
+static uint32_t hash_address(const uint8_t *a, int n)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++)
+        h = (h ^ a[i]) * 16777619u;
+    return h;
+}
+
+/* The raw address of a received datagram's source: 4 or 16 octets, 0 for another family. */
+static int source_address(const struct sockaddr_storage *ss, const uint8_t **raw, int *port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        *raw = (const uint8_t *)&sin->sin_addr;
+        *port = ntohs(sin->sin_port);
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        *raw = (const uint8_t *)&sin6->sin6_addr;
+        *port = ntohs(sin6->sin6_port);
+        return 16;
+    }
+    return 0;
+}
+
+static int source_known(Core *self, const uint8_t *raw, int n)
+{
+    uint32_t i = hash_address(raw, n) & (SOURCE_SLOTS - 1);
+    for (;;) {
+        Source *s = &self->sources[i];
+        if (!s->used)
+            return 0;
+        if (s->family_len == n && memcmp(s->address, raw, (size_t)n) == 0)
+            return 1;
+        i = (i + 1) & (SOURCE_SLOTS - 1);
+    }
+}
+
+static Pair *pair_of(Core *self, const uint8_t *raw, int n)
+{
+    uint32_t i = hash_address(raw, n) & (PAIR_SLOTS - 1);
+    for (;;) {
+        Pair *p = &self->pairs[i];
+        if (!p->used)
+            return NULL;
+        if (p->family_len == n && memcmp(p->address, raw, (size_t)n) == 0)
+            return p;
+        i = (i + 1) & (PAIR_SLOTS - 1);
+    }
+}
+
+static int address_arg(Py_buffer *b)
+{
+    if (b->len != 4 && b->len != 16) {
+        PyErr_SetString(PyExc_ValueError, "an address is 4 or 16 octets");
+        return 0;
+    }
+    return 1;
+}
+
+/* -- the answers --------------------------------------------------------------------------- */
+
+enum { LEFT = 0, SERVED, BADAUTH, SESSION_BADAUTH };
+/* SERVED and BADAUTH count as served (BADAUTH also as badauth), as the Python server counts
+ * a request under a symmetric key; a session-key request failing its MAC counts as badauth
+ * only (ntpauto.autokey.serving.SessionKeys.serve). */
+
+typedef struct {
+    unsigned long long received, served, badauth;
+} Counts;
+
+/* The reply header (48 octets) to request d at rx, transmit timestamp still zero. */
+static void header(Core *self, const uint8_t *d, uint64_t rx, uint8_t *out)
+{
+    out[0] = (uint8_t)(self->first_bits | (d[0] & 0x38) | MODE_SERVER);
+    out[1] = self->stratum;
+    out[2] = d[2];
+    memcpy(out + 3, self->system, 21);
+    memcpy(out + 24, d + 40, 8);
+    put64(out + 32, rx);
+    memset(out + 40, 0, 8);
+}
+
+static const Key *key_of(Core *self, const uint8_t *word)
+{
+    for (int i = 0; i < self->key_count; i++)
+        if (memcmp(self->keys[i].word, word, 4) == 0)
+            return &self->keys[i];
+    return NULL;
+}
+
+/* Decide the answer to datagram d (n octets) from raw source address a (alen octets):
+ * LEFT (Python's), or the reply's length in *length with its kind.  *mac_key says how the
+ * transmit-time MAC is made once the batch's transmit time is known: NULL (none), a Key, or
+ * (autokey) the reply key in reply_key. */
+typedef struct {
+    int how;                 /* 0: no MAC, 1: symmetric key, 2: session key, 3: crypto-NAK */
+    const Key *key;
+    uint8_t reply_key[20];
+    size_t reply_key_len;
+    uint32_t echo;
+    int kind;                /* an Autokey reply's digest (its timestamp tagged), else 0 */
+    size_t length;
+} Plan;
+
+static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, int alen,
+                  int port, double now, uint64_t rx, uint8_t *reply, Plan *plan)
+{
+    if (n != 48 && n != 68 && n != 72)
+        return LEFT;
+    uint8_t first = d[0];
+    if ((first & 7) != 3 || (first & 0x38) < 0x08 || (first & 0x38) > 0x20 || port == 0)
+        return LEFT;
+    if (!self->have_header || !(self->header_from <= now && now < self->header_until))
+        return LEFT;
+    if (!self->serve_all && !source_known(self, a, alen))
+        return LEFT;
+    header(self, d, rx, reply);
+    memset(plan, 0, sizeof *plan);
+    plan->length = 48;
+    if (n == 48)
+        return SERVED;
+    const uint8_t *word = d + 48;
+    const uint8_t *mac = d + 52;
+    size_t mac_len = (size_t)n - 52;
+    uint8_t digest[20];
+    if (word[0] || word[1]) {  /* above 65535: an Autokey session key */
+        if (!self->autokey_digest || self->first_bits == UNSYNC_BITS)
+            return LEFT;
+        uint32_t crypto_now = (uint32_t)(rx >> 32);
+        Pair *p = pair_of(self, a, alen);
+        if (p == NULL || p->generation != self->generation || alen != self->local_len
+            || !(p->valid_from <= crypto_now && crypto_now < p->valid_until))
+            return LEFT;
+        int kind = self->autokey_digest;
+        uint8_t block[16 + 16 + 4 + 4];
+        size_t blen = 0;
+        /* the request's key: H(client || server || key ID || cookie) */
+        memcpy(block, a, (size_t)alen);
+        memcpy(block + alen, self->local, (size_t)alen);
+        blen = 2 * (size_t)alen;
+        memcpy(block + blen, word, 4);
+        memcpy(block + blen + 4, p->cookie, 4);
+        blen += 8;
+        uint8_t key[20];
+        size_t key_len = digest2(kind, block, blen, NULL, 0, key);
+        size_t got = digest2(kind, key, key_len, d, 48, digest);
+        plan->echo = p->echo;
+        plan->kind = kind;
+        if (got != mac_len || !equal_octets(digest, mac, got)) {
+            plan->how = 3;
+            plan->length = 52;
+            return SESSION_BADAUTH;
+        }
+        /* the reply's key: H(server || client || key ID || cookie) */
+        memcpy(block, self->local, (size_t)alen);
+        memcpy(block + alen, a, (size_t)alen);
+        plan->reply_key_len = digest2(kind, block, blen, NULL, 0, plan->reply_key);
+        memcpy(reply + 48, word, 4);
+        plan->how = 2;
+        plan->length = 52 + got;
+        return SERVED;
+    }
+    if (!self->keys_complete)
+        return LEFT;
+    const Key *key = key_of(self, word);
+    if (key != NULL && key->kind == 0)
+        return LEFT;  /* a trusted key of a type answered in Python (AES-CMAC) */
+    if (key == NULL || digest2(key->kind, key->secret, key->length, d, 48, digest) != mac_len
+        || !equal_octets(digest, mac, mac_len)) {
+        plan->how = 3;
+        plan->length = 52;
+        return BADAUTH;
+    }
+    memcpy(reply + 48, word, 4);
+    plan->how = 1;
+    plan->key = key;
+    plan->length = 52 + mac_len;
+    return SERVED;
+}
+
+/* The transmit timestamp and MAC of a planned reply, at Unix time t. */
+static void finish(const Plan *plan, uint8_t *reply, double t)
+{
+    if (plan->kind) {
+        /* an Autokey reply: the timestamp tagged with the client's echo key */
+        uint64_t high = (uint64_t)((t + NTP_UNIX_OFFSET) * (double)(1u << (32 - ECHO_BITS)))
+                        & ((UINT64_C(1) << (64 - ECHO_BITS)) - 1);
+        uint32_t tag = (uint32_t)(((uint32_t)(high ^ plan->echo)) * ECHO_MULTIPLIER)
+                       >> (32 - ECHO_BITS);
+        put64(reply + 40, high << ECHO_BITS | tag);
+    } else {
+        put64(reply + 40, ntp64(t));
+    }
+    if (plan->how == 1) {
+        digest2(plan->key->kind, plan->key->secret, plan->key->length, reply, 48, reply + 52);
+    } else if (plan->how == 2) {
+        digest2(plan->kind, plan->reply_key, plan->reply_key_len, reply, 48, reply + 52);
+    } else if (plan->how == 3) {
+        memset(reply + 48, 0, 4);  /* the crypto-NAK: a key ID of zero, no digest */
+    }
+}
+
+/* -- Core ---------------------------------------------------------------------------------- */
+
+static PyObject *address_tuple(const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        return Py_BuildValue("(si)", host, ntohs(sin->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        if (sin6->sin6_scope_id) {
+            /* as Python's socket module writes a scoped address: host%interface */
+            PyObject *socket = PyImport_ImportModule("socket");
+            if (socket == NULL)
+                return NULL;
+            PyObject *name = PyObject_CallMethod(socket, "if_indextoname", "I",
+                                                 (unsigned int)sin6->sin6_scope_id);
+            Py_DECREF(socket);
+            PyObject *result = NULL;
+            if (name == NULL) {
+                PyErr_Clear();
+                result = Py_BuildValue("(siII)", host, ntohs(sin6->sin6_port),
+                                       (unsigned int)ntohl(sin6->sin6_flowinfo),
+                                       (unsigned int)sin6->sin6_scope_id);
+            } else {
+                PyObject *scoped = PyUnicode_FromFormat("%s%%%U", host, name);
+                Py_DECREF(name);
+                if (scoped != NULL)
+                    result = Py_BuildValue("(NiII)", scoped, ntohs(sin6->sin6_port),
+                                           (unsigned int)ntohl(sin6->sin6_flowinfo),
+                                           (unsigned int)sin6->sin6_scope_id);
+            }
+            return result;
+        }
+        return Py_BuildValue("(siII)", host, ntohs(sin6->sin6_port),
+                             (unsigned int)ntohl(sin6->sin6_flowinfo), 0u);
+    }
+    Py_RETURN_NONE;
+}
+
+static int read_done(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNREFUSED;
+}
+
+/* Send replies out[0..count); failures are appended to errors as (errno, address). */
+static int send_all(Core *self, int fd, int count, PyObject **errors)
+{
+    int at = 0;
+    while (at < count) {
+        int sent = sendmmsg(fd, self->out + at, (unsigned int)(count - at), 0);
+        if (sent > 0) {
+            at += sent;
+            continue;
+        }
+        int err = errno;
+        if (sent < 0 && err == EINTR)
+            continue;
+        if (*errors == NULL && (*errors = PyList_New(0)) == NULL)
+            return -1;
+        PyObject *where = address_tuple((struct sockaddr_storage *)self->out[at].msg_hdr.msg_name);
+        if (where == NULL)
+            return -1;
+        PyObject *item = Py_BuildValue("(iN)", sent < 0 ? err : 0, where);
+        if (item == NULL || PyList_Append(*errors, item) < 0) {
+            Py_XDECREF(item);
+            return -1;
+        }
+        Py_DECREF(item);
+        at++;  /* that one is lost, as a failed sendto is; the rest still go */
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(serve_doc,
+"serve(fd, limit) -> (leftovers, received, served, badauth, send_errors)\n\n"
+"Read the socket until it is empty or limit octets were read; answer what this core was\n"
+"told enough to answer; return the other datagrams as (data, address) in arrival order,\n"
+"the counts of the requests answered, and the sends that failed as (errno, address)\n"
+"(None when none did).  Raises OSError for a receive error Twisted does not end a read on.");
+
+static PyObject *Core_serve(Core *self, PyObject *args)
+{
+    int fd;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "in", &fd, &limit))
+        return NULL;
+    PyObject *leftovers = PyList_New(0);
+    if (leftovers == NULL)
+        return NULL;
+    PyObject *errors = NULL;
+    Counts counts = {0, 0, 0};
+    Plan plans[BATCH];
+    Py_ssize_t read = 0;
+    while (read < limit) {
+        for (int i = 0; i < BATCH; i++) {
+            self->in_iov[i].iov_base = self->buffers + (size_t)i * self->size;
+            self->in_iov[i].iov_len = self->size;
+            memset(&self->in[i].msg_hdr, 0, sizeof(struct msghdr));
+            self->in[i].msg_hdr.msg_name = &self->from[i];
+            self->in[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+            self->in[i].msg_hdr.msg_iov = &self->in_iov[i];
+            self->in[i].msg_hdr.msg_iovlen = 1;
+        }
+        int got = recvmmsg(fd, self->in, BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (read_done(errno))
+                break;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        if (got == 0)
+            break;
+        int replies = 0;
+        int planned[BATCH];
+        for (int i = 0; i < got; i++) {
+            const uint8_t *d = self->buffers + (size_t)i * self->size;
+            Py_ssize_t n = (Py_ssize_t)self->in[i].msg_len;
+            read += n;
+            const uint8_t *raw = NULL;
+            int port = 0;
+            int alen = source_address(&self->from[i], &raw, &port);
+            int verdict = LEFT;
+            if (alen && !(self->in[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+                double now = unix_now(self);
+                verdict = decide(self, d, n, raw, alen, port, now, ntp64(now),
+                                 self->replies[replies], &plans[replies]);
+            }
+            if (verdict == LEFT) {
+                PyObject *where = address_tuple(&self->from[i]);
+                if (where == NULL)
+                    goto fail;
+                PyObject *item = Py_BuildValue("(y#N)", (const char *)d, n, where);
+                if (item == NULL || PyList_Append(leftovers, item) < 0) {
+                    Py_XDECREF(item);
+                    goto fail;
+                }
+                Py_DECREF(item);
+                continue;
+            }
+            counts.received++;
+            counts.served += verdict != SESSION_BADAUTH;
+            counts.badauth += verdict != SERVED;
+            planned[replies++] = i;
+        }
+        if (replies) {
+            /* one transmit time for the batch, taken after every request was checked */
+            double t = unix_now(self);
+            for (int r = 0; r < replies; r++) {
+                finish(&plans[r], self->replies[r], t);
+                int i = planned[r];
+                self->out_iov[r].iov_base = self->replies[r];
+                self->out_iov[r].iov_len = plans[r].length;
+                memset(&self->out[r].msg_hdr, 0, sizeof(struct msghdr));
+                self->out[r].msg_hdr.msg_name = &self->from[i];
+                self->out[r].msg_hdr.msg_namelen = self->in[i].msg_hdr.msg_namelen;
+                self->out[r].msg_hdr.msg_iov = &self->out_iov[r];
+                self->out[r].msg_hdr.msg_iovlen = 1;
+            }
+            if (send_all(self, fd, replies, &errors) < 0)
+                goto fail;
+        }
+        if (got < BATCH)
+            break;
+    }
+    return Py_BuildValue("(NKKKN)", leftovers, counts.received, counts.served, counts.badauth,
+                         errors != NULL ? errors : Py_NewRef(Py_None));
+fail:
+    Py_DECREF(leftovers);
+    Py_XDECREF(errors);
+    return NULL;
+}
+
+PyDoc_STRVAR(answer_doc,
+"answer(data, host, port) -> bytes | None\n\n"
+"What serve() would send to a datagram from raw address host (4 or 16 octets), or None\n"
+"when it would hand it to Python (for tests: no socket).");
+
+static PyObject *Core_answer(Core *self, PyObject *args)
+{
+    Py_buffer data, host;
+    int port;
+    if (!PyArg_ParseTuple(args, "y*y*i", &data, &host, &port))
+        return NULL;
+    PyObject *result = NULL;
+    if (address_arg(&host)) {
+        uint8_t reply[REPLY_MAX];
+        Plan plan;
+        memset(&plan, 0, sizeof plan);
+        double now = unix_now(self);
+        int verdict = decide(self, data.buf, data.len, host.buf, (int)host.len, port, now,
+                             ntp64(now), reply, &plan);
+        if (verdict == LEFT) {
+            result = Py_NewRef(Py_None);
+        } else {
+            finish(&plan, reply, unix_now(self));
+            result = PyBytes_FromStringAndSize((const char *)reply, (Py_ssize_t)plan.length);
+        }
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&host);
+    return result;
+}
+
+static PyObject *Core_set_header(Core *self, PyObject *args)
+{
+    int first_bits, stratum;
+    Py_buffer system;
+    double from, until;
+    if (!PyArg_ParseTuple(args, "iiy*dd", &first_bits, &stratum, &system, &from, &until))
+        return NULL;
+    if (system.len != 21) {
+        PyBuffer_Release(&system);
+        PyErr_SetString(PyExc_ValueError, "the system octets are 21");
+        return NULL;
+    }
+    self->first_bits = (uint8_t)first_bits;
+    self->stratum = (uint8_t)stratum;
+    memcpy(self->system, system.buf, 21);
+    self->header_from = from;
+    self->header_until = until;
+    self->have_header = 1;
+    PyBuffer_Release(&system);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_clear_header(Core *self, PyObject *Py_UNUSED(ignored))
+{
+    self->have_header = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_set_keys(Core *self, PyObject *keys)
+{
+    /* keys: a sequence of (key ID, digest kind or 0, secret) */
+    PyObject *seq = PySequence_Fast(keys, "keys: a sequence of (keyid, kind, secret)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    memset(self->keys, 0, sizeof self->keys);
+    self->key_count = 0;
+    self->keys_complete = count <= MAX_KEYS;
+    for (Py_ssize_t i = 0; i < count && i < MAX_KEYS; i++) {
+        unsigned int keyid;
+        int kind;
+        Py_buffer secret;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Iiy*", &keyid, &kind, &secret)) {
+            Py_DECREF(seq);
+            self->key_count = 0;
+            self->keys_complete = 0;
+            return NULL;
+        }
+        Key *key = &self->keys[self->key_count++];
+        key->word[0] = (uint8_t)(keyid >> 24);
+        key->word[1] = (uint8_t)(keyid >> 16);
+        key->word[2] = (uint8_t)(keyid >> 8);
+        key->word[3] = (uint8_t)keyid;
+        key->kind = (kind == DIGEST_MD5 || kind == DIGEST_SHA1) && secret.len <= 64 ? kind : 0;
+        if (key->kind) {
+            key->length = (size_t)secret.len;
+            memcpy(key->secret, secret.buf, key->length);
+        }
+        PyBuffer_Release(&secret);
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_set_autokey(Core *self, PyObject *args)
+{
+    int kind;
+    Py_buffer local;
+    if (!PyArg_ParseTuple(args, "iy*", &kind, &local))
+        return NULL;
+    if (local.len != 0 && !address_arg(&local)) {
+        PyBuffer_Release(&local);
+        return NULL;
+    }
+    self->autokey_digest = (kind == DIGEST_MD5 || kind == DIGEST_SHA1) && local.len ? kind : 0;
+    self->local_len = (int)local.len;
+    memcpy(self->local, local.buf, (size_t)local.len);
+    PyBuffer_Release(&local);
+    memset(self->pairs, 0, sizeof(Pair) * PAIR_SLOTS);
+    self->pair_count = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_set_generation(Core *self, PyObject *arg)
+{
+    unsigned long long generation = PyLong_AsUnsignedLongLong(arg);
+    if (generation == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    self->generation = generation;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_learn_pair(Core *self, PyObject *args)
+{
+    Py_buffer client, cookie;
+    unsigned int echo, valid_from, valid_until;
+    unsigned long long generation;
+    if (!PyArg_ParseTuple(args, "y*y*IKII", &client, &cookie, &echo, &generation, &valid_from,
+                          &valid_until))
+        return NULL;
+    PyObject *result = NULL;
+    if (!address_arg(&client) || cookie.len != 4) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a cookie is 4 octets");
+        goto done;
+    }
+    int n = (int)client.len;
+    Pair *p = pair_of(self, client.buf, n);
+    if (p == NULL) {
+        if (self->pair_count >= PAIR_SLOTS / 2) {
+            memset(self->pairs, 0, sizeof(Pair) * PAIR_SLOTS);
+            self->pair_count = 0;
+        }
+        uint32_t i = hash_address(client.buf, n) & (PAIR_SLOTS - 1);
+        while (self->pairs[i].used)
+            i = (i + 1) & (PAIR_SLOTS - 1);
+        p = &self->pairs[i];
+        p->used = 1;
+        p->family_len = (uint8_t)n;
+        memcpy(p->address, client.buf, (size_t)n);
+        self->pair_count++;
+    }
+    memcpy(p->cookie, cookie.buf, 4);
+    p->echo = echo;
+    p->generation = generation;
+    p->valid_from = valid_from;
+    p->valid_until = valid_until;
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&client);
+    PyBuffer_Release(&cookie);
+    return result;
+}
+
+static PyObject *Core_allow(Core *self, PyObject *arg)
+{
+    Py_buffer host;
+    if (PyObject_GetBuffer(arg, &host, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (!address_arg(&host)) {
+        PyBuffer_Release(&host);
+        return NULL;
+    }
+    int n = (int)host.len;
+    if (!source_known(self, host.buf, n)) {
+        if (self->source_count >= SOURCE_SLOTS / 2) {
+            memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
+            self->source_count = 0;
+        }
+        uint32_t i = hash_address(host.buf, n) & (SOURCE_SLOTS - 1);
+        while (self->sources[i].used)
+            i = (i + 1) & (SOURCE_SLOTS - 1);
+        self->sources[i].used = 1;
+        self->sources[i].family_len = (uint8_t)n;
+        memcpy(self->sources[i].address, host.buf, (size_t)n);
+        self->source_count++;
+    }
+    PyBuffer_Release(&host);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_set_sources(Core *self, PyObject *arg)
+{
+    /* a new restrict list: True serves every source, False only those allow() names */
+    int all = PyObject_IsTrue(arg);
+    if (all < 0)
+        return NULL;
+    self->serve_all = all;
+    memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
+    self->source_count = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_fix_clock(Core *self, PyObject *arg)
+{
+    /* tests: a fixed Unix time for every reading, None for the real clock */
+    if (arg == Py_None) {
+        self->fixed_now = NAN;
+        Py_RETURN_NONE;
+    }
+    double t = PyFloat_AsDouble(arg);
+    if (t == -1.0 && PyErr_Occurred())
+        return NULL;
+    self->fixed_now = t;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Core_methods[] = {
+    {"serve", (PyCFunction)Core_serve, METH_VARARGS, serve_doc},
+    {"answer", (PyCFunction)Core_answer, METH_VARARGS, answer_doc},
+    {"set_header", (PyCFunction)Core_set_header, METH_VARARGS,
+     "set_header(first_bits, stratum, system_octets, valid_from, valid_until): the reply header"},
+    {"clear_header", (PyCFunction)Core_clear_header, METH_NOARGS,
+     "clear_header(): no header known (every request goes to Python)"},
+    {"set_keys", (PyCFunction)Core_set_keys, METH_O,
+     "set_keys([(keyid, kind, secret), ...]): the trusted symmetric keys, all of them"},
+    {"set_autokey", (PyCFunction)Core_set_autokey, METH_VARARGS,
+     "set_autokey(kind, local): the session-key digest (0: none) and the server's address"},
+    {"set_generation", (PyCFunction)Core_set_generation, METH_O,
+     "set_generation(n): the server seed's generation now"},
+    {"learn_pair", (PyCFunction)Core_learn_pair, METH_VARARGS,
+     "learn_pair(client, cookie, echo, generation, valid_from, valid_until)"},
+    {"allow", (PyCFunction)Core_allow, METH_O,
+     "allow(address): the restrict list lets this source be served"},
+    {"set_sources", (PyCFunction)Core_set_sources, METH_O,
+     "set_sources(all): a new restrict list (every source, or only those allowed)"},
+    {"fix_clock", (PyCFunction)Core_fix_clock, METH_O, "fix_clock(seconds or None): tests"},
+    {NULL, NULL, 0, NULL}};
+
+static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t size = 8192;
+    static char *names[] = {"size", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n", names, &size))
+        return NULL;
+    if (size < 72 || size > 65536) {
+        PyErr_SetString(PyExc_ValueError, "size: 72 to 65536 octets");
+        return NULL;
+    }
+    Core *self = (Core *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->size = (size_t)size;
+    self->fixed_now = NAN;
+    self->buffers = PyMem_Calloc(BATCH, (size_t)size);
+    self->pairs = PyMem_Calloc(PAIR_SLOTS, sizeof(Pair));
+    self->sources = PyMem_Calloc(SOURCE_SLOTS, sizeof(Source));
+    if (self->buffers == NULL || self->pairs == NULL || self->sources == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
+}
+
+static void Core_dealloc(Core *self)
+{
+    PyMem_Free(self->buffers);
+    PyMem_Free(self->pairs);
+    PyMem_Free(self->sources);
+    memset(self->keys, 0, sizeof self->keys);  /* the secrets do not outlive the core */
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ntpauto._batch.Core",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The batched server path of one UDP socket (see ntpauto/batch.py).",
+    .tp_new = Core_new,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_methods = Core_methods,
+};
+
+static PyObject *digest_function(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    int kind;
+    Py_buffer a, b;
+    if (!PyArg_ParseTuple(args, "iy*y*", &kind, &a, &b))
+        return NULL;
+    PyObject *result = NULL;
+    if (kind != DIGEST_MD5 && kind != DIGEST_SHA1) {
+        PyErr_SetString(PyExc_ValueError, "kind: 1 (MD5) or 2 (SHA1)");
+    } else {
+        uint8_t out[20];
+        size_t n = digest2(kind, a.buf, (size_t)a.len, b.buf, (size_t)b.len, out);
+        result = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)n);
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"digest", digest_function, METH_VARARGS,
+     "digest(kind, a, b): MD5 (1) or SHA1 (2) of a + b, as the core computes it (tests)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ntpauto._batch",
+    "The busy server's common replies in batches of datagrams (see ntpauto/batch.py).", -1,
+    module_methods};
+
+PyMODINIT_FUNC PyInit__batch(void)
+{
+    if (PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "MD5", DIGEST_MD5);
+    PyModule_AddIntConstant(m, "SHA1", DIGEST_SHA1);
+    PyModule_AddIntConstant(m, "BATCH", BATCH);
+    PyModule_AddIntConstant(m, "MAX_KEYS", MAX_KEYS);
+    return m;
+}

@@ -1,0 +1,186 @@
+"""The batched server path: the busy server's common replies answered in C, many datagrams
+per system call.
+
+Python's two socket calls per datagram cost a server more than deciding its reply does
+(docs/scaling.md).  :mod:`ntpauto._batch` (C, built where a compiler is at hand) reads what
+the socket holds with ``recvmmsg``, answers what :meth:`Server.answer
+<ntpauto.server.Server.answer>` answers without a decision of its own, sends those replies
+with ``sendmmsg``, and gives back every other datagram, unchanged and in order, to the
+Python path (:meth:`NTPDatagramProtocol.read_datagrams
+<ntpauto.protocol.NTPDatagramProtocol.read_datagrams>`), which decides as it always does.
+
+The core decides nothing by itself: :class:`BatchPath` tells it, before each read, only what
+the Python server has already decided, and the core answers only where it was told:
+
+* the reply header (leap, stratum, the system octets) and the engine time it holds for:
+  :meth:`Server.header <ntpauto.server.Server.header>`'s cache, as the Python server made it;
+  outside that time, and before any header was made, every request goes to Python;
+* the trusted symmetric keys (MD5 and SHA1; a trusted key of another type, AES-CMAC, keeps
+  its requests in Python) from :meth:`KeyStore.trusted_secrets
+  <ntpauto.auth.keys.KeyStore.trusted_secrets>`;
+* which sources it may serve: all of them when no restrict rule has a flag that bears on
+  serving (:meth:`RestrictList.serves_everyone
+  <ntpauto.ntp.restrict.RestrictList.serves_everyone>`); else only sources the Python
+  server has answered with no such flag (``limited``, ``notrust``, ``noserve``, ``ignore``
+  sources stay in Python, with its rate limiter);
+* for Autokey session keys, each client's cookie and echo key as the Python server made them
+  (:meth:`SessionKeys.cached_pair <ntpauto.autokey.serving.SessionKeys.cached_pair>`), valid
+  for the server seed's generation and interval; an unsynchronised server's requests, and any
+  request with extension fields, stay in Python.
+
+The replies are the Python server's byte for byte (``tests/test_batch.py`` compares them
+under a fixed clock); the transmit timestamp is read once per batch of up to
+:data:`BATCH` replies, after every request of the batch was checked.  Set
+``NTPAUTO_PYTHON_ONLY=1`` in the environment to answer everything in Python.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Any
+
+from ntpauto.auth.autokey import address_octets
+from ntpauto.ntp.restrict import SERVING_FLAGS
+from ntpauto.wire.packet import MODE_CLIENT
+
+try:
+    from ntpauto import _batch
+except ImportError:  # not built: no C compiler, or not Linux
+    _batch = None  # type: ignore[assignment]
+
+__all__ = ["AVAILABLE", "BATCH", "DISABLE_VARIABLE", "BatchPath", "Datagrams"]
+
+AVAILABLE = _batch is not None
+"""The C core was built and imports."""
+BATCH = _batch.BATCH if _batch is not None else 0
+"""Datagrams per ``recvmmsg`` and replies per ``sendmmsg``."""
+DISABLE_VARIABLE = "NTPAUTO_PYTHON_ONLY"
+"""Set (to anything but ``0`` or empty) in the environment, every datagram is read and
+answered in Python."""
+
+_DIGESTS = {"md5": _batch.MD5, "sha1": _batch.SHA1} if _batch is not None else {}
+_CLIENT_SIZES = (48, 68, 72)
+
+
+class Datagrams:
+    """A ``recvfrom`` over datagrams already read, then nothing left (EAGAIN)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[bytes, Any]]) -> None:
+        self._items = iter(items)
+
+    def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        for item in self._items:
+            return item
+        raise BlockingIOError(errno.EAGAIN, "no datagram left")
+
+
+def enabled() -> bool:
+    """The C core is built and not switched off (:data:`DISABLE_VARIABLE`)."""
+    return AVAILABLE and os.environ.get(DISABLE_VARIABLE, "") in ("", "0")
+
+
+class BatchPath:
+    """One socket's C core, kept in step with its engine's server (see the module
+    docstring); :meth:`read` reads the socket."""
+
+    def __init__(self, protocol: Any, size: int) -> None:
+        self.protocol = protocol
+        self.engine = protocol.engine
+        self.core = _batch.Core(size)
+        self.size = size
+        self._header: Any = self
+        self._keys: Any = self
+        self._restrict: Any = self
+        self._sessions: Any = self
+        self._generation: int | None = None
+        self._server_address = self.engine.server.server_address(protocol._local_address)
+
+    @classmethod
+    def for_protocol(cls, protocol: Any, size: int, reactor: Any) -> BatchPath | None:
+        """A path for ``protocol``'s bound (not wildcard) socket, or None where the core
+        cannot answer for it: not built or switched off, an engine without the server's
+        first stage, or a clock other than the host's (``time.time``, which the core
+        reads)."""
+        if not enabled():
+            return None
+        engine = protocol.engine
+        if getattr(protocol, "_answer_fast", None) is None or getattr(engine, "server", None) \
+                is None or protocol.clock.now is not time.time \
+                or getattr(reactor, "seconds", None) is not time.time:
+            return None
+        return cls(protocol, size)
+
+    def read(self, fd: int, limit: int) -> None:
+        """Read the socket ``fd`` until it is empty or ``limit`` octets were read: the core
+        answers what it can, the protocol the rest."""
+        self.sync()
+        leftovers, received, served, badauth, errors = self.core.serve(fd, limit)
+        if received:
+            counters = self.engine.counters
+            counters["received"] += received
+            counters["served"] += served
+            if badauth:
+                counters["badauth"] += badauth
+        if errors:
+            for number, address in errors:
+                self.protocol._send_failed(OSError(number, os.strerror(number)), address)
+        if leftovers:
+            self.protocol.read_datagrams(Datagrams(leftovers).recvfrom, self.size, limit)
+            self.learn(leftovers)
+
+    def sync(self) -> None:
+        """Tell the core what changed in the server since the last read."""
+        engine = self.engine
+        core = self.core
+        header = engine.server._base
+        if header is not self._header:
+            self._header = header
+            if header is None:
+                core.clear_header()
+            else:
+                core.set_header(header[0], header[1], header[2], header[3], header[4])
+        if engine.keys is not self._keys:
+            self._keys = engine.keys
+            core.set_keys([(keyid, _DIGESTS.get(algorithm, 0), secret)
+                           for keyid, algorithm, secret in engine.keys.trusted_secrets()])
+        if engine.restrict is not self._restrict:
+            self._restrict = engine.restrict
+            core.set_sources(engine.restrict.serves_everyone())
+        sessions = engine.session_keys
+        if sessions is not self._sessions:
+            self._sessions = sessions
+            self._generation = None
+            kind = _DIGESTS.get(sessions.digest, 0) if sessions is not None else 0
+            core.set_autokey(kind, address_octets(self._server_address) if kind else b"")
+        if sessions is not None and sessions.seed.generation != self._generation:
+            self._generation = sessions.seed.generation
+            core.set_generation(self._generation)
+
+    def learn(self, datagrams: list[tuple[bytes, Any]]) -> None:
+        """What the Python server decided about client requests it has just answered: the
+        sources it serves without a restrict flag on serving, the Autokey clients'
+        cookies."""
+        restrict = self.engine.restrict
+        sessions = self.engine.session_keys
+        for data, address in datagrams:
+            if len(data) not in _CLIENT_SIZES or data[0] & 7 != MODE_CLIENT:
+                continue
+            host = address[0]
+            flags = restrict.cached(host)
+            if flags is None or not flags.isdisjoint(SERVING_FLAGS):
+                continue
+            try:
+                raw = address_octets(host)
+            except ValueError:
+                continue
+            self.core.allow(raw)
+            if sessions is not None and len(data) > 48 and (data[48] or data[49]):
+                pair = sessions.cached_pair(host, self._server_address)
+                if pair is not None:
+                    seed = sessions.seed
+                    self.core.learn_pair(raw, pair[3], pair[4], pair[2], seed.valid_from,
+                                         seed.valid_until)
