@@ -41,6 +41,8 @@ import os
 import time
 from typing import Any
 
+from twisted.logger import Logger
+
 from ntpauto.auth.autokey import address_octets
 from ntpauto.ntp.restrict import SERVING_FLAGS
 from ntpauto.wire.packet import MODE_CLIENT
@@ -60,6 +62,9 @@ DISABLE_VARIABLE = "NTPAUTO_PYTHON_ONLY"
 """Set (to anything but ``0`` or empty) in the environment, every datagram is read and
 answered in Python."""
 
+log = Logger()
+_told = False
+"""Whether the log already says why requests are answered in Python."""
 _DIGESTS = {"md5": _batch.MD5, "sha1": _batch.SHA1} if _batch is not None else {}
 _CLIENT_SIZES = (48, 68, 72)
 
@@ -105,14 +110,24 @@ class BatchPath:
         cannot answer for it: not built or switched off, an engine without the server's
         first stage, or a clock other than the host's (``time.time``, which the core
         reads)."""
+        global _told
         if not enabled():
+            if not _told:
+                _told = True
+                log.info("Every request is answered in Python: {why} (docs/scaling.md)",
+                         why="ntpauto._batch is not built" if not AVAILABLE
+                         else f"{DISABLE_VARIABLE} is set")
             return None
         engine = protocol.engine
         if getattr(protocol, "_answer_fast", None) is None or getattr(engine, "server", None) \
                 is None or protocol.clock.now is not time.time \
                 or getattr(reactor, "seconds", None) is not time.time:
             return None
-        return cls(protocol, size)
+        path = cls(protocol, size)
+        local = protocol._local_address or (path._server_address, 0)
+        log.info("UDP {host} port {port}: common requests answered in batches "
+                 "(ntpauto._batch)", host=local[0], port=local[1])
+        return path
 
     def read(self, fd: int, limit: int) -> None:
         """Read the socket ``fd`` until it is empty or ``limit`` octets were read: the core
