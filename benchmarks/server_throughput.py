@@ -22,6 +22,10 @@ over the rounds.  Targets (``--targets``; ``/N`` is ``workers N``, ``/auto`` one
   (``ntsdumpdir``, shared as a farm shares it) instead of running NTS-KE;
 * ``echo``: a Twisted ``DatagramProtocol`` writing every datagram back.
 
+A ``+py`` after a target (``ntp-md5/1+py``) runs it without the batched path
+(:mod:`ntpauto.batch`): every datagram read and answered in Python, for the comparison in
+the same run (the default targets include ``ntp/1+py`` and ``ntp-md5/1+py``).
+
 The load generator is ``loadgen.c``, built with the system's C compiler into a temporary
 directory (a Python one when there is none: it is slower than the servers, so it measures
 itself; the table says which ran).  It shares the machine's cores with the servers.
@@ -57,6 +61,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from ntpauto.batch import DISABLE_VARIABLE  # noqa: E402 - after the path is set
 
 MD5_SECRET = "benchmarksecret"
 MD5_KEY = f"1 MD5 {MD5_SECRET}\n"
@@ -146,12 +152,17 @@ def start_chronyd(directory: Path) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def start_server(kind: str, workers: int, keys_file: str) -> tuple[subprocess.Popen, int]:
-    """Start an ntpauto (or echo) server process and read the port it bound."""
+def start_server(kind: str, workers: int, keys_file: str, *,
+                 python_only: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start an ntpauto (or echo) server process and read the port it bound (``python_only``:
+    without the batched path, every datagram read and answered in Python)."""
     argv = [sys.executable, __file__, "--serve", kind, "--serve-workers", str(workers),
             "--keys", keys_file]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop(DISABLE_VARIABLE, None)
+    if python_only:
+        env[DISABLE_VARIABLE] = "1"
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                env=env, text=True)
     assert process.stdout is not None
@@ -402,7 +413,8 @@ class Target:
                  scratch: Path) -> None:
         self.name = name
         self.keys_file = keys_file
-        kind, _, workers = name.partition("/")
+        target, _, variant = name.partition("+")
+        kind, _, workers = target.partition("/")
         self.kind = kind
         self.sources = args.sources
         if kind.startswith("chrony"):
@@ -411,7 +423,8 @@ class Target:
             self.process, self.port = start_chronyd(directory)
         else:
             count = 0 if workers == "auto" else int(workers or 1)
-            self.process, self.port = start_server(kind, count, keys_file)
+            self.process, self.port = start_server(kind, count, keys_file,
+                                                   python_only=variant == "py")
         try:
             self.requests = self._requests()
             self.pool = scratch / f"{name.replace('/', '-')}.pool"
@@ -563,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = args.targets.split(",") if args.targets else ["chrony", "chrony-md5"] + [
         f"{kind}/{workers}" for workers in args.workers.split(",")
-        for kind in ("ntp", "ntp-md5", "ntp-autokey", "ntp-nts")]
+        for kind in ("ntp", "ntp-md5", "ntp-autokey", "ntp-nts")] + ["ntp/1+py", "ntp-md5/1+py"]
     with tempfile.TemporaryDirectory(prefix="ntpauto-bench-") as directory:
         scratch = Path(directory)
         keys_file = scratch / "ntp.keys"
