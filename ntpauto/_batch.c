@@ -105,10 +105,23 @@ static double unix_now(Core *self)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* unix_to_ntp as the Python server computes it (int((t + offset) * 2**32) mod 2**64). */
+/* A non-negative double truncated to an integer modulo 2**64, exactly: a double of 2**64 or
+ * more is an integer, and so is what is left of it below 2**64. */
+static uint64_t wrap64(double x)
+{
+    const double era = 18446744073709551616.0;  /* 2**64 */
+    if (x >= era)
+        x -= era * (double)(uint64_t)(x / era);
+    return (uint64_t)x;
+}
+
+/* unix_to_ntp as the Python server computes it (int((t + offset) * 2**32) mod 2**64): from
+ * 2036-02-07 (NTP era 1) the product is 2**64 or more, where a cast alone is undefined (it
+ * gave zeros). */
 static uint64_t ntp64(double t)
 {
-    return (uint64_t)((t + NTP_UNIX_OFFSET) * 4294967296.0);
+    double x = (t + NTP_UNIX_OFFSET) * 4294967296.0;
+    return x >= 0 ? wrap64(x) : (uint64_t)0 - wrap64(-x);
 }
 
 static void put64(uint8_t *p, uint64_t v)
