@@ -109,7 +109,7 @@ class BatchPath:
         """A path for ``protocol``'s bound (not wildcard) socket, or None where the core
         cannot answer for it: not built or switched off, an engine without the server's
         first stage, or a clock other than the host's (``time.time``, which the core
-        reads)."""
+        reads) for the protocol's stamps, the engine's or the reactor's time."""
         global _told
         if not enabled():
             if not _told:
@@ -119,9 +119,11 @@ class BatchPath:
                          else f"{DISABLE_VARIABLE} is set")
             return None
         engine = protocol.engine
-        if getattr(protocol, "_answer_fast", None) is None or getattr(engine, "server", None) \
-                is None or protocol.clock.now is not time.time \
-                or getattr(reactor, "seconds", None) is not time.time:
+        clocks = (protocol.clock.now, getattr(getattr(engine, "clock", None), "now", None),
+                  getattr(reactor, "seconds", None))
+        if getattr(protocol, "_answer_fast", None) is None \
+                or getattr(engine, "server", None) is None \
+                or any(clock is not time.time for clock in clocks):
             return None
         path = cls(protocol, size)
         local = protocol._local_address or (path._server_address, 0)

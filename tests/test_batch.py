@@ -557,11 +557,10 @@ def listening(engine: Engine) -> NTPPort:
 
 
 def wall_engine() -> Engine:
-    """An unsynchronised server (its reply header never expires) on the host's time, which
-    it reads but cannot set."""
+    """An unsynchronised server (its reply header never expires) on the host's clock, which
+    it reads but never sets (no discipline is configured)."""
     parsed = parse_keys(KEYS)
-    return Engine(parse_config(UNSYNCED), SimulatedClock(time.time, epoch=0.0),
-                  keys=KeyStore(parsed, TRUSTED))
+    return Engine(parse_config(UNSYNCED), SystemClock(), keys=KeyStore(parsed, TRUSTED))
 
 
 def test_end_to_end_on_the_real_reactor(monkeypatch):
@@ -625,3 +624,24 @@ def test_without_the_core_every_port_reads_in_python(monkeypatch):
     assert not batch.enabled()
     proto = NTPDatagramProtocol(wall_engine(), SystemClock(), global_reactor)
     assert BatchPath.for_protocol(proto, 8192, global_reactor) is None
+
+
+def test_an_engine_on_another_clock_keeps_the_python_path():
+    """The core reads the host's clock; an engine whose clock is not the host's (here one
+    that reads the host's time through a simulation, which could run fast or slow) is
+    answered in Python."""
+    require_core()
+    parsed = parse_keys(KEYS)
+    engine = Engine(parse_config(UNSYNCED), SimulatedClock(time.time, epoch=0.0),
+                    keys=KeyStore(parsed, TRUSTED))
+    port = listening(engine)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind((LOOPBACK, 0))
+            client.settimeout(5)
+            client.sendto(request(transmit=9), (LOOPBACK, port.getHost().port))
+            port.doRead()
+            assert parse(client.recv(2048)).header.origin == 9
+        assert port.batch is None
+    finally:
+        close(port)
