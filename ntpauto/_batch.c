@@ -11,6 +11,12 @@
  * client, and which sources the restrict list lets it serve.  It decides nothing the Python
  * server did not decide first; what it has not been told goes back to Python.
  *
+ * Each datagram's receive timestamp is the kernel's (SO_TIMESTAMPNS, use_kernel_stamps()),
+ * for the replies it makes and for the datagrams it hands back, so that neither the time a
+ * request waited in the socket nor the nap costs accuracy: a read that found less than a
+ * full batch waits once (nap, in Core()) and reads again, so that a busy server wakes once
+ * per batch rather than once per few datagrams.
+ *
  * Linux only (recvmmsg, sendmmsg).  The replies are byte for byte the Python server's
  * (tests/test_batch.py compares them under a fixed clock).
  */
@@ -35,6 +41,7 @@
 #define SOURCE_SLOTS 8192   /* sources the restrict list lets us serve (cleared at half) */
 #define PAIR_SLOTS 8192     /* Autokey clients with their cookie (cleared at half) */
 #define REPLY_MAX (48 + 4 + 20)
+#define CONTROL_SIZE CMSG_SPACE(sizeof(struct timespec))
 #define NTP_UNIX_OFFSET 2208988800.0
 #define ECHO_BITS 12
 #define ECHO_MULTIPLIER 0x9E3779B1u
@@ -72,6 +79,10 @@ typedef struct {
     struct iovec in_iov[BATCH], out_iov[BATCH];
     struct sockaddr_storage from[BATCH];
     uint8_t replies[BATCH][REPLY_MAX];
+    uint8_t control[BATCH][CONTROL_SIZE];
+    int stamped;                        /* the kernel stamps each datagram's arrival */
+    long nap_ns;                        /* the nap of a read that found little (0: none) */
+    int nap_below;                      /* ... fewer datagrams than this */
     /* the reply header (Server._new_base) and the engine time it holds for */
     int have_header;
     uint8_t first_bits, stratum, system[21];
@@ -122,6 +133,24 @@ static uint64_t ntp64(double t)
 {
     double x = (t + NTP_UNIX_OFFSET) * 4294967296.0;
     return x >= 0 ? wrap64(x) : (uint64_t)0 - wrap64(-x);
+}
+
+/* When datagram i arrived (Unix seconds): the kernel's stamp (SO_TIMESTAMPNS), or now where
+ * there is none (and always the fixed clock of tests). */
+static double arrival(Core *self, int i)
+{
+    if (self->stamped && isnan(self->fixed_now)) {
+        struct msghdr *h = &self->in[i].msg_hdr;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+            }
+        }
+    }
+    return unix_now(self);
 }
 
 static void put64(uint8_t *p, uint64_t v)
@@ -416,9 +445,13 @@ static int send_all(Core *self, int fd, int count, PyObject **errors)
 PyDoc_STRVAR(serve_doc,
 "serve(fd, limit) -> (leftovers, received, served, badauth, send_errors)\n\n"
 "Read the socket until it is empty or limit octets were read; answer what this core was\n"
-"told enough to answer; return the other datagrams as (data, address) in arrival order,\n"
-"the counts of the requests answered, and the sends that failed as (errno, address)\n"
-"(None when none did).  Raises OSError for a receive error Twisted does not end a read on.");
+"told enough to answer; return the other datagrams as (data, address, receive timestamp)\n"
+"in arrival order (the timestamp in NTP format, the kernel's where use_kernel_stamps()\n"
+"succeeded), the counts of the requests answered, and the sends that failed as (errno,\n"
+"address) (None when none did).  A read that found fewer than nap_below datagrams naps\n"
+"once for nap seconds and reads again: the next read finds more, and a busy server wakes\n"
+"less often per datagram.  Raises OSError for a receive error Twisted does not end a read\n"
+"on.");
 
 static PyObject *Core_serve(Core *self, PyObject *args)
 {
@@ -433,6 +466,7 @@ static PyObject *Core_serve(Core *self, PyObject *args)
     Counts counts = {0, 0, 0};
     Plan plans[BATCH];
     Py_ssize_t read = 0;
+    int taken = 0, napped = 0;
     while (read < limit) {
         for (int i = 0; i < BATCH; i++) {
             self->in_iov[i].iov_base = self->buffers + (size_t)i * self->size;
@@ -442,9 +476,22 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             self->in[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
             self->in[i].msg_hdr.msg_iov = &self->in_iov[i];
             self->in[i].msg_hdr.msg_iovlen = 1;
+            if (self->stamped) {
+                self->in[i].msg_hdr.msg_control = self->control[i];
+                self->in[i].msg_hdr.msg_controllen = CONTROL_SIZE;
+            }
         }
         int got = recvmmsg(fd, self->in, BATCH, MSG_DONTWAIT, NULL);
         if (got < 0) {
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) && !napped && taken < self->nap_below
+                && self->nap_ns > 0) {
+                struct timespec nap = {0, self->nap_ns};
+                napped = 1;
+                Py_BEGIN_ALLOW_THREADS
+                nanosleep(&nap, NULL);
+                Py_END_ALLOW_THREADS
+                continue;
+            }
             if (read_done(errno))
                 break;
             PyErr_SetFromErrno(PyExc_OSError);
@@ -454,6 +501,7 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             break;
         int replies = 0;
         int planned[BATCH];
+        taken += got;
         for (int i = 0; i < got; i++) {
             const uint8_t *d = self->buffers + (size_t)i * self->size;
             Py_ssize_t n = (Py_ssize_t)self->in[i].msg_len;
@@ -462,16 +510,16 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             int port = 0;
             int alen = source_address(&self->from[i], &raw, &port);
             int verdict = LEFT;
-            if (alen && !(self->in[i].msg_hdr.msg_flags & MSG_TRUNC)) {
-                double now = unix_now(self);
-                verdict = decide(self, d, n, raw, alen, port, now, ntp64(now),
+            uint64_t rx = ntp64(arrival(self, i));
+            if (alen && !(self->in[i].msg_hdr.msg_flags & MSG_TRUNC))
+                verdict = decide(self, d, n, raw, alen, port, unix_now(self), rx,
                                  self->replies[replies], &plans[replies]);
-            }
             if (verdict == LEFT) {
                 PyObject *where = address_tuple(&self->from[i]);
                 if (where == NULL)
                     goto fail;
-                PyObject *item = Py_BuildValue("(y#N)", (const char *)d, n, where);
+                PyObject *item = Py_BuildValue("(y#NK)", (const char *)d, n, where,
+                                               (unsigned long long)rx);
                 if (item == NULL || PyList_Append(leftovers, item) < 0) {
                     Py_XDECREF(item);
                     goto fail;
@@ -501,8 +549,8 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             if (send_all(self, fd, replies, &errors) < 0)
                 goto fail;
         }
-        if (got < BATCH)
-            break;
+        if (got < BATCH && (napped || taken >= self->nap_below || self->nap_ns <= 0))
+            break;  /* the socket is empty (and no nap is due): no call to find it so */
     }
     return Py_BuildValue("(NKKKN)", leftovers, counts.received, counts.served, counts.badauth,
                          errors != NULL ? errors : Py_NewRef(Py_None));
@@ -716,6 +764,18 @@ static PyObject *Core_set_sources(Core *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *Core_use_kernel_stamps(Core *self, PyObject *arg)
+{
+    /* fd: have the kernel stamp each datagram's arrival (SO_TIMESTAMPNS); False where it
+     * will not (the receive timestamps are then read when a datagram is read) */
+    int fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    int on = 1;
+    self->stamped = setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0;
+    return PyBool_FromLong(self->stamped);
+}
+
 static PyObject *Core_fix_clock(Core *self, PyObject *arg)
 {
     /* tests: a fixed Unix time for every reading, None for the real clock */
@@ -750,16 +810,24 @@ static PyMethodDef Core_methods[] = {
     {"set_sources", (PyCFunction)Core_set_sources, METH_O,
      "set_sources(all): a new restrict list (every source, or only those allowed)"},
     {"fix_clock", (PyCFunction)Core_fix_clock, METH_O, "fix_clock(seconds or None): tests"},
+    {"use_kernel_stamps", (PyCFunction)Core_use_kernel_stamps, METH_O,
+     "use_kernel_stamps(fd) -> bool: receive timestamps from the kernel (SO_TIMESTAMPNS)"},
     {NULL, NULL, 0, NULL}};
 
 static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     Py_ssize_t size = 8192;
-    static char *names[] = {"size", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n", names, &size))
+    double nap = 0.0;
+    int nap_below = 0;
+    static char *names[] = {"size", "nap", "nap_below", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|ndi", names, &size, &nap, &nap_below))
         return NULL;
     if (size < 72 || size > 65536) {
         PyErr_SetString(PyExc_ValueError, "size: 72 to 65536 octets");
+        return NULL;
+    }
+    if (!(nap >= 0.0 && nap < 0.01) || nap_below < 0) {
+        PyErr_SetString(PyExc_ValueError, "nap: 0 to 10 ms; nap_below: 0 or more");
         return NULL;
     }
     Core *self = (Core *)type->tp_alloc(type, 0);
@@ -767,6 +835,8 @@ static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     self->size = (size_t)size;
     self->fixed_now = NAN;
+    self->nap_ns = (long)(nap * 1e9);
+    self->nap_below = nap_below;
     self->buffers = PyMem_Calloc(BATCH, (size_t)size);
     self->pairs = PyMem_Calloc(PAIR_SLOTS, sizeof(Pair));
     self->sources = PyMem_Calloc(SOURCE_SLOTS, sizeof(Source));

@@ -30,7 +30,10 @@ the Python server has already decided, and the core answers only where it was to
 
 The replies are the Python server's byte for byte (``tests/test_batch.py`` compares them
 under a fixed clock); the transmit timestamp is read once per batch of up to
-:data:`BATCH` replies, after every request of the batch was checked.  Set
+:data:`BATCH` replies, after every request of the batch was checked.  Receive timestamps
+are the kernel's (``SO_TIMESTAMPNS``), for the core's replies and for the datagrams it hands
+back (:class:`Datagrams`), and a read that finds less than a full batch naps once
+(:data:`NAP`) before it reads again.  Set
 ``NTPAUTO_PYTHON_ONLY=1`` in the environment to answer everything in Python.
 """
 
@@ -65,22 +68,39 @@ answered in Python."""
 log = Logger()
 _told = False
 """Whether the log already says why requests are answered in Python."""
+NAP = 200e-6
+"""Seconds a read that found less than a full batch waits, once, before it reads again: a
+busy server's next read then finds a batch where it would have found a few datagrams, and it
+wakes far less often per datagram (two processes on two cores shared with the load
+generator: 3.0 µs of CPU a reply instead of 3.9, docs/scaling.md).  The receive timestamps
+are the kernel's, so the wait costs a request no accuracy (its reply's transmit timestamp is
+read when it is sent; a client takes the server's hold time out of the delay), and a server
+with little to do pays one short sleep per read."""
+NAP_BELOW = BATCH
+"""Datagrams under which a read naps (:data:`NAP`)."""
 _DIGESTS = {"md5": _batch.MD5, "sha1": _batch.SHA1} if _batch is not None else {}
 _CLIENT_SIZES = (48, 68, 72)
 
 
 class Datagrams:
-    """A ``recvfrom`` over datagrams already read, then nothing left (EAGAIN)."""
+    """A ``recvfrom`` over datagrams already read, ``(data, address)`` or ``(data,
+    address, receive timestamp)``, then nothing left (EAGAIN); :meth:`stamp` is the
+    receive timestamp of the datagram it returned last (None: none was given)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_rx")
 
-    def __init__(self, items: list[tuple[bytes, Any]]) -> None:
+    def __init__(self, items: list[tuple[Any, ...]]) -> None:
         self._items = iter(items)
+        self._rx: int | None = None
 
     def recvfrom(self, size: int) -> tuple[bytes, Any]:
         for item in self._items:
-            return item
+            self._rx = item[2] if len(item) > 2 else None
+            return item[0], item[1]
         raise BlockingIOError(errno.EAGAIN, "no datagram left")
+
+    def stamp(self) -> int | None:
+        return self._rx
 
 
 def enabled() -> bool:
@@ -92,11 +112,13 @@ class BatchPath:
     """One socket's C core, kept in step with its engine's server (see the module
     docstring); :meth:`read` reads the socket."""
 
-    def __init__(self, protocol: Any, size: int) -> None:
+    def __init__(self, protocol: Any, size: int, fd: int | None = None) -> None:
         self.protocol = protocol
         self.engine = protocol.engine
-        self.core = _batch.Core(size)
+        self.core = _batch.Core(size, nap=NAP, nap_below=NAP_BELOW)
         self.size = size
+        self.kernel_stamps = fd is not None and self.core.use_kernel_stamps(fd)
+        """The kernel stamps each datagram's arrival (``SO_TIMESTAMPNS``)."""
         self._header: Any = self
         self._keys: Any = self
         self._restrict: Any = self
@@ -105,7 +127,8 @@ class BatchPath:
         self._server_address = self.engine.server.server_address(protocol._local_address)
 
     @classmethod
-    def for_protocol(cls, protocol: Any, size: int, reactor: Any) -> BatchPath | None:
+    def for_protocol(cls, protocol: Any, size: int, reactor: Any,
+                     fd: int | None = None) -> BatchPath | None:
         """A path for ``protocol``'s bound (not wildcard) socket, or None where the core
         cannot answer for it: not built or switched off, an engine without the server's
         first stage, or a clock other than the host's (``time.time``, which the core
@@ -125,7 +148,7 @@ class BatchPath:
                 or getattr(engine, "server", None) is None \
                 or any(clock is not time.time for clock in clocks):
             return None
-        path = cls(protocol, size)
+        path = cls(protocol, size, fd)
         local = protocol._local_address or (path._server_address, 0)
         log.info("UDP {host} port {port}: common requests answered in batches "
                  "(ntpauto._batch)", host=local[0], port=local[1])
@@ -146,7 +169,9 @@ class BatchPath:
             for number, address in errors:
                 self.protocol._send_failed(OSError(number, os.strerror(number)), address)
         if leftovers:
-            self.protocol.read_datagrams(Datagrams(leftovers).recvfrom, self.size, limit)
+            queued = Datagrams(leftovers)
+            self.protocol.read_datagrams(queued.recvfrom, self.size, limit,
+                                         stamp=queued.stamp)
             self.learn(leftovers)
 
     def sync(self) -> None:
@@ -177,13 +202,13 @@ class BatchPath:
             self._generation = sessions.seed.generation
             core.set_generation(self._generation)
 
-    def learn(self, datagrams: list[tuple[bytes, Any]]) -> None:
+    def learn(self, datagrams: list[tuple[Any, ...]]) -> None:
         """What the Python server decided about client requests it has just answered: the
         sources it serves without a restrict flag on serving, the Autokey clients'
         cookies."""
         restrict = self.engine.restrict
         sessions = self.engine.session_keys
-        for data, address in datagrams:
+        for data, address, *_ in datagrams:
             if len(data) not in _CLIENT_SIZES or data[0] & 7 != MODE_CLIENT:
                 continue
             host = address[0]

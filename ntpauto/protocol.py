@@ -161,15 +161,18 @@ class NTPDatagramProtocol(DatagramProtocol):
         self.read_datagrams(Datagrams([(datagram, addr)]).recvfrom, len(datagram), 1)
 
     def read_datagrams(self, recvfrom: Callable[[int], tuple[bytes, Any]], size: int,
-                       limit: int, destinations: Destinations | None = None) -> None:
+                       limit: int, destinations: Destinations | None = None, *,
+                       stamp: Callable[[], int | None] | None = None) -> None:
         """Receive with ``recvfrom(size)`` and handle each datagram as
         :meth:`datagramReceived` does, until nothing is left (the errors on which Twisted's
         UDP port ends a read) or ``limit`` octets were read.  :class:`NTPPort` reads its
         socket with this, one loop per readiness event, so that the busy server answers its
         common requests without a Python call per layer.  With ``destinations`` (a wildcard
         bind) the loop reads with its ``recvmsg`` instead: each datagram's local address
-        and the ancillary data that answers from it (:meth:`Destinations.read`).  Raises
-        only what the socket raises otherwise, as Twisted's port does."""
+        and the ancillary data that answers from it (:meth:`Destinations.read`).  With
+        ``stamp`` (datagrams read before, :class:`~ntpauto.batch.Datagrams`) each datagram's
+        receive timestamp is ``stamp()`` where it gives one.  Raises only what the socket
+        raises otherwise, as Twisted's port does."""
         now_of = self.clock.now
         seconds = self._reactor.seconds
         fast = self._answer_fast
@@ -199,7 +202,8 @@ class NTPDatagramProtocol(DatagramProtocol):
             answered_fast = False  # the busy server's common case: timers unchanged
             try:
                 # First thing, the receive timestamp (unix_to_ntp, written out).
-                rx = int((now_of() + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64
+                rx = stamp and stamp() or \
+                    int((now_of() + NTP_UNIX_OFFSET) * 4294967296.0) & _MASK64
                 source = addr if len(addr) == 2 else (addr[0], addr[1])  # IPv6: drop flow/scope
                 now = seconds()
                 if fast is not None:
@@ -442,7 +446,8 @@ class NTPPort(udp.Port):
         if not self._batch_checked:
             self._batch_checked = True
             if self.destinations is None:
-                self.batch = BatchPath.for_protocol(protocol, self.maxPacketSize, self.reactor)
+                self.batch = BatchPath.for_protocol(protocol, self.maxPacketSize, self.reactor,
+                                                    self.socket.fileno())
         if self.batch is not None:
             self.batch.read(self.socket.fileno(), self.maxThroughput)
             return

@@ -11,6 +11,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -493,7 +494,7 @@ def test_a_burst_is_answered_and_the_rest_handed_back(hosts, sockets):
     for data in burst:
         client.send(data)
     leftovers, received, served, badauth, errors = path.core.serve(server.fileno(), 1 << 20)
-    assert leftovers == [(nts, source), (mode6, source)]
+    assert leftovers == [(nts, source, RX), (mode6, source, RX)]
     assert (received, served, badauth, errors) == (40, 32, 16, None)
     replies = {reply[24:32]: reply for reply in receive_all(client, 40)}
     assert replies == {data[40:48]: python_answer(engine, data, source, server.getsockname())
@@ -526,7 +527,7 @@ def test_a_truncated_datagram_is_left_to_python(hosts, sockets):
     client.send(data + bytes(28))
     client.send(data)
     leftovers, received, served, _, _ = path.core.serve(server.fileno(), 1 << 20)
-    assert leftovers == [(data, client.getsockname())] and (received, served) == (1, 1)
+    assert leftovers == [(data, client.getsockname(), RX)] and (received, served) == (1, 1)
     assert len(receive_all(client, 1)) == 1
 
 
@@ -541,8 +542,51 @@ def test_ipv6_leftovers_carry_the_address_python_reads():
         client.sendto(request(), server.getsockname())
         client.sendto(b"\x16\x02" + bytes(10), server.getsockname())
         leftovers, received, *_ = path.core.serve(server.fileno(), 1 << 20)
-        assert leftovers == [(b"\x16\x02" + bytes(10), client.getsockname())]
+        assert leftovers == [(b"\x16\x02" + bytes(10), client.getsockname(), RX)]
         assert received == 1 and parse(client.recv(2048)).header.mode == 4
+
+
+def test_the_kernel_stamps_arrivals(hosts, sockets):
+    """With kernel stamps (SO_TIMESTAMPNS) a datagram's receive timestamp is when it arrived,
+    not when it was read: the core's reply and a datagram it hands back both carry a time
+    between the send and the moment after it, though they are read later."""
+    server, client = sockets
+    engine = make_engine(at=time.time())
+    path = BatchPath(Protocol(engine, server.getsockname()), 8192, server.fileno())
+    assert path.kernel_stamps
+    engine.server.answer(request(), (LOOPBACK, 1), 0, time.time(), None)  # makes the header
+    path.sync()
+    path.core.set_sources(True)
+    sent_after = ntp_at(time.time())
+    client.send(request(transmit=7))
+    client.send(b"\x16\x02" + bytes(10))
+    sent_before = ntp_at(time.time())
+    leftovers, *_ = path.core.serve(server.fileno(), 1 << 20)
+    read_after = ntp_at(time.time())
+    reply = client.recv(2048)
+    assert sent_after <= int.from_bytes(reply[32:40], "big") <= sent_before < read_after
+    [(_, _, rx)] = leftovers
+    assert sent_after <= rx <= sent_before
+
+
+def test_python_takes_the_receive_timestamps_it_is_handed():
+    """A datagram the core hands back is stamped with the time it gives, not when Python
+    gets to it (read_datagrams with ``stamp``)."""
+    engine = make_engine()
+    proto = NTPDatagramProtocol(engine, engine.clock, global_reactor)
+    sent: list[tuple[bytes, Any]] = []
+    proto._send_one = lambda data, addr: sent.append((data, addr))  # type: ignore[method-assign]
+    queued = batch.Datagrams([(request(transmit=5), ("192.0.2.9", 123), RX - 2**32)])
+    proto.read_datagrams(queued.recvfrom, 8192, 1 << 20, stamp=queued.stamp)
+    [(reply, address)] = sent
+    assert address == ("192.0.2.9", 123)
+    assert int.from_bytes(reply[32:40], "big") == RX - 2**32
+
+
+@pytest.mark.parametrize("nap, below", [(-1e-6, 8), (0.01, 8), (5e-5, -1)])
+def test_a_nap_out_of_range_is_refused(nap, below):
+    with pytest.raises(ValueError):
+        require_core().Core(8192, nap=nap, nap_below=below)
 
 
 # -- 4. end to end: listen_udp and NTPDatagramProtocol on the real reactor ----------------------
