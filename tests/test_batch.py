@@ -636,12 +636,9 @@ def test_end_to_end_on_the_real_reactor(monkeypatch):
         close(port)
 
 
-@pytest.mark.parametrize("value, batched", [("1", False), ("yes", False), ("0", True),
-                                            ("", True)])
-def test_python_only_in_the_environment(monkeypatch, value, batched):
-    require_core()
-    monkeypatch.setenv(batch.DISABLE_VARIABLE, value)
-    port = listening(wall_engine())
+def path_after_one_request(engine: Engine) -> BatchPath | None:
+    """The batched path of a port serving ``engine`` once it has answered a request."""
+    port = listening(engine)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.bind((LOOPBACK, 0))
@@ -649,9 +646,17 @@ def test_python_only_in_the_environment(monkeypatch, value, batched):
             client.sendto(request(transmit=9), (LOOPBACK, port.getHost().port))
             port.doRead()
             assert parse(client.recv(2048)).header.origin == 9
-        assert isinstance(port.batch, BatchPath) is batched
+        return port.batch
     finally:
         close(port)
+
+
+@pytest.mark.parametrize("value, batched", [("1", False), ("yes", False), ("0", True),
+                                            ("", True)])
+def test_python_only_in_the_environment(monkeypatch, value, batched):
+    require_core()
+    monkeypatch.setenv(batch.DISABLE_VARIABLE, value)
+    assert isinstance(path_after_one_request(wall_engine()), BatchPath) is batched
 
 
 # -- 5. the core where it must be ---------------------------------------------------------------
@@ -678,14 +683,4 @@ def test_an_engine_on_another_clock_keeps_the_python_path():
     parsed = parse_keys(KEYS)
     engine = Engine(parse_config(UNSYNCED), SimulatedClock(time.time, epoch=0.0),
                     keys=KeyStore(parsed, TRUSTED))
-    port = listening(engine)
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-            client.bind((LOOPBACK, 0))
-            client.settimeout(5)
-            client.sendto(request(transmit=9), (LOOPBACK, port.getHost().port))
-            port.doRead()
-            assert parse(client.recv(2048)).header.origin == 9
-        assert port.batch is None
-    finally:
-        close(port)
+    assert path_after_one_request(engine) is None
