@@ -626,7 +626,7 @@ static PyObject *Core_set_keys(Core *self, PyObject *keys)
     if (seq == NULL)
         return NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    memset(self->keys, 0, sizeof self->keys);
+    explicit_bzero(self->keys, sizeof self->keys);  /* the old secrets too */
     self->key_count = 0;
     self->keys_complete = count <= MAX_KEYS;
     for (Py_ssize_t i = 0; i < count && i < MAX_KEYS; i++) {
@@ -852,7 +852,7 @@ static void Core_dealloc(Core *self)
     PyMem_Free(self->buffers);
     PyMem_Free(self->pairs);
     PyMem_Free(self->sources);
-    memset(self->keys, 0, sizeof self->keys);  /* the secrets do not outlive the core */
+    explicit_bzero(self->keys, sizeof self->keys);  /* the secrets do not outlive the core */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

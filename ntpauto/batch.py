@@ -178,7 +178,7 @@ class BatchPath:
         """Tell the core what changed in the server since the last read."""
         engine = self.engine
         core = self.core
-        header = engine.server._base
+        header = engine.server.cached_header
         if header is not self._header:
             self._header = header
             if header is None:

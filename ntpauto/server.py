@@ -103,7 +103,7 @@ class Server:
         self._verified = engine.keys.verified
         self._now = engine.clock.now
         self._servers: dict[tuple[str, int] | None, str] = {}
-        self._base: tuple | None = None
+        self._base: tuple[int, int, bytes, float, float] | None = None
         self._kiss_octets = SYSTEM_OCTETS.pack(engine.precision, 0, 0, KISS_RATE, 0)
         self._sessions = engine.session_keys
 
@@ -114,6 +114,12 @@ class Server:
         return self.engine.local_address or "0.0.0.0"
 
     # -- the reply header ----------------------------------------------------------------
+
+    @property
+    def cached_header(self) -> tuple[int, int, bytes, float, float] | None:
+        """The reply header as it is cached now: leap bits, stratum, the packed system octets
+        and the engine time from which and until which they hold (None: none is)."""
+        return self._base
 
     def invalidate(self) -> None:
         """Forget the cached reply header (the system variables changed)."""

@@ -307,7 +307,7 @@ def test_nothing_is_answered_before_the_python_server_made_a_header():
 
 def test_nothing_is_answered_outside_the_headers_time():
     path = make_path(make_engine())
-    _, _, _, valid_from, valid_until = path.engine.server._base
+    _, _, _, valid_from, valid_until = path.engine.server.cached_header
     assert math.isfinite(valid_until)
     for outside in (math.nextafter(valid_from, -math.inf), valid_until):
         path.core.fix_clock(outside)
