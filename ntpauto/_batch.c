@@ -56,10 +56,34 @@ typedef struct {
 } Key;
 
 typedef struct {
-    uint8_t used;
+    uint8_t used;           /* SERVE, with LIMITED and KOD as the restrict list says */
     uint8_t family_len;     /* 4 or 16 */
     uint8_t address[16];
 } Source;
+
+enum { SERVE = 1, LIMITED_FLAG = 2, KOD_FLAG = 4 };
+
+/* -- the rate limiter: ntpauto.ntp.restrict.RateLimiter's table, shared by the Python
+ * server (RateLimiter.check) and every core that serves for it ------------------------------ */
+
+enum { PASS = 0, OVER = 1, KISS = 2 };  /* RateLimiter's PASS, LIMITED, KOD */
+
+typedef struct {
+    uint8_t address[16];
+    uint8_t len;
+    double last, level;
+    int32_t next_in_bucket, newer, older;
+} LimitEntry;
+
+typedef struct {
+    PyObject_HEAD
+    double head, limit, minimum;
+    Py_ssize_t capacity, count;
+    LimitEntry *entries;
+    int32_t *buckets;
+    uint32_t bucket_mask;
+    int32_t oldest, newest;
+} Limiter;
 
 typedef struct {
     uint8_t used;
@@ -97,8 +121,9 @@ typedef struct {
     uint64_t generation;
     Pair *pairs;
     int pair_count;
-    /* sources the restrict list lets us serve */
-    int serve_all;
+    /* sources the restrict list lets us serve, and how (SERVE | LIMITED_FLAG | KOD_FLAG) */
+    int serve_all;                      /* 0, or those flags for every source */
+    Limiter *limiter;                   /* the engine's (LIMITED sources: none, Python's) */
     Source *sources;
     int source_count;
     /* tests: a fixed clock (Unix seconds), or NaN for the real one */
@@ -195,7 +220,7 @@ static int source_known(Core *self, const uint8_t *raw, int n)
         if (!s->used)
             return 0;
         if (s->family_len == n && memcmp(s->address, raw, (size_t)n) == 0)
-            return 1;
+            return s->used;
         i = (i + 1) & (SOURCE_SLOTS - 1);
     }
 }
@@ -222,16 +247,200 @@ static int address_arg(Py_buffer *b)
     return 1;
 }
 
+static uint32_t hash_address(const uint8_t *a, int n);
+
+static void limiter_unlink(Limiter *l, int32_t i)
+{
+    LimitEntry *e = &l->entries[i];
+    if (e->older >= 0)
+        l->entries[e->older].newer = e->newer;
+    else
+        l->oldest = e->newer;
+    if (e->newer >= 0)
+        l->entries[e->newer].older = e->older;
+    else
+        l->newest = e->older;
+}
+
+static void limiter_push(Limiter *l, int32_t i)
+{
+    LimitEntry *e = &l->entries[i];
+    e->newer = -1;
+    e->older = l->newest;
+    if (l->newest >= 0)
+        l->entries[l->newest].newer = i;
+    l->newest = i;
+    if (l->oldest < 0)
+        l->oldest = i;
+}
+
+/* RateLimiter.check, step for step: a packet from raw address a (n octets) at now. */
+static int limiter_check(Limiter *l, const uint8_t *a, int n, double now)
+{
+    uint32_t b = hash_address(a, n) & l->bucket_mask;
+    int32_t i = l->buckets[b];
+    while (i >= 0 && !(l->entries[i].len == n && memcmp(l->entries[i].address, a, (size_t)n) == 0))
+        i = l->entries[i].next_in_bucket;
+    if (i < 0) {
+        if (l->count >= l->capacity) {  /* the least recently seen source makes room */
+            i = l->oldest;
+            limiter_unlink(l, i);
+            LimitEntry *old = &l->entries[i];
+            int32_t *link = &l->buckets[hash_address(old->address, old->len) & l->bucket_mask];
+            while (*link != i)
+                link = &l->entries[*link].next_in_bucket;
+            *link = old->next_in_bucket;
+        } else {
+            i = (int32_t)l->count++;
+        }
+        LimitEntry *e = &l->entries[i];
+        memcpy(e->address, a, (size_t)n);
+        e->len = (uint8_t)n;
+        e->last = now;
+        e->level = l->head;
+        e->next_in_bucket = l->buckets[b];
+        l->buckets[b] = i;
+        limiter_push(l, i);
+        return PASS;
+    }
+    LimitEntry *e = &l->entries[i];
+    limiter_unlink(l, i);
+    limiter_push(l, i);
+    double interval = now - e->last;
+    e->last = now;
+    double level = e->level - interval;
+    if (level < 0.0)
+        level = 0.0;
+    if (interval >= l->minimum && level + l->head <= l->limit) {
+        e->level = level + l->head;
+        return PASS;
+    }
+    if (level < l->limit) {
+        e->level = l->limit + l->head;
+        return KISS;
+    }
+    e->level = level;
+    return OVER;
+}
+
+static PyObject *Limiter_check(Limiter *self, PyObject *args)
+{
+    Py_buffer address;
+    double now;
+    if (!PyArg_ParseTuple(args, "y*d", &address, &now))
+        return NULL;
+    PyObject *result = NULL;
+    if (address.len < 1 || address.len > 16)
+        PyErr_SetString(PyExc_ValueError, "an address key is 1 to 16 octets");
+    else
+        result = PyLong_FromLong(limiter_check(self, address.buf, (int)address.len, now));
+    PyBuffer_Release(&address);
+    return result;
+}
+
+static Py_ssize_t Limiter_len(Limiter *self)
+{
+    return self->count;
+}
+
+static PyObject *Limiter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    double head, limit, minimum;
+    Py_ssize_t capacity;
+    static char *names[] = {"head", "limit", "minimum", "capacity", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "dddn", names, &head, &limit, &minimum,
+                                     &capacity))
+        return NULL;
+    if (capacity < 1 || capacity > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "capacity: 1 to 2**24 sources");
+        return NULL;
+    }
+    Limiter *self = (Limiter *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->head = head;
+    self->limit = limit;
+    self->minimum = minimum;
+    self->capacity = capacity;
+    self->oldest = self->newest = -1;
+    uint32_t buckets = 1;
+    while (buckets < (uint32_t)capacity * 2)
+        buckets <<= 1;
+    self->bucket_mask = buckets - 1;
+    self->entries = PyMem_Calloc((size_t)capacity, sizeof(LimitEntry));
+    self->buckets = PyMem_Malloc(sizeof(int32_t) * buckets);
+    if (self->entries == NULL || self->buckets == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    memset(self->buckets, 0xff, sizeof(int32_t) * buckets);  /* -1: empty */
+    return (PyObject *)self;
+}
+
+static void Limiter_dealloc(Limiter *self)
+{
+    PyMem_Free(self->entries);
+    PyMem_Free(self->buckets);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Limiter_methods[] = {
+    {"check", (PyCFunction)Limiter_check, METH_VARARGS,
+     "check(address, now) -> 0 (pass), 1 (limited) or 2 (a kiss may go): RateLimiter.check"},
+    {NULL, NULL, 0, NULL}};
+
+static PySequenceMethods Limiter_sequence = {.sq_length = (lenfunc)Limiter_len};
+
+static PyTypeObject LimiterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "ntpauto._batch.Limiter",
+    .tp_basicsize = sizeof(Limiter),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "ntpauto.ntp.restrict.RateLimiter's table of sources (shared with the cores).",
+    .tp_new = Limiter_new,
+    .tp_dealloc = (destructor)Limiter_dealloc,
+    .tp_methods = Limiter_methods,
+    .tp_as_sequence = &Limiter_sequence,
+};
+
 /* -- the answers --------------------------------------------------------------------------- */
 
-enum { LEFT = 0, SERVED, BADAUTH, SESSION_BADAUTH };
+enum { LEFT = 0, SERVED, BADAUTH, SESSION_BADAUTH, DROPPED, WITHHELD, KISSED };
 /* SERVED and BADAUTH count as served (BADAUTH also as badauth), as the Python server counts
  * a request under a symmetric key; a session-key request failing its MAC counts as badauth
- * only (ntpauto.autokey.serving.SessionKeys.serve). */
+ * only (ntpauto.autokey.serving.SessionKeys.serve).  A LIMITED source over its rate
+ * (Server._limited): DROPPED without a kiss flag, else WITHHELD (a kiss went out within
+ * the interval) or KISSED (the RATE kiss). */
 
 typedef struct {
-    unsigned long long received, served, badauth;
+    unsigned long long received, served, badauth, limited, kod_withheld, kodsent;
 } Counts;
+
+/* The counters of one decision, as the Python server counts it. */
+static void count(Counts *c, int verdict)
+{
+    c->received++;
+    c->served += verdict == SERVED || verdict == BADAUTH;
+    c->badauth += verdict == BADAUTH || verdict == SESSION_BADAUTH;
+    c->limited += verdict == DROPPED || verdict == WITHHELD || verdict == KISSED;
+    c->kod_withheld += verdict == WITHHELD;
+    c->kodsent += verdict == KISSED;
+}
+
+/* The RATE kiss to request d received at rx (Server.kiss): no time in it. */
+static void kiss(Core *self, const uint8_t *d, uint64_t rx, uint8_t *out)
+{
+    out[0] = (uint8_t)(UNSYNC_BITS | (d[0] & 0x38) | MODE_SERVER);
+    out[1] = 0;
+    out[2] = d[2];
+    out[3] = self->system[0];  /* precision */
+    memset(out + 4, 0, 8);
+    memcpy(out + 12, "RATE", 4);
+    memset(out + 16, 0, 8);
+    memcpy(out + 24, d + 40, 8);
+    put64(out + 32, rx);
+    put64(out + 40, rx);
+}
 
 /* The reply header (48 octets) to request d at rx, transmit timestamp still zero. */
 static void header(Core *self, const uint8_t *d, uint64_t rx, uint8_t *out)
@@ -258,7 +467,8 @@ static const Key *key_of(Core *self, const uint8_t *word)
  * transmit-time MAC is made once the batch's transmit time is known: NULL (none), a Key, or
  * (autokey) the reply key in reply_key. */
 typedef struct {
-    int how;                 /* 0: no MAC, 1: symmetric key, 2: session key, 3: crypto-NAK */
+    int how;                 /* 0: no MAC, 1: symmetric key, 2: session key, 3: crypto-NAK,
+                                4: the RATE kiss (complete) */
     const Key *key;
     uint8_t reply_key[20];
     size_t reply_key_len;
@@ -277,25 +487,54 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
         return LEFT;
     if (!self->have_header || !(self->header_from <= now && now < self->header_until))
         return LEFT;
-    if (!self->serve_all && !source_known(self, a, alen))
+    int flags = self->serve_all ? self->serve_all : source_known(self, a, alen);
+    if (!flags)
         return LEFT;
-    header(self, d, rx, reply);
-    memset(plan, 0, sizeof *plan);
-    plan->length = 48;
-    if (n == 48)
-        return SERVED;
+    /* Everything that sends a request to Python is decided before the rate limiter counts
+     * it, so that no request is counted twice. */
     const uint8_t *word = d + 48;
-    const uint8_t *mac = d + 52;
-    size_t mac_len = (size_t)n - 52;
-    uint8_t digest[20];
-    if (word[0] || word[1]) {  /* above 65535: an Autokey session key */
+    int session = n > 48 && (word[0] || word[1]);  /* above 65535: an Autokey session key */
+    Pair *p = NULL;
+    const Key *key = NULL;
+    if (session) {
+        uint32_t crypto_now = (uint32_t)(rx >> 32);
         if (!self->autokey_digest || self->first_bits == UNSYNC_BITS)
             return LEFT;
-        uint32_t crypto_now = (uint32_t)(rx >> 32);
-        Pair *p = pair_of(self, a, alen);
+        p = pair_of(self, a, alen);
         if (p == NULL || p->generation != self->generation || alen != self->local_len
             || !(p->valid_from <= crypto_now && crypto_now < p->valid_until))
             return LEFT;
+    } else if (n > 48) {
+        if (!self->keys_complete)
+            return LEFT;
+        key = key_of(self, word);
+        if (key != NULL && key->kind == 0)
+            return LEFT;  /* a trusted key of a type answered in Python (AES-CMAC) */
+    }
+    memset(plan, 0, sizeof *plan);
+    plan->length = 48;
+    if ((flags & LIMITED_FLAG) && !session) {
+        /* session-key requests without fields are not rate-limited (Server._restricted) */
+        if (self->limiter == NULL)
+            return LEFT;
+        int over = limiter_check(self->limiter, a, alen, now);
+        if (over != PASS) {
+            if (!(flags & KOD_FLAG))
+                return DROPPED;
+            if (over != KISS)
+                return WITHHELD;
+            kiss(self, d, rx, reply);
+            plan->how = 4;
+            return KISSED;
+        }
+    }
+    header(self, d, rx, reply);
+    if (n == 48)
+        return SERVED;
+    const uint8_t *mac = d + 52;
+    size_t mac_len = (size_t)n - 52;
+    uint8_t digest[20];
+    if (session) {
         int kind = self->autokey_digest;
         uint8_t block[16 + 16 + 4 + 4];
         size_t blen = 0;
@@ -325,11 +564,6 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
         plan->length = 52 + got;
         return SERVED;
     }
-    if (!self->keys_complete)
-        return LEFT;
-    const Key *key = key_of(self, word);
-    if (key != NULL && key->kind == 0)
-        return LEFT;  /* a trusted key of a type answered in Python (AES-CMAC) */
     if (key == NULL || digest2(key->kind, key->secret, key->length, d, 48, digest) != mac_len
         || !equal_octets(digest, mac, mac_len)) {
         plan->how = 3;
@@ -346,6 +580,8 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
 /* The transmit timestamp and MAC of a planned reply, at Unix time t. */
 static void finish(const Plan *plan, uint8_t *reply, double t)
 {
+    if (plan->how == 4)
+        return;
     if (plan->kind) {
         /* an Autokey reply: the timestamp tagged with the client's echo key */
         uint64_t high = (uint64_t)((t + NTP_UNIX_OFFSET) * (double)(1u << (32 - ECHO_BITS)))
@@ -443,11 +679,12 @@ static int send_all(Core *self, int fd, int count, PyObject **errors)
 }
 
 PyDoc_STRVAR(serve_doc,
-"serve(fd, limit) -> (leftovers, received, served, badauth, send_errors)\n\n"
+"serve(fd, limit) -> (leftovers, counts, send_errors)\n\n"
 "Read the socket until it is empty or limit octets were read; answer what this core was\n"
 "told enough to answer; return the other datagrams as (data, address, receive timestamp)\n"
 "in arrival order (the timestamp in NTP format, the kernel's where use_kernel_stamps()\n"
-"succeeded), the counts of the requests answered, and the sends that failed as (errno,\n"
+"succeeded), the counters of the requests it decided (received, served, badauth,\n"
+"limited, kod_withheld, kodsent), and the sends that failed as (errno,\n"
 "address) (None when none did).  A read that found fewer than nap_below datagrams naps\n"
 "once for nap seconds and reads again: the next read finds more, and a busy server wakes\n"
 "less often per datagram.  Raises OSError for a receive error Twisted does not end a read\n"
@@ -463,7 +700,7 @@ static PyObject *Core_serve(Core *self, PyObject *args)
     if (leftovers == NULL)
         return NULL;
     PyObject *errors = NULL;
-    Counts counts = {0, 0, 0};
+    Counts counts = {0, 0, 0, 0, 0, 0};
     Plan plans[BATCH];
     Py_ssize_t read = 0;
     int taken = 0, napped = 0;
@@ -527,10 +764,9 @@ static PyObject *Core_serve(Core *self, PyObject *args)
                 Py_DECREF(item);
                 continue;
             }
-            counts.received++;
-            counts.served += verdict != SESSION_BADAUTH;
-            counts.badauth += verdict != SERVED;
-            planned[replies++] = i;
+            count(&counts, verdict);
+            if (verdict != DROPPED && verdict != WITHHELD)
+                planned[replies++] = i;
         }
         if (replies) {
             /* one transmit time for the batch, taken after every request was checked */
@@ -552,7 +788,8 @@ static PyObject *Core_serve(Core *self, PyObject *args)
         if (got < BATCH && (napped || taken >= self->nap_below || self->nap_ns <= 0))
             break;  /* the socket is empty (and no nap is due): no call to find it so */
     }
-    return Py_BuildValue("(NKKKN)", leftovers, counts.received, counts.served, counts.badauth,
+    return Py_BuildValue("(N(KKKKKK)N)", leftovers, counts.received, counts.served,
+                         counts.badauth, counts.limited, counts.kod_withheld, counts.kodsent,
                          errors != NULL ? errors : Py_NewRef(Py_None));
 fail:
     Py_DECREF(leftovers);
@@ -562,8 +799,8 @@ fail:
 
 PyDoc_STRVAR(answer_doc,
 "answer(data, host, port) -> bytes | None\n\n"
-"What serve() would send to a datagram from raw address host (4 or 16 octets), or None\n"
-"when it would hand it to Python (for tests: no socket).");
+"What serve() would send to a datagram from raw address host (4 or 16 octets), b'' for\n"
+"nothing (rate-limited), or None when it would hand it to Python (for tests: no socket).");
 
 static PyObject *Core_answer(Core *self, PyObject *args)
 {
@@ -581,6 +818,8 @@ static PyObject *Core_answer(Core *self, PyObject *args)
                              ntp64(now), reply, &plan);
         if (verdict == LEFT) {
             result = Py_NewRef(Py_None);
+        } else if (verdict == DROPPED || verdict == WITHHELD) {
+            result = PyBytes_FromStringAndSize(NULL, 0);
         } else {
             finish(&plan, reply, unix_now(self));
             result = PyBytes_FromStringAndSize((const char *)reply, (Py_ssize_t)plan.length);
@@ -725,17 +964,26 @@ done:
     return result;
 }
 
-static PyObject *Core_allow(Core *self, PyObject *arg)
+static PyObject *Core_allow(Core *self, PyObject *args)
 {
     Py_buffer host;
-    if (PyObject_GetBuffer(arg, &host, PyBUF_SIMPLE) < 0)
+    int flags;
+    if (!PyArg_ParseTuple(args, "y*i", &host, &flags))
         return NULL;
     if (!address_arg(&host)) {
         PyBuffer_Release(&host);
         return NULL;
     }
     int n = (int)host.len;
-    if (!source_known(self, host.buf, n)) {
+    flags = SERVE | (flags & (LIMITED_FLAG | KOD_FLAG));
+    uint32_t at = hash_address(host.buf, n) & (SOURCE_SLOTS - 1);
+    while (self->sources[at].used && !(self->sources[at].family_len == n
+                                       && memcmp(self->sources[at].address, host.buf,
+                                                 (size_t)n) == 0))
+        at = (at + 1) & (SOURCE_SLOTS - 1);
+    if (self->sources[at].used) {
+        self->sources[at].used = (uint8_t)flags;
+    } else {
         if (self->source_count >= SOURCE_SLOTS / 2) {
             memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
             self->source_count = 0;
@@ -743,7 +991,7 @@ static PyObject *Core_allow(Core *self, PyObject *arg)
         uint32_t i = hash_address(host.buf, n) & (SOURCE_SLOTS - 1);
         while (self->sources[i].used)
             i = (i + 1) & (SOURCE_SLOTS - 1);
-        self->sources[i].used = 1;
+        self->sources[i].used = (uint8_t)flags;
         self->sources[i].family_len = (uint8_t)n;
         memcpy(self->sources[i].address, host.buf, (size_t)n);
         self->source_count++;
@@ -752,13 +1000,21 @@ static PyObject *Core_allow(Core *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static PyObject *Core_set_sources(Core *self, PyObject *arg)
+static PyObject *Core_set_sources(Core *self, PyObject *args)
 {
-    /* a new restrict list: True serves every source, False only those allow() names */
-    int all = PyObject_IsTrue(arg);
-    if (all < 0)
+    /* a new restrict list: every source served alike (SERVE with LIMITED_FLAG and KOD_FLAG
+     * as it says), or (0) only those allow() names; and the engine's rate limiter */
+    int all;
+    PyObject *limiter;
+    if (!PyArg_ParseTuple(args, "iO", &all, &limiter))
         return NULL;
-    self->serve_all = all;
+    if (limiter != Py_None && !PyObject_TypeCheck(limiter, &LimiterType)) {
+        PyErr_SetString(PyExc_TypeError, "limiter: an ntpauto._batch.Limiter or None");
+        return NULL;
+    }
+    Py_XDECREF(self->limiter);
+    self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
+    self->serve_all = all ? SERVE | (all & (LIMITED_FLAG | KOD_FLAG)) : 0;
     memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
     self->source_count = 0;
     Py_RETURN_NONE;
@@ -805,10 +1061,11 @@ static PyMethodDef Core_methods[] = {
      "set_generation(n): the server seed's generation now"},
     {"learn_pair", (PyCFunction)Core_learn_pair, METH_VARARGS,
      "learn_pair(client, cookie, echo, generation, valid_from, valid_until)"},
-    {"allow", (PyCFunction)Core_allow, METH_O,
-     "allow(address): the restrict list lets this source be served"},
-    {"set_sources", (PyCFunction)Core_set_sources, METH_O,
-     "set_sources(all): a new restrict list (every source, or only those allowed)"},
+    {"allow", (PyCFunction)Core_allow, METH_VARARGS,
+     "allow(address, flags): the restrict list lets this source be served (LIMITED, KOD)"},
+    {"set_sources", (PyCFunction)Core_set_sources, METH_VARARGS,
+     "set_sources(flags, limiter): every source served alike with flags (SERVE, LIMITED,\n"
+     "KOD), or (0) only those allow() names; the engine's rate limiter (or None)"},
     {"fix_clock", (PyCFunction)Core_fix_clock, METH_O, "fix_clock(seconds or None): tests"},
     {"use_kernel_stamps", (PyCFunction)Core_use_kernel_stamps, METH_O,
      "use_kernel_stamps(fd) -> bool: receive timestamps from the kernel (SO_TIMESTAMPNS)"},
@@ -852,6 +1109,7 @@ static void Core_dealloc(Core *self)
     PyMem_Free(self->buffers);
     PyMem_Free(self->pairs);
     PyMem_Free(self->sources);
+    Py_XDECREF(self->limiter);
     explicit_bzero(self->keys, sizeof self->keys);  /* the secrets do not outlive the core */
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -898,7 +1156,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__batch(void)
 {
-    if (PyType_Ready(&CoreType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&LimiterType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -909,6 +1167,15 @@ PyMODINIT_FUNC PyInit__batch(void)
         Py_DECREF(m);
         return NULL;
     }
+    Py_INCREF(&LimiterType);
+    if (PyModule_AddObject(m, "Limiter", (PyObject *)&LimiterType) < 0) {
+        Py_DECREF(&LimiterType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "SERVE", SERVE);
+    PyModule_AddIntConstant(m, "LIMITED", LIMITED_FLAG);
+    PyModule_AddIntConstant(m, "KOD", KOD_FLAG);
     PyModule_AddIntConstant(m, "MD5", DIGEST_MD5);
     PyModule_AddIntConstant(m, "SHA1", DIGEST_SHA1);
     PyModule_AddIntConstant(m, "BATCH", BATCH);

@@ -18,11 +18,14 @@ the Python server has already decided, and the core answers only where it was to
 * the trusted symmetric keys (MD5 and SHA1; a trusted key of another type, AES-CMAC, keeps
   its requests in Python) from :meth:`KeyStore.trusted_secrets
   <ntpauto.auth.keys.KeyStore.trusted_secrets>`;
-* which sources it may serve: all of them when no restrict rule has a flag that bears on
-  serving (:meth:`RestrictList.serves_everyone
-  <ntpauto.ntp.restrict.RestrictList.serves_everyone>`); else only sources the Python
-  server has answered with no such flag (``limited``, ``notrust``, ``noserve``, ``ignore``
-  sources stay in Python, with its rate limiter);
+* which sources it may serve and how: all of them alike when every restrict rule has the
+  same flags that bear on serving (:meth:`RestrictList.serving_alike
+  <ntpauto.ntp.restrict.RestrictList.serving_alike>`), else the sources the Python server
+  has answered, each with its flags (:func:`source_flags`); ``notrust``, ``noserve`` and
+  ``ignore`` sources stay in Python; ``limited`` ones are checked against the engine's rate
+  limiter itself, whose table is in C (:class:`~ntpauto.ntp.restrict.RateLimiter`), so a
+  source has one bucket whichever path answers it, and get the RATE kiss (``kod``) or
+  nothing as from Python;
 * for Autokey session keys, each client's cookie and echo key as the Python server made them
   (:meth:`SessionKeys.cached_pair <ntpauto.autokey.serving.SessionKeys.cached_pair>`), valid
   for the server seed's generation and interval; an unsynchronised server's requests, and any
@@ -47,7 +50,6 @@ from typing import Any
 from twisted.logger import Logger
 
 from ntpauto.auth.autokey import address_octets
-from ntpauto.ntp.restrict import SERVING_FLAGS
 from ntpauto.wire.packet import MODE_CLIENT
 
 try:
@@ -80,6 +82,21 @@ NAP_BELOW = BATCH
 """Datagrams under which a read naps (:data:`NAP`)."""
 _DIGESTS = {"md5": _batch.MD5, "sha1": _batch.SHA1} if _batch is not None else {}
 _CLIENT_SIZES = (48, 68, 72)
+
+
+COUNTERS = ("received", "served", "badauth", "limited", "kod_withheld", "kodsent")
+"""The engine counters of what the core decided, in the order :meth:`Core.serve` counts."""
+_REFUSING = frozenset({"ignore", "noserve", "notrust"})
+
+
+def source_flags(flags: frozenset[str]) -> int:
+    """How the core may serve a source with restrict ``flags``: 0 (not at all: ``ignore``,
+    ``noserve``, ``notrust`` keep it in Python), else SERVE with LIMITED (the engine's rate
+    limiter, which the core shares) and KOD (the RATE kiss) as the flags say."""
+    if not flags.isdisjoint(_REFUSING):
+        return 0
+    return _batch.SERVE | (_batch.LIMITED if "limited" in flags else 0) \
+        | (_batch.KOD if "kod" in flags else 0)
 
 
 class Datagrams:
@@ -122,6 +139,7 @@ class BatchPath:
         self._header: Any = self
         self._keys: Any = self
         self._restrict: Any = self
+        self._limiter: Any = self
         self._sessions: Any = self
         self._generation: int | None = None
         self._server_address = self.engine.server.server_address(protocol._local_address)
@@ -158,13 +176,12 @@ class BatchPath:
         """Read the socket ``fd`` until it is empty or ``limit`` octets were read: the core
         answers what it can, the protocol the rest."""
         self.sync()
-        leftovers, received, served, badauth, errors = self.core.serve(fd, limit)
-        if received:
+        leftovers, counts, errors = self.core.serve(fd, limit)
+        if counts[0]:
             counters = self.engine.counters
-            counters["received"] += received
-            counters["served"] += served
-            if badauth:
-                counters["badauth"] += badauth
+            for name, count in zip(COUNTERS, counts):
+                if count:
+                    counters[name] += count
         if errors:
             for number, address in errors:
                 self.protocol._send_failed(OSError(number, os.strerror(number)), address)
@@ -189,9 +206,11 @@ class BatchPath:
             self._keys = engine.keys
             core.set_keys([(keyid, _DIGESTS.get(algorithm, 0), secret)
                            for keyid, algorithm, secret in engine.keys.trusted_secrets()])
-        if engine.restrict is not self._restrict:
-            self._restrict = engine.restrict
-            core.set_sources(engine.restrict.serves_everyone())
+        if engine.restrict is not self._restrict or engine.limiter is not self._limiter:
+            self._restrict, self._limiter = engine.restrict, engine.limiter
+            alike = engine.restrict.serving_alike()
+            core.set_sources(0 if alike is None else source_flags(alike),
+                             getattr(engine.limiter, "native", None))
         sessions = engine.session_keys
         if sessions is not self._sessions:
             self._sessions = sessions
@@ -213,13 +232,14 @@ class BatchPath:
                 continue
             host = address[0]
             flags = restrict.cached(host)
-            if flags is None or not flags.isdisjoint(SERVING_FLAGS):
+            served = flags is not None and source_flags(flags)
+            if not served:
                 continue
             try:
                 raw = address_octets(host)
             except ValueError:
                 continue
-            self.core.allow(raw)
+            self.core.allow(raw, served)
             if sessions is not None and len(data) > 48 and (data[48] or data[49]):
                 pair = sessions.cached_pair(host, self._server_address)
                 if pair is not None:

@@ -28,6 +28,7 @@ from ntpauto.batch import BatchPath
 from ntpauto.config import parse_config
 from ntpauto.engine import Engine
 from ntpauto.ntp.clocks import SimulatedClock, SystemClock
+from ntpauto.ntp.restrict import RateLimiter
 from ntpauto.protocol import NTPDatagramProtocol, NTPPort, listen_udp
 from ntpauto.wire.packet import CRYPTO_NAK, Header, parse
 from ntpauto.wire.timestamps import NTP_UNIX_OFFSET
@@ -370,11 +371,79 @@ def test_random_datagrams(fuzzed, data, source):
         assert got == expected
 
 
-@pytest.mark.parametrize("flags", ["limited", "limited kod", "notrust", "noserve", "ignore"])
+@pytest.mark.parametrize("flags", ["notrust", "noserve", "ignore", "notrust limited kod"])
 def test_sources_the_restrict_list_flags_stay_in_python(flags):
     engine = make_engine(f"{SYNCED}restrict default {flags}\n"
                          f"restrict {PRIMER[0]} mask 255.255.255.255\n")
     assert_left(make_path(engine), request())
+
+
+def rate_limited_server(flags: str) -> tuple[Engine, list[float]]:
+    """An unsynchronised server (its header never expires) with ``restrict default flags``,
+    its clock reading the time in the list returned (set it, then ask)."""
+    now = [T]
+    engine = Engine(parse_config(f"restrict default {flags}\n"
+                                 f"restrict {PRIMER[0]} mask 255.255.255.255\n"),
+                    SimulatedClock(lambda: now[0], epoch=0.0),
+                    keys=KeyStore(parse_keys(KEYS), TRUSTED))
+    engine.start(T)
+    return engine, now
+
+
+RATE_STEPS = [0.0, 0.3, 0.6, 1.9, 2.0, 2.2, 9.0, 17.5, 18.0, 40.0, 40.4, 41.0, 90.0, 91.5]
+"""Seconds after T of a client's requests: too close together, a burst, quiet spells."""
+
+
+@pytest.mark.parametrize("flags", ["limited", "limited kod", "limited kod nomodify noquery"])
+@pytest.mark.parametrize("keyed_request", [False, True])
+def test_limited_sources_are_limited_as_python_limits_them(flags, keyed_request):
+    """A ``limited`` source is answered by the core with the engine's rate limiter: the
+    same replies, RATE kisses and silences as the Python server gives the same requests at
+    the same times (the counters: test_a_limited_burst_is_counted_as_python_counts_it)."""
+    require_core()
+    data = keyed(1, "md5", MD5_SECRET) if keyed_request else request()
+    python, python_now = rate_limited_server(flags)
+    batched, batched_now = rate_limited_server(flags)
+    path = make_path(batched)
+    outcomes = []
+    for step, after in enumerate(RATE_STEPS):
+        at = python_now[0] = batched_now[0] = T + after
+        path.core.fix_clock(at)
+        expected = python.server.answer(data, CLIENT, ntp_at(at), at, SERVER)
+        if step == 0:  # the first request from the client goes to Python and is learned
+            assert batched.server.answer(data, CLIENT, ntp_at(at), at, SERVER) == expected
+            path.sync()
+            path.learn([(data, CLIENT)])
+            continue
+        got = core_answer(path, data, CLIENT)
+        assert got == expected, (step, after)
+        outcomes.append(b"none" if not got else b"RATE" if got[1] == 0 and got[12:16] == b"RATE"
+                        else b"reply")
+    assert {b"reply", b"none"} <= set(outcomes)
+    assert (b"RATE" in outcomes) == ("kod" in flags)
+
+
+def test_a_python_rate_limiter_keeps_limited_sources_in_python():
+    require_core()
+    engine, _ = rate_limited_server("limited kod")
+    engine.limiter = RateLimiter(native=False)
+    assert_left(make_path(engine), request())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(0, 3)), min_size=1, max_size=80),
+       st.integers(1, 4), st.integers(0, 2), st.integers(1, 6))
+def test_the_c_rate_limiter_is_the_python_one(packets, capacity, minimum, average):
+    """Verdicts and table size, packet for packet, evictions included."""
+    require_core()
+    native = RateLimiter(average, minimum, capacity, native=True)
+    python = RateLimiter(average, minimum, capacity, native=False)
+    now = T
+    for source, gap in packets:
+        now += gap
+        host = f"192.0.2.{source}" if source < 4 else f"2001:db8::{source}"
+        assert native.check(host, now) == python.check(host, now)
+        assert len(native) == len(python)
 
 
 def test_unflagged_sources_are_served_once_python_served_them():
@@ -468,6 +537,10 @@ def loopback_path(host: HostCredentials, server: socket.socket, size: int = 8192
     return path
 
 
+NOTHING = (0, 0, 0, 0, 0, 0)
+"""serve()'s counts of a read that decided nothing."""
+
+
 def receive_all(client: socket.socket, count: int) -> list[bytes]:
     replies = [client.recv(2048) for _ in range(count)]
     client.setblocking(False)
@@ -493,12 +566,34 @@ def test_a_burst_is_answered_and_the_rest_handed_back(hosts, sockets):
     burst = answered[:5] + [nts] + answered[5:37] + [mode6] + answered[37:]
     for data in burst:
         client.send(data)
-    leftovers, received, served, badauth, errors = path.core.serve(server.fileno(), 1 << 20)
+    leftovers, (received, served, badauth, *_), errors = path.core.serve(server.fileno(),
+                                                                         1 << 20)
     assert leftovers == [(nts, source, RX), (mode6, source, RX)]
     assert (received, served, badauth, errors) == (40, 32, 16, None)
     replies = {reply[24:32]: reply for reply in receive_all(client, 40)}
     assert replies == {data[40:48]: python_answer(engine, data, source, server.getsockname())
                        for data in answered}
+
+
+def test_a_limited_burst_is_counted_as_python_counts_it(sockets):
+    """``restrict default limited kod``: of five back-to-back requests (well inside ``discard
+    minimum``) the first is answered, the second gets the RATE kiss and the rest nothing,
+    counted as Server._limited counts them."""
+    server, client = sockets
+    engine = make_engine(f"{SYNCED}restrict default limited kod\n", at=time.time())
+    path = BatchPath(Protocol(engine, server.getsockname()), 8192)
+    engine.server.answer(request(), PRIMER, 0, time.time(), None)  # makes the header
+    path.sync()
+    for n in range(5):
+        client.send(request(transmit=n + 1))
+    leftovers, counts, errors = path.core.serve(server.fileno(), 1 << 20)
+    assert leftovers == [] and errors is None
+    assert dict(zip(batch.COUNTERS, counts)) == {"received": 5, "served": 1, "badauth": 0,
+                                                 "limited": 4, "kod_withheld": 3,
+                                                 "kodsent": 1}
+    reply, kiss = receive_all(client, 2)
+    assert parse(reply).header.stratum == 1 and parse(reply).header.origin == 1
+    assert kiss[1] == 0 and kiss[12:16] == b"RATE" and parse(kiss).header.origin == 2
 
 
 def test_a_read_ends_after_the_batch_that_reaches_the_limit(hosts, sockets):
@@ -507,16 +602,16 @@ def test_a_read_ends_after_the_batch_that_reaches_the_limit(hosts, sockets):
     batch_size = require_core().BATCH
     for n in range(batch_size + 8):
         client.send(request(transmit=n + 1))
-    assert path.core.serve(server.fileno(), 0) == ([], 0, 0, 0, None)
-    assert path.core.serve(server.fileno(), 1)[1] == batch_size
-    assert path.core.serve(server.fileno(), 1 << 20)[1] == 8
+    assert path.core.serve(server.fileno(), 0) == ([], NOTHING, None)
+    assert path.core.serve(server.fileno(), 1)[1][0] == batch_size
+    assert path.core.serve(server.fileno(), 1 << 20)[1][0] == 8
     assert len(receive_all(client, batch_size + 8)) == batch_size + 8
 
 
 def test_an_empty_socket_returns_at_once(hosts, sockets):
     server, _ = sockets
     path = loopback_path(hosts["md5"], server)
-    assert path.core.serve(server.fileno(), 1 << 20) == ([], 0, 0, 0, None)
+    assert path.core.serve(server.fileno(), 1 << 20) == ([], NOTHING, None)
 
 
 def test_a_truncated_datagram_is_left_to_python(hosts, sockets):
@@ -526,7 +621,7 @@ def test_a_truncated_datagram_is_left_to_python(hosts, sockets):
     data = keyed(2, "sha1", SHA1_SECRET)
     client.send(data + bytes(28))
     client.send(data)
-    leftovers, received, served, _, _ = path.core.serve(server.fileno(), 1 << 20)
+    leftovers, (received, served, *_), _ = path.core.serve(server.fileno(), 1 << 20)
     assert leftovers == [(data, client.getsockname(), RX)] and (received, served) == (1, 1)
     assert len(receive_all(client, 1)) == 1
 
@@ -541,7 +636,7 @@ def test_ipv6_leftovers_carry_the_address_python_reads():
         path = make_path(make_engine(), server.getsockname()[:2], primer=("::1", 1))
         client.sendto(request(), server.getsockname())
         client.sendto(b"\x16\x02" + bytes(10), server.getsockname())
-        leftovers, received, *_ = path.core.serve(server.fileno(), 1 << 20)
+        leftovers, (received, *_), _ = path.core.serve(server.fileno(), 1 << 20)
         assert leftovers == [(b"\x16\x02" + bytes(10), client.getsockname(), RX)]
         assert received == 1 and parse(client.recv(2048)).header.mode == 4
 
@@ -556,7 +651,7 @@ def test_the_kernel_stamps_arrivals(hosts, sockets):
     assert path.kernel_stamps
     engine.server.answer(request(), (LOOPBACK, 1), 0, time.time(), None)  # makes the header
     path.sync()
-    path.core.set_sources(True)
+    path.core.set_sources(batch.source_flags(frozenset()), None)
     sent_after = ntp_at(time.time())
     client.send(request(transmit=7))
     client.send(b"\x16\x02" + bytes(10))

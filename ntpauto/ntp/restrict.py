@@ -8,11 +8,18 @@ grow memory without bound.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import socket
 from collections import OrderedDict
 from collections.abc import Iterable
 
 from attrs import frozen
+
+try:
+    from ntpauto import _batch
+except ImportError:  # not built: the Python table serves
+    _batch = None  # type: ignore[assignment]
 
 RESTRICT_FLAGS = frozenset({
     "ignore", "noquery", "nomodify", "nopeer", "noserve", "limited", "kod", "notrust",
@@ -31,6 +38,9 @@ class RestrictRule:
 
 SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
 """The restrict flags that bear on answering a client request (the others do not)."""
+
+
+_SERVING_AND_KOD = SERVING_FLAGS | {"kod"}
 
 
 class RestrictList:
@@ -69,11 +79,13 @@ class RestrictList:
             rules.append(RestrictRule(network, frozenset(r.flags), network.version == 6))
         return cls(rules)
 
-    def serves_everyone(self) -> bool:
-        """True when no rule has a flag that bears on answering a client request
-        (:data:`SERVING_FLAGS`): every source is served alike."""
-        rules = [self._default4, self._default6, *(rule.flags for rule in self._networks)]
-        return all(flags.isdisjoint(SERVING_FLAGS) for flags in rules)
+    def serving_alike(self) -> frozenset[str] | None:
+        """The flags that bear on answering a client request (:data:`SERVING_FLAGS` and
+        ``kod``) when every rule has the same ones, so that every source is served alike;
+        else None."""
+        rules = {flags & _SERVING_AND_KOD for flags in
+                 (self._default4, self._default6, *(rule.flags for rule in self._networks))}
+        return rules.pop() if len(rules) == 1 else None
 
     def flags_for(self, host: str) -> frozenset[str]:
         """The restriction flags for a source address string."""
@@ -93,6 +105,17 @@ class RestrictList:
             self._cache.clear()
         self._cache[host] = flags
         return flags
+
+
+def address_key(host: str) -> bytes:
+    """The rate limiter's key of a source address: its 4 or 16 network-order octets, as the
+    batched path reads them from the socket (any other name: 16 octets of its digest)."""
+    try:
+        if ":" in host:
+            return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+        return socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return hashlib.md5(host.encode("utf-8", "replace"), usedforsecurity=False).digest()
 
 
 PASS = 0
@@ -119,20 +142,31 @@ class RateLimiter:
     however fast it sends, and must then keep quiet for two headways to be served again.
     """
 
-    def __init__(self, average: int = 3, minimum: int = 1, capacity: int = 10000) -> None:
+    def __init__(self, average: int = 3, minimum: int = 1, capacity: int = 10000, *,
+                 native: bool | None = None) -> None:
         self.head = float(2**average)
         self.limit = 8 * self.head
         self.minimum = float(minimum)
         self.capacity = capacity
         self._table: OrderedDict[str, list[float]] = OrderedDict()
+        if native is None:
+            native = _batch is not None
+        self.native = _batch.Limiter(self.head, self.limit, self.minimum, capacity) \
+            if native and _batch is not None else None
+        """The table in C (:mod:`ntpauto._batch`, where it is built; ``native=False``: the
+        Python one), which the batched server path (:mod:`ntpauto.batch`) checks the
+        requests it answers against, so that a source has one bucket whichever path answers
+        it."""
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self.native) if self.native is not None else len(self._table)
 
     def check(self, host: str, now: float) -> int:
         """Record a packet from ``host``: :data:`PASS` (0) within the rate, else
         :data:`KOD` (a kiss may be sent) or :data:`LIMITED` (one was, within the average
         interval)."""
+        if self.native is not None:
+            return self.native.check(address_key(host), now)
         entry = self._table.get(host)
         if entry is None:
             if len(self._table) >= self.capacity:
