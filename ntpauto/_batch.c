@@ -36,7 +36,8 @@
 
 #include "_digests.h"
 
-#define BATCH 32            /* datagrams per recvmmsg (and replies per sendmmsg) */
+#define BATCH 32            /* datagrams per recvmmsg */
+#define SEND_CHUNK 8        /* replies per transmit time and sendmmsg */
 #define MAX_KEYS 64         /* trusted symmetric keys mirrored (more: the keyed path stays in Python) */
 #define SOURCE_SLOTS 8192   /* sources the restrict list lets us serve (cleared at half) */
 #define PAIR_SLOTS 8192     /* Autokey clients with their cookie (cleared at half) */
@@ -649,10 +650,9 @@ static int read_done(int err)
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNREFUSED;
 }
 
-/* Send replies out[0..count); failures are appended to errors as (errno, address). */
-static int send_all(Core *self, int fd, int count, PyObject **errors)
+/* Send replies out[at..count); failures are appended to errors as (errno, address). */
+static int send_all(Core *self, int fd, int at, int count, PyObject **errors)
 {
-    int at = 0;
     while (at < count) {
         int sent = sendmmsg(fd, self->out + at, (unsigned int)(count - at), 0);
         if (sent > 0) {
@@ -768,10 +768,12 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             if (verdict != DROPPED && verdict != WITHHELD)
                 planned[replies++] = i;
         }
-        if (replies) {
-            /* one transmit time for the batch, taken after every request was checked */
+        for (int first = 0; first < replies; first += SEND_CHUNK) {
+            /* one transmit time per chunk, taken after every request of the batch was
+             * checked, just before the chunk's MACs and its send */
+            int last = first + SEND_CHUNK < replies ? first + SEND_CHUNK : replies;
             double t = unix_now(self);
-            for (int r = 0; r < replies; r++) {
+            for (int r = first; r < last; r++) {
                 finish(&plans[r], self->replies[r], t);
                 int i = planned[r];
                 self->out_iov[r].iov_base = self->replies[r];
@@ -782,7 +784,7 @@ static PyObject *Core_serve(Core *self, PyObject *args)
                 self->out[r].msg_hdr.msg_iov = &self->out_iov[r];
                 self->out[r].msg_hdr.msg_iovlen = 1;
             }
-            if (send_all(self, fd, replies, &errors) < 0)
+            if (send_all(self, fd, first, last, &errors) < 0)
                 goto fail;
         }
         if (got < BATCH && (napped || taken >= self->nap_below || self->nap_ns <= 0))

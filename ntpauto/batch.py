@@ -32,8 +32,8 @@ the Python server has already decided, and the core answers only where it was to
   request with extension fields, stay in Python.
 
 The replies are the Python server's byte for byte (``tests/test_batch.py`` compares them
-under a fixed clock); the transmit timestamp is read once per batch of up to
-:data:`BATCH` replies, after every request of the batch was checked.  Receive timestamps
+under a fixed clock); the transmit timestamp is read once per 8 replies, after every
+request of the batch was checked, just before their MACs and their send.  Receive timestamps
 are the kernel's (``SO_TIMESTAMPNS``), for the core's replies and for the datagrams it hands
 back (:class:`Datagrams`), and a read that finds less than a full batch naps once
 (:data:`NAP`) before it reads again.  Set
@@ -62,7 +62,7 @@ __all__ = ["AVAILABLE", "BATCH", "DISABLE_VARIABLE", "BatchPath", "Datagrams"]
 AVAILABLE = _batch is not None
 """The C core was built and imports."""
 BATCH = _batch.BATCH if _batch is not None else 0
-"""Datagrams per ``recvmmsg`` and replies per ``sendmmsg``."""
+"""Datagrams per ``recvmmsg``."""
 DISABLE_VARIABLE = "NTPAUTO_PYTHON_ONLY"
 """Set (to anything but ``0`` or empty) in the environment, every datagram is read and
 answered in Python."""
