@@ -19,9 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from ntpauto import batch
+
 REPO = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__",
-                                ".pytest_cache", ".ruff_cache", ".hypothesis", "dropin.cache")
+                                ".pytest_cache", ".ruff_cache", ".hypothesis", "dropin.cache",
+                                "*.so")
+CORE_BUILT = batch.AVAILABLE
+"""The batched path's C core is built here, so the wheel must build it too (CI: always)."""
 
 
 def run(*argv: str | Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -45,6 +50,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "twisted/plugins/ntpautokey_plugin.py" in names
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
+    if CORE_BUILT:
+        assert any(name.startswith("ntpauto/_batch.") and name.endswith(".so")
+                   for name in names), names
     venv = root / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=root)
     bin_dir = venv / "bin"
@@ -95,3 +103,5 @@ def test_installed_daemon_answers(installed: Path, tmp_path: Path) -> None:
         daemon.terminate()
         output, _ = daemon.communicate(timeout=20)
     assert "Traceback" not in output, output
+    if CORE_BUILT:  # the installed daemon answers its common requests in C
+        assert "common requests answered in batches" in output, output
