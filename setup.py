@@ -9,7 +9,8 @@ from setuptools import Extension, setup
 extensions = []
 if sys.platform.startswith("linux"):
     extensions.append(Extension(
-        "ntpauto._batch", ["ntpauto/_batch.c"], depends=["ntpauto/_digests.h", "ntpauto/_limiter.h"],
+        "ntpauto._batch", ["ntpauto/_batch.c"],
+        depends=["ntpauto/_digests.h", "ntpauto/_limiter.h"],
         extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter",
                             "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
         optional=True))

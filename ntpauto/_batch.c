@@ -8,7 +8,7 @@
  * every other datagram back to Python unchanged, in order.  Everything it answers with was
  * given to it by the Python server (ntpauto/batch.py): the reply header's system octets and
  * the engine time they hold for, the trusted keys, the Autokey cookie and echo key of each
- * client, and which sources the restrict list lets it serve and how (a limited source is
+ * client, and the restrict list's rules as they bear on serving (a limited source is
  * checked against the engine's rate limiter, whose table, _limiter.h, the Python server
  * shares).  It decides nothing the Python server did not decide first; what it has not been
  * told goes back to Python.
@@ -42,7 +42,7 @@
 #define BATCH 32            /* datagrams per recvmmsg */
 #define SEND_CHUNK 8        /* replies per transmit time and sendmmsg */
 #define MAX_KEYS 64         /* trusted symmetric keys mirrored (more: the keyed path stays in Python) */
-#define SOURCE_SLOTS 8192   /* sources the restrict list lets us serve (cleared at half) */
+#define MAX_RULES 256       /* restrict rules with an address (more: every request to Python) */
 #define PAIR_SLOTS 8192     /* Autokey clients with their cookie (cleared at half) */
 #define REPLY_MAX (48 + 4 + 20)
 #define CONTROL_SIZE CMSG_SPACE(sizeof(struct timespec))
@@ -60,10 +60,11 @@ typedef struct {
 } Key;
 
 typedef struct {
-    uint8_t used;           /* SERVE, with LIMITED and KOD as the restrict list says */
+    uint8_t network[16];    /* the rule's network address */
     uint8_t family_len;     /* 4 or 16 */
-    uint8_t address[16];
-} Source;
+    uint8_t prefix;         /* its prefix length */
+    uint8_t flags;          /* 0 (not served here), or SERVE with LIMITED_FLAG and KOD_FLAG */
+} Rule;
 
 enum { SERVE = 1, LIMITED_FLAG = 2, KOD_FLAG = 4 };
 
@@ -103,11 +104,13 @@ typedef struct {
     uint64_t generation;
     Pair *pairs;
     int pair_count;
-    /* sources the restrict list lets us serve, and how (SERVE | LIMITED_FLAG | KOD_FLAG) */
-    int serve_all;                      /* 0, or those flags for every source */
+    /* the restrict list (RestrictList.flags_for): defaults, then rules by prefix, longest
+     * first; each a Rule's flags */
+    int have_rules;
+    uint8_t default4, default6;
+    Rule rules[MAX_RULES];
+    int rule_count;
     Limiter *limiter;                   /* the engine's (LIMITED sources: none, Python's) */
-    Source *sources;
-    int source_count;
     /* tests: a fixed clock (Unix seconds), or NaN for the real one */
     double fixed_now;
 } Core;
@@ -186,17 +189,25 @@ static int source_address(const struct sockaddr_storage *ss, const uint8_t **raw
     return 0;
 }
 
-static int source_known(Core *self, const uint8_t *raw, int n)
+/* How the restrict list serves raw address a (n octets): RestrictList.flags_for, the first
+ * rule of its family whose network holds it (longest prefix first), else the family's
+ * default; 0 when no rules are known. */
+static int restrict_flags(Core *self, const uint8_t *a, int n)
 {
-    uint32_t i = hash_address(raw, n) & (SOURCE_SLOTS - 1);
-    for (;;) {
-        Source *s = &self->sources[i];
-        if (!s->used)
-            return 0;
-        if (s->family_len == n && memcmp(s->address, raw, (size_t)n) == 0)
-            return s->used;
-        i = (i + 1) & (SOURCE_SLOTS - 1);
+    if (!self->have_rules)
+        return 0;
+    for (int r = 0; r < self->rule_count; r++) {
+        const Rule *rule = &self->rules[r];
+        if (rule->family_len != n)
+            continue;
+        int whole = rule->prefix / 8, rest = rule->prefix % 8;
+        if (memcmp(rule->network, a, (size_t)whole) != 0)
+            continue;
+        if (rest && ((rule->network[whole] ^ a[whole]) & (uint8_t)(0xFF << (8 - rest))))
+            continue;
+        return rule->flags;
     }
+    return n == 4 ? self->default4 : self->default6;
 }
 
 static Pair *pair_of(Core *self, const uint8_t *raw, int n)
@@ -305,7 +316,7 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
         return LEFT;
     if (!self->have_header || !(self->header_from <= now && now < self->header_until))
         return LEFT;
-    int flags = self->serve_all ? self->serve_all : source_known(self, a, alen);
+    int flags = restrict_flags(self, a, alen);
     if (!flags)
         return LEFT;
     /* Everything that sends a request to Python is decided before the rate limiter counts
@@ -783,59 +794,59 @@ done:
     return result;
 }
 
-static PyObject *Core_allow(Core *self, PyObject *args)
+static int rule_flags(int flags)
 {
-    Py_buffer host;
-    int flags;
-    if (!PyArg_ParseTuple(args, "y*i", &host, &flags))
-        return NULL;
-    if (!address_arg(&host)) {
-        PyBuffer_Release(&host);
-        return NULL;
-    }
-    int n = (int)host.len;
-    flags = SERVE | (flags & (LIMITED_FLAG | KOD_FLAG));
-    uint32_t at = hash_address(host.buf, n) & (SOURCE_SLOTS - 1);
-    while (self->sources[at].used && !(self->sources[at].family_len == n
-                                       && memcmp(self->sources[at].address, host.buf,
-                                                 (size_t)n) == 0))
-        at = (at + 1) & (SOURCE_SLOTS - 1);
-    if (self->sources[at].used) {
-        self->sources[at].used = (uint8_t)flags;
-    } else {
-        if (self->source_count >= SOURCE_SLOTS / 2) {
-            memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
-            self->source_count = 0;
-        }
-        uint32_t i = hash_address(host.buf, n) & (SOURCE_SLOTS - 1);
-        while (self->sources[i].used)
-            i = (i + 1) & (SOURCE_SLOTS - 1);
-        self->sources[i].used = (uint8_t)flags;
-        self->sources[i].family_len = (uint8_t)n;
-        memcpy(self->sources[i].address, host.buf, (size_t)n);
-        self->source_count++;
-    }
-    PyBuffer_Release(&host);
-    Py_RETURN_NONE;
+    return flags & SERVE ? SERVE | (flags & (LIMITED_FLAG | KOD_FLAG)) : 0;
 }
 
-static PyObject *Core_set_sources(Core *self, PyObject *args)
+static PyObject *Core_set_rules(Core *self, PyObject *args)
 {
-    /* a new restrict list: every source served alike (SERVE with LIMITED_FLAG and KOD_FLAG
-     * as it says), or (0) only those allow() names; and the engine's rate limiter */
-    int all;
-    PyObject *limiter;
-    if (!PyArg_ParseTuple(args, "iO", &all, &limiter))
+    /* the restrict list: the defaults' flags, the rules with an address as (network,
+     * prefix length, flags) longest prefix first, and the engine's rate limiter */
+    int default4, default6;
+    PyObject *rules, *limiter;
+    if (!PyArg_ParseTuple(args, "iiOO", &default4, &default6, &rules, &limiter))
         return NULL;
     if (limiter != Py_None && !PyObject_TypeCheck(limiter, &LimiterType)) {
         PyErr_SetString(PyExc_TypeError, "limiter: an ntpauto._batch.Limiter or None");
         return NULL;
     }
+    PyObject *seq = PySequence_Fast(rules, "rules: a sequence of (network, prefix, flags)");
+    if (seq == NULL)
+        return NULL;
+    self->have_rules = 0;  /* until every rule is in */
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    self->rule_count = 0;
+    for (Py_ssize_t i = 0; i < count && count <= MAX_RULES; i++) {
+        Py_buffer network;
+        int prefix, flags;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "y*ii", &network, &prefix,
+                              &flags)) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        int ok = address_arg(&network) && prefix >= 0 && prefix <= 8 * network.len;
+        if (ok) {
+            Rule *rule = &self->rules[self->rule_count++];
+            memcpy(rule->network, network.buf, (size_t)network.len);
+            rule->family_len = (uint8_t)network.len;
+            rule->prefix = (uint8_t)prefix;
+            rule->flags = (uint8_t)rule_flags(flags);
+        } else if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "a rule's prefix is longer than its address");
+        }
+        PyBuffer_Release(&network);
+        if (!ok) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
     Py_XDECREF(self->limiter);
     self->limiter = limiter == Py_None ? NULL : (Limiter *)Py_NewRef(limiter);
-    self->serve_all = all ? SERVE | (all & (LIMITED_FLAG | KOD_FLAG)) : 0;
-    memset(self->sources, 0, sizeof(Source) * SOURCE_SLOTS);
-    self->source_count = 0;
+    self->default4 = (uint8_t)rule_flags(default4);
+    self->default6 = (uint8_t)rule_flags(default6);
+    self->have_rules = count <= MAX_RULES;
     Py_RETURN_NONE;
 }
 
@@ -880,11 +891,10 @@ static PyMethodDef Core_methods[] = {
      "set_generation(n): the server seed's generation now"},
     {"learn_pair", (PyCFunction)Core_learn_pair, METH_VARARGS,
      "learn_pair(client, cookie, echo, generation, valid_from, valid_until)"},
-    {"allow", (PyCFunction)Core_allow, METH_VARARGS,
-     "allow(address, flags): the restrict list lets this source be served (LIMITED, KOD)"},
-    {"set_sources", (PyCFunction)Core_set_sources, METH_VARARGS,
-     "set_sources(flags, limiter): every source served alike with flags (SERVE, LIMITED,\n"
-     "KOD), or (0) only those allow() names; the engine's rate limiter (or None)"},
+    {"set_rules", (PyCFunction)Core_set_rules, METH_VARARGS,
+     "set_rules(default4, default6, [(network, prefix, flags), ...], limiter): the restrict\n"
+     "list, each flags 0 (not served here) or SERVE with LIMITED and KOD, the rules longest\n"
+     "prefix first; and the engine's rate limiter (or None)"},
     {"fix_clock", (PyCFunction)Core_fix_clock, METH_O, "fix_clock(seconds or None): tests"},
     {"use_kernel_stamps", (PyCFunction)Core_use_kernel_stamps, METH_O,
      "use_kernel_stamps(fd) -> bool: receive timestamps from the kernel (SO_TIMESTAMPNS)"},
@@ -915,8 +925,7 @@ static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->nap_below = nap_below;
     self->buffers = PyMem_Calloc(BATCH, (size_t)size);
     self->pairs = PyMem_Calloc(PAIR_SLOTS, sizeof(Pair));
-    self->sources = PyMem_Calloc(SOURCE_SLOTS, sizeof(Source));
-    if (self->buffers == NULL || self->pairs == NULL || self->sources == NULL) {
+    if (self->buffers == NULL || self->pairs == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -927,7 +936,6 @@ static void Core_dealloc(Core *self)
 {
     PyMem_Free(self->buffers);
     PyMem_Free(self->pairs);
-    PyMem_Free(self->sources);
     Py_XDECREF(self->limiter);
     explicit_bzero(self->keys, sizeof self->keys);  /* the secrets do not outlive the core */
     Py_TYPE(self)->tp_free((PyObject *)self);

@@ -18,10 +18,10 @@ the Python server has already decided, and the core answers only where it was to
 * the trusted symmetric keys (MD5 and SHA1; a trusted key of another type, AES-CMAC, keeps
   its requests in Python) from :meth:`KeyStore.trusted_secrets
   <ntpauto.auth.keys.KeyStore.trusted_secrets>`;
-* which sources it may serve and how: all of them alike when every restrict rule has the
-  same flags that bear on serving (:meth:`RestrictList.serving_alike
-  <ntpauto.ntp.restrict.RestrictList.serving_alike>`), else the sources the Python server
-  has answered, each with its flags (:func:`source_flags`); ``notrust``, ``noserve`` and
+* the restrict list as it bears on serving (:meth:`RestrictList.rules
+  <ntpauto.ntp.restrict.RestrictList.rules>`, each rule's flags through
+  :func:`source_flags`), which the core applies as :meth:`RestrictList.flags_for
+  <ntpauto.ntp.restrict.RestrictList.flags_for>` does: ``notrust``, ``noserve`` and
   ``ignore`` sources stay in Python; ``limited`` ones are checked against the engine's rate
   limiter itself, whose table is in C (:class:`~ntpauto.ntp.restrict.RateLimiter`), so a
   source has one bucket whichever path answers it, and get the RATE kiss (``kod``) or
@@ -81,7 +81,7 @@ with little to do pays one short sleep per read."""
 NAP_BELOW = BATCH
 """Datagrams under which a read naps (:data:`NAP`)."""
 _DIGESTS = {"md5": _batch.MD5, "sha1": _batch.SHA1} if _batch is not None else {}
-_CLIENT_SIZES = (48, 68, 72)
+_SESSION_SIZES = (68, 72)
 
 
 COUNTERS = ("received", "served", "badauth", "limited", "kod_withheld", "kodsent")
@@ -208,9 +208,11 @@ class BatchPath:
                            for keyid, algorithm, secret in engine.keys.trusted_secrets()])
         if engine.restrict is not self._restrict or engine.limiter is not self._limiter:
             self._restrict, self._limiter = engine.restrict, engine.limiter
-            alike = engine.restrict.serving_alike()
-            core.set_sources(0 if alike is None else source_flags(alike),
-                             getattr(engine.limiter, "native", None))
+            default4, default6, rules = engine.restrict.rules()
+            core.set_rules(source_flags(default4), source_flags(default6),
+                           [(network, prefix, source_flags(flags))
+                            for network, prefix, flags in rules],
+                           getattr(engine.limiter, "native", None))
         sessions = engine.session_keys
         if sessions is not self._sessions:
             self._sessions = sessions
@@ -223,26 +225,16 @@ class BatchPath:
 
     def learn(self, datagrams: list[tuple[Any, ...]]) -> None:
         """What the Python server decided about client requests it has just answered: the
-        sources it serves without a restrict flag on serving, the Autokey clients'
-        cookies."""
-        restrict = self.engine.restrict
+        Autokey clients' cookies, made for session-key requests."""
         sessions = self.engine.session_keys
+        if sessions is None:
+            return
         for data, address, *_ in datagrams:
-            if len(data) not in _CLIENT_SIZES or data[0] & 7 != MODE_CLIENT:
+            if len(data) not in _SESSION_SIZES or data[0] & 7 != MODE_CLIENT \
+                    or not (data[48] or data[49]):
                 continue
-            host = address[0]
-            flags = restrict.cached(host)
-            served = flags is not None and source_flags(flags)
-            if not served:
-                continue
-            try:
-                raw = address_octets(host)
-            except ValueError:
-                continue
-            self.core.allow(raw, served)
-            if sessions is not None and len(data) > 48 and (data[48] or data[49]):
-                pair = sessions.cached_pair(host, self._server_address)
-                if pair is not None:
-                    seed = sessions.seed
-                    self.core.learn_pair(raw, pair[3], pair[4], pair[2], seed.valid_from,
-                                         seed.valid_until)
+            pair = sessions.cached_pair(address[0], self._server_address)
+            if pair is not None:
+                seed = sessions.seed
+                self.core.learn_pair(address_octets(address[0]), pair[3], pair[4], pair[2],
+                                     seed.valid_from, seed.valid_until)

@@ -42,7 +42,10 @@ def core_under_test(rng: random.Random) -> tuple[_batch.Core, _batch.Limiter]:
     keys += [(keyid, _batch.MD5, rng.randbytes(rng.randrange(0, 80))) for keyid in range(4, 70)]
     core.set_keys(keys)
     core.set_autokey(_batch.MD5, bytes(4))
-    core.set_sources(_batch.SERVE | _batch.LIMITED | _batch.KOD, limiter)
+    limited = _batch.SERVE | _batch.LIMITED | _batch.KOD
+    core.set_rules(limited, _batch.SERVE, [(bytes([127, 0, 0, 3]), 32, 0),
+                                           (bytes([127, 0, 0, 0]), 30, _batch.SERVE),
+                                           (bytes(16), 3, limited)], limiter)
     core.set_generation(3)
     for _ in range(200):
         core.learn_pair(rng.randbytes(4), rng.randbytes(4), rng.getrandbits(32),

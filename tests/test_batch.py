@@ -6,6 +6,7 @@ answers whole bursts, hands back the rest unchanged and counts what it did."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import random
 import socket
@@ -446,11 +447,42 @@ def test_the_c_rate_limiter_is_the_python_one(packets, capacity, minimum, averag
         assert len(native) == len(python)
 
 
-def test_unflagged_sources_are_served_once_python_served_them():
-    path = make_path(make_engine(f"{SYNCED}restrict 198.51.100.0 mask 255.255.255.0 noserve\n"))
-    assert core_answer(path, request(), CLIENT) is None
-    assert_same(path, request())
-    assert_left(path, request(), ("198.51.100.7", 123))
+RULES = (f"{SYNCED}restrict default nomodify\n"
+         "restrict 198.51.100.0 mask 255.255.255.0 noserve\n"
+         "restrict 198.51.100.128 mask 255.255.255.192 nopeer\n"
+         "restrict 198.51.100.130 ignore\n"
+         "restrict 203.0.113.0 mask 255.255.254.0 notrust\n"
+         "restrict -6 default noquery\n"
+         "restrict 2001:db8:: mask ffff:ffff:: noserve\n"
+         "restrict 2001:db8:1:: mask ffff:ffff:ffff:: nomodify\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.integers(0, 255).map(lambda n: f"198.51.100.{n}"),
+    st.integers(0, 511).map(lambda n: f"203.0.{112 + n // 256}.{n % 256}"),
+    st.ip_addresses(v=4).map(str),
+    st.integers(0, 2**48 - 1).map(lambda n: str(ipaddress.ip_address(
+        (0x2001_0DB8 << 96) + (n % 3 << 80) + n))),
+    st.ip_addresses(v=6).map(str)))
+def test_the_core_applies_the_restrict_rules_as_python_does(host):
+    """Longest prefix first, then the family's default: a source the rules keep from serving
+    (``noserve``, ``ignore``, ``notrust``) goes to Python, every other one is answered as
+    Python answers it, with no request of its own seen by Python first."""
+    require_core()
+    local = SERVER if ":" not in host else ("2001:db8:ffff::1", 123)
+    path = make_path(RULES_ENGINE, local, primer=None)
+    source = (host, 123)
+    expected = python_answer(RULES_ENGINE, request(), source, local)  # also makes the header
+    path.sync()
+    got = core_answer(path, request(), source)
+    if RULES_ENGINE.restrict.flags_for(host) & {"noserve", "ignore", "notrust"}:
+        assert got is None
+    else:
+        assert got is not None and got == expected
+
+
+RULES_ENGINE = None if batch._batch is None else make_engine(RULES)
 
 
 def learned_autokey_path(host: HostCredentials, text: str = SYNCED) -> BatchPath:
@@ -651,7 +683,7 @@ def test_the_kernel_stamps_arrivals(hosts, sockets):
     assert path.kernel_stamps
     engine.server.answer(request(), (LOOPBACK, 1), 0, time.time(), None)  # makes the header
     path.sync()
-    path.core.set_sources(batch.source_flags(frozenset()), None)
+    path.core.set_rules(batch.source_flags(frozenset()), 0, [], None)
     sent_after = ntp_at(time.time())
     client.send(request(transmit=7))
     client.send(b"\x16\x02" + bytes(10))

@@ -40,9 +40,6 @@ SERVING_FLAGS = frozenset({"ignore", "noserve", "notrust", "limited"})
 """The restrict flags that bear on answering a client request (the others do not)."""
 
 
-_SERVING_AND_KOD = SERVING_FLAGS | {"kod"}
-
-
 class RestrictList:
     """Looks up the flags that apply to a source address (longest prefix wins)."""
 
@@ -79,13 +76,15 @@ class RestrictList:
             rules.append(RestrictRule(network, frozenset(r.flags), network.version == 6))
         return cls(rules)
 
-    def serving_alike(self) -> frozenset[str] | None:
-        """The flags that bear on answering a client request (:data:`SERVING_FLAGS` and
-        ``kod``) when every rule has the same ones, so that every source is served alike;
-        else None."""
-        rules = {flags & _SERVING_AND_KOD for flags in
-                 (self._default4, self._default6, *(rule.flags for rule in self._networks))}
-        return rules.pop() if len(rules) == 1 else None
+    def rules(self) -> tuple[frozenset[str], frozenset[str],
+                             list[tuple[bytes, int, frozenset[str]]]]:
+        """The list as :meth:`flags_for` applies it: the IPv4 and IPv6 defaults' flags and
+        the rules with an address, (network octets, prefix length, flags), in the order
+        they are tried (longest prefix first): what the batched server path
+        (:mod:`ntpauto.batch`) looks sources up in."""
+        return self._default4, self._default6, [
+            (rule.network.network_address.packed, rule.network.prefixlen, rule.flags)
+            for rule in self._networks]
 
     def flags_for(self, host: str) -> frozenset[str]:
         """The restriction flags for a source address string."""
