@@ -45,7 +45,8 @@
 #define MAX_RULES 256       /* restrict rules with an address (more: every request to Python) */
 #define PAIR_SLOTS 8192     /* Autokey clients with their cookie (cleared at half) */
 #define REPLY_MAX (48 + 4 + 20)
-#define CONTROL_SIZE CMSG_SPACE(sizeof(struct timespec))
+#define CONTROL_SIZE (CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(struct in6_pktinfo)))
+#define REPLY_CONTROL_SIZE CMSG_SPACE(sizeof(struct in6_pktinfo))
 #define NTP_UNIX_OFFSET 2208988800.0
 #define ECHO_BITS 12
 #define ECHO_MULTIPLIER 0x9E3779B1u
@@ -72,6 +73,7 @@ typedef struct {
     uint8_t used;
     uint8_t family_len;
     uint8_t address[16];
+    uint8_t local[16];      /* the server's side: the address the client asked */
     uint8_t cookie[4];
     uint32_t echo;
     uint64_t generation;
@@ -87,7 +89,12 @@ typedef struct {
     struct sockaddr_storage from[BATCH];
     uint8_t replies[BATCH][REPLY_MAX];
     uint8_t control[BATCH][CONTROL_SIZE];
-    int stamped;                        /* the kernel stamps each datagram's arrival */
+    /* each datagram's destination (a wildcard socket's IP_PKTINFO / IPV6_PKTINFO): the
+     * address its reply leaves from and, for Autokey, the server's side of its session key */
+    const struct cmsghdr *pktinfo[BATCH];
+    uint8_t destination[BATCH][16];
+    uint8_t reply_control[BATCH][REPLY_CONTROL_SIZE];
+    size_t reply_control_len[BATCH];
     long nap_ns;                        /* the nap of a read that found little (0: none) */
     int nap_below;                      /* ... fewer datagrams than this */
     /* the reply header (Server._new_base) and the engine time it holds for */
@@ -145,22 +152,59 @@ static uint64_t ntp64(double t)
     return x >= 0 ? wrap64(x) : (uint64_t)0 - wrap64(-x);
 }
 
-/* When datagram i arrived (Unix seconds): the kernel's stamp (SO_TIMESTAMPNS), or now where
- * there is none (and always the fixed clock of tests). */
-static double arrival(Core *self, int i)
+/* The ancillary data of datagram i: when it arrived (Unix seconds: the kernel's stamp,
+ * SO_TIMESTAMPNS, or now where there is none, and always the fixed clock of tests), and on a
+ * wildcard socket its destination with the ancillary data that replies from it, as
+ * ntpauto.udpsocket.Destinations reads them. */
+static double read_control(Core *self, int i)
 {
-    if (self->stamped && isnan(self->fixed_now)) {
-        struct msghdr *h = &self->in[i].msg_hdr;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
-                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
-                struct timespec ts;
-                memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-            }
+    double arrived = NAN;
+    struct msghdr *h = &self->in[i].msg_hdr;
+    self->pktinfo[i] = NULL;
+    self->reply_control_len[i] = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+            && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            arrived = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO
+                   && c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+            struct in_pktinfo in, out;
+            memcpy(&in, CMSG_DATA(c), sizeof in);
+            memcpy(self->destination[i], &in.ipi_addr, 4);
+            /* reply from the local address the kernel gives, routed as usual */
+            memset(&out, 0, sizeof out);
+            out.ipi_spec_dst = in.ipi_spec_dst;
+            struct cmsghdr *r = (struct cmsghdr *)self->reply_control[i];
+            r->cmsg_level = IPPROTO_IP;
+            r->cmsg_type = IP_PKTINFO;
+            r->cmsg_len = CMSG_LEN(sizeof out);
+            memcpy(CMSG_DATA(r), &out, sizeof out);
+            self->reply_control_len[i] = CMSG_SPACE(sizeof out);
+            self->pktinfo[i] = c;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO
+                   && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+            struct in6_pktinfo in, out;
+            memcpy(&in, CMSG_DATA(c), sizeof in);
+            const uint8_t *to = (const uint8_t *)&in.ipi6_addr;
+            memcpy(self->destination[i], to, 16);
+            /* a multicast destination is no source; the interface stays for link-local */
+            memset(&out, 0, sizeof out);
+            if (to[0] != 0xFF)
+                out.ipi6_addr = in.ipi6_addr;
+            if (to[0] == 0xFE && (to[1] & 0xC0) == 0x80)
+                out.ipi6_ifindex = in.ipi6_ifindex;
+            struct cmsghdr *r = (struct cmsghdr *)self->reply_control[i];
+            r->cmsg_level = IPPROTO_IPV6;
+            r->cmsg_type = IPV6_PKTINFO;
+            r->cmsg_len = CMSG_LEN(sizeof out);
+            memcpy(CMSG_DATA(r), &out, sizeof out);
+            self->reply_control_len[i] = CMSG_SPACE(sizeof out);
+            self->pktinfo[i] = c;
         }
     }
-    return unix_now(self);
+    return isnan(arrived) || !isnan(self->fixed_now) ? unix_now(self) : arrived;
 }
 
 static void put64(uint8_t *p, uint64_t v)
@@ -210,14 +254,15 @@ static int restrict_flags(Core *self, const uint8_t *a, int n)
     return n == 4 ? self->default4 : self->default6;
 }
 
-static Pair *pair_of(Core *self, const uint8_t *raw, int n)
+static Pair *pair_of(Core *self, const uint8_t *raw, const uint8_t *local, int n)
 {
     uint32_t i = hash_address(raw, n) & (PAIR_SLOTS - 1);
     for (;;) {
         Pair *p = &self->pairs[i];
         if (!p->used)
             return NULL;
-        if (p->family_len == n && memcmp(p->address, raw, (size_t)n) == 0)
+        if (p->family_len == n && memcmp(p->address, raw, (size_t)n) == 0
+            && memcmp(p->local, local, (size_t)n) == 0)
             return p;
         i = (i + 1) & (PAIR_SLOTS - 1);
     }
@@ -307,7 +352,8 @@ typedef struct {
 } Plan;
 
 static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, int alen,
-                  int port, double now, uint64_t rx, uint8_t *reply, Plan *plan)
+                  const uint8_t *local, int port, double now, uint64_t rx, uint8_t *reply,
+                  Plan *plan)
 {
     if (n != 48 && n != 68 && n != 72)
         return LEFT;
@@ -327,10 +373,10 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
     const Key *key = NULL;
     if (session) {
         uint32_t crypto_now = (uint32_t)(rx >> 32);
-        if (!self->autokey_digest || self->first_bits == UNSYNC_BITS)
+        if (!self->autokey_digest || self->first_bits == UNSYNC_BITS || local == NULL)
             return LEFT;
-        p = pair_of(self, a, alen);
-        if (p == NULL || p->generation != self->generation || alen != self->local_len
+        p = pair_of(self, a, local, alen);
+        if (p == NULL || p->generation != self->generation
             || !(p->valid_from <= crypto_now && crypto_now < p->valid_until))
             return LEFT;
     } else if (n > 48) {
@@ -369,7 +415,7 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
         size_t blen = 0;
         /* the request's key: H(client || server || key ID || cookie) */
         memcpy(block, a, (size_t)alen);
-        memcpy(block + alen, self->local, (size_t)alen);
+        memcpy(block + alen, local, (size_t)alen);
         blen = 2 * (size_t)alen;
         memcpy(block + blen, word, 4);
         memcpy(block + blen + 4, p->cookie, 4);
@@ -385,7 +431,7 @@ static int decide(Core *self, const uint8_t *d, Py_ssize_t n, const uint8_t *a, 
             return SESSION_BADAUTH;
         }
         /* the reply's key: H(server || client || key ID || cookie) */
-        memcpy(block, self->local, (size_t)alen);
+        memcpy(block, local, (size_t)alen);
         memcpy(block + alen, a, (size_t)alen);
         plan->reply_key_len = digest2(kind, block, blen, NULL, 0, plan->reply_key);
         memcpy(reply + 48, word, 4);
@@ -473,6 +519,17 @@ static PyObject *address_tuple(const struct sockaddr_storage *ss)
     Py_RETURN_NONE;
 }
 
+/* A leftover's ancillary data as Python's recvmsg gives it: [(level, type, data)] with its
+ * destination (a wildcard socket), else []. */
+static PyObject *ancillary_list(const struct cmsghdr *c)
+{
+    if (c == NULL)
+        return PyList_New(0);
+    Py_ssize_t length = (Py_ssize_t)(c->cmsg_len - CMSG_LEN(0));
+    return Py_BuildValue("[(iiy#)]", c->cmsg_level, c->cmsg_type,
+                         (const char *)CMSG_DATA(c), length);
+}
+
 static int read_done(int err)
 {
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNREFUSED;
@@ -541,10 +598,8 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             self->in[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
             self->in[i].msg_hdr.msg_iov = &self->in_iov[i];
             self->in[i].msg_hdr.msg_iovlen = 1;
-            if (self->stamped) {
-                self->in[i].msg_hdr.msg_control = self->control[i];
-                self->in[i].msg_hdr.msg_controllen = CONTROL_SIZE;
-            }
+            self->in[i].msg_hdr.msg_control = self->control[i];  /* stamps, destinations */
+            self->in[i].msg_hdr.msg_controllen = CONTROL_SIZE;
         }
         int got = recvmmsg(fd, self->in, BATCH, MSG_DONTWAIT, NULL);
         if (got < 0) {
@@ -575,16 +630,23 @@ static PyObject *Core_serve(Core *self, PyObject *args)
             int port = 0;
             int alen = source_address(&self->from[i], &raw, &port);
             int verdict = LEFT;
-            uint64_t rx = ntp64(arrival(self, i));
+            uint64_t rx = ntp64(read_control(self, i));
+            const uint8_t *local = self->pktinfo[i] != NULL ? self->destination[i]
+                                   : self->local_len == alen ? self->local : NULL;
             if (alen && !(self->in[i].msg_hdr.msg_flags & MSG_TRUNC))
-                verdict = decide(self, d, n, raw, alen, port, unix_now(self), rx,
+                verdict = decide(self, d, n, raw, alen, local, port, unix_now(self), rx,
                                  self->replies[replies], &plans[replies]);
             if (verdict == LEFT) {
                 PyObject *where = address_tuple(&self->from[i]);
                 if (where == NULL)
                     goto fail;
-                PyObject *item = Py_BuildValue("(y#NK)", (const char *)d, n, where,
-                                               (unsigned long long)rx);
+                PyObject *ancillary = ancillary_list(self->pktinfo[i]);
+                if (ancillary == NULL) {
+                    Py_DECREF(where);
+                    goto fail;
+                }
+                PyObject *item = Py_BuildValue("(y#NKN)", (const char *)d, n, where,
+                                               (unsigned long long)rx, ancillary);
                 if (item == NULL || PyList_Append(leftovers, item) < 0) {
                     Py_XDECREF(item);
                     goto fail;
@@ -611,6 +673,10 @@ static PyObject *Core_serve(Core *self, PyObject *args)
                 self->out[r].msg_hdr.msg_namelen = self->in[i].msg_hdr.msg_namelen;
                 self->out[r].msg_hdr.msg_iov = &self->out_iov[r];
                 self->out[r].msg_hdr.msg_iovlen = 1;
+                if (self->reply_control_len[i]) {  /* from the address the client asked */
+                    self->out[r].msg_hdr.msg_control = self->reply_control[i];
+                    self->out[r].msg_hdr.msg_controllen = self->reply_control_len[i];
+                }
             }
             if (send_all(self, fd, first, last, &errors) < 0)
                 goto fail;
@@ -628,23 +694,28 @@ fail:
 }
 
 PyDoc_STRVAR(answer_doc,
-"answer(data, host, port) -> bytes | None\n\n"
+"answer(data, host, port[, local]) -> bytes | None\n\n"
 "What serve() would send to a datagram from raw address host (4 or 16 octets), b'' for\n"
-"nothing (rate-limited), or None when it would hand it to Python (for tests: no socket).");
+"nothing (rate-limited), or None when it would hand it to Python (for tests: no socket);\n"
+"local: the address it was sent to (default: the one set_autokey gave).");
 
 static PyObject *Core_answer(Core *self, PyObject *args)
 {
-    Py_buffer data, host;
+    Py_buffer data, host, local = {0};
     int port;
-    if (!PyArg_ParseTuple(args, "y*y*i", &data, &host, &port))
+    if (!PyArg_ParseTuple(args, "y*y*i|y*", &data, &host, &port, &local))
         return NULL;
     PyObject *result = NULL;
-    if (address_arg(&host)) {
+    const uint8_t *server = local.buf != NULL ? local.buf
+                            : self->local_len == host.len ? self->local : NULL;
+    if (local.buf != NULL && local.len != host.len)
+        PyErr_SetString(PyExc_ValueError, "the local address is of another family");
+    else if (address_arg(&host)) {
         uint8_t reply[REPLY_MAX];
         Plan plan;
         memset(&plan, 0, sizeof plan);
         double now = unix_now(self);
-        int verdict = decide(self, data.buf, data.len, host.buf, (int)host.len, port, now,
+        int verdict = decide(self, data.buf, data.len, host.buf, (int)host.len, server, port, now,
                              ntp64(now), reply, &plan);
         if (verdict == LEFT) {
             result = Py_NewRef(Py_None);
@@ -657,6 +728,8 @@ static PyObject *Core_answer(Core *self, PyObject *args)
     }
     PyBuffer_Release(&data);
     PyBuffer_Release(&host);
+    if (local.buf != NULL)
+        PyBuffer_Release(&local);
     return result;
 }
 
@@ -754,20 +827,21 @@ static PyObject *Core_set_generation(Core *self, PyObject *arg)
 
 static PyObject *Core_learn_pair(Core *self, PyObject *args)
 {
-    Py_buffer client, cookie;
+    Py_buffer client, local, cookie;
     unsigned int echo, valid_from, valid_until;
     unsigned long long generation;
-    if (!PyArg_ParseTuple(args, "y*y*IKII", &client, &cookie, &echo, &generation, &valid_from,
-                          &valid_until))
+    if (!PyArg_ParseTuple(args, "y*y*y*IKII", &client, &local, &cookie, &echo, &generation,
+                          &valid_from, &valid_until))
         return NULL;
     PyObject *result = NULL;
-    if (!address_arg(&client) || cookie.len != 4) {
+    if (!address_arg(&client) || local.len != client.len || cookie.len != 4) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "a cookie is 4 octets");
+            PyErr_SetString(PyExc_ValueError,
+                            "client and local: one family; a cookie is 4 octets");
         goto done;
     }
     int n = (int)client.len;
-    Pair *p = pair_of(self, client.buf, n);
+    Pair *p = pair_of(self, client.buf, local.buf, n);
     if (p == NULL) {
         if (self->pair_count >= PAIR_SLOTS / 2) {
             memset(self->pairs, 0, sizeof(Pair) * PAIR_SLOTS);
@@ -780,6 +854,7 @@ static PyObject *Core_learn_pair(Core *self, PyObject *args)
         p->used = 1;
         p->family_len = (uint8_t)n;
         memcpy(p->address, client.buf, (size_t)n);
+        memcpy(p->local, local.buf, (size_t)n);
         self->pair_count++;
     }
     memcpy(p->cookie, cookie.buf, 4);
@@ -790,6 +865,7 @@ static PyObject *Core_learn_pair(Core *self, PyObject *args)
     result = Py_NewRef(Py_None);
 done:
     PyBuffer_Release(&client);
+    PyBuffer_Release(&local);
     PyBuffer_Release(&cookie);
     return result;
 }
@@ -858,8 +934,7 @@ static PyObject *Core_use_kernel_stamps(Core *self, PyObject *arg)
     if (fd == -1 && PyErr_Occurred())
         return NULL;
     int on = 1;
-    self->stamped = setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0;
-    return PyBool_FromLong(self->stamped);
+    return PyBool_FromLong(setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0);
 }
 
 static PyObject *Core_fix_clock(Core *self, PyObject *arg)
@@ -890,7 +965,8 @@ static PyMethodDef Core_methods[] = {
     {"set_generation", (PyCFunction)Core_set_generation, METH_O,
      "set_generation(n): the server seed's generation now"},
     {"learn_pair", (PyCFunction)Core_learn_pair, METH_VARARGS,
-     "learn_pair(client, cookie, echo, generation, valid_from, valid_until)"},
+     "learn_pair(client, local, cookie, echo, generation, valid_from, valid_until): a\n"
+     "client's cookie and echo key with the address it asked (the session key's server)"},
     {"set_rules", (PyCFunction)Core_set_rules, METH_VARARGS,
      "set_rules(default4, default6, [(network, prefix, flags), ...], limiter): the restrict\n"
      "list, each flags 0 (not served here) or SERVE with LIMITED and KOD, the rules longest\n"

@@ -50,6 +50,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from ntpauto.auth.autokey import address_octets
+from ntpauto.udpsocket import Destinations
 from ntpauto.wire.packet import MODE_CLIENT
 
 try:
@@ -100,9 +101,10 @@ def source_flags(flags: frozenset[str]) -> int:
 
 
 class Datagrams:
-    """A ``recvfrom`` over datagrams already read, ``(data, address)`` or ``(data,
-    address, receive timestamp)``, then nothing left (EAGAIN); :meth:`stamp` is the
-    receive timestamp of the datagram it returned last (None: none was given)."""
+    """``recvfrom`` and ``recvmsg`` over datagrams already read, ``(data, address)`` or
+    ``(data, address, receive timestamp, ancillary data)``, then nothing left (EAGAIN);
+    :meth:`stamp` is the receive timestamp of the datagram returned last (None: none was
+    given)."""
 
     __slots__ = ("_items", "_rx")
 
@@ -111,13 +113,29 @@ class Datagrams:
         self._rx: int | None = None
 
     def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        data, _, _, address = self.recvmsg(size)
+        return data, address
+
+    def recvmsg(self, size: int, ancsize: int = 0) -> tuple[bytes, list[Any], int, Any]:
         for item in self._items:
             self._rx = item[2] if len(item) > 2 else None
-            return item[0], item[1]
+            return item[0], item[3] if len(item) > 3 else [], 0, item[1]
         raise BlockingIOError(errno.EAGAIN, "no datagram left")
 
     def stamp(self) -> int | None:
         return self._rx
+
+
+class _QueuedDestinations:
+    """A wildcard socket's :class:`~ntpauto.udpsocket.Destinations` reading from datagrams
+    already read (their ancillary data says each one's destination, as the socket's
+    ``recvmsg`` would have)."""
+
+    def __init__(self, destinations: Destinations, queued: Datagrams) -> None:
+        self.recvmsg = queued.recvmsg
+        self.size = destinations.size
+        self.cached = destinations.cached
+        self.read = destinations.read
 
 
 def enabled() -> bool:
@@ -129,8 +147,11 @@ class BatchPath:
     """One socket's C core, kept in step with its engine's server (see the module
     docstring); :meth:`read` reads the socket."""
 
-    def __init__(self, protocol: Any, size: int, fd: int | None = None) -> None:
+    def __init__(self, protocol: Any, size: int, fd: int | None = None,
+                 destinations: Destinations | None = None) -> None:
         self.protocol = protocol
+        self.destinations = destinations
+        """A wildcard socket's (each datagram's destination is read from the kernel)."""
         self.engine = protocol.engine
         self.core = _batch.Core(size, nap=NAP, nap_below=NAP_BELOW)
         self.size = size
@@ -145,12 +166,12 @@ class BatchPath:
         self._server_address = self.engine.server.server_address(protocol._local_address)
 
     @classmethod
-    def for_protocol(cls, protocol: Any, size: int, reactor: Any,
-                     fd: int | None = None) -> BatchPath | None:
-        """A path for ``protocol``'s bound (not wildcard) socket, or None where the core
-        cannot answer for it: not built or switched off, an engine without the server's
-        first stage, or a clock other than the host's (``time.time``, which the core
-        reads) for the protocol's stamps, the engine's or the reactor's time."""
+    def for_protocol(cls, protocol: Any, size: int, reactor: Any, fd: int | None = None,
+                     destinations: Destinations | None = None) -> BatchPath | None:
+        """A path for ``protocol``'s socket (``destinations``: a wildcard one's), or None
+        where the core cannot answer for it: not built or switched off, an engine without
+        the server's first stage, or a clock other than the host's (``time.time``, which
+        the core reads) for the protocol's stamps, the engine's or the reactor's time."""
         global _told
         if not enabled():
             if not _told:
@@ -166,7 +187,7 @@ class BatchPath:
                 or getattr(engine, "server", None) is None \
                 or any(clock is not time.time for clock in clocks):
             return None
-        path = cls(protocol, size, fd)
+        path = cls(protocol, size, fd, destinations)
         local = protocol._local_address or (path._server_address, 0)
         log.info("UDP {host} port {port}: common requests answered in batches "
                  "(ntpauto._batch)", host=local[0], port=local[1])
@@ -187,7 +208,9 @@ class BatchPath:
                 self.protocol._send_failed(OSError(number, os.strerror(number)), address)
         if leftovers:
             queued = Datagrams(leftovers)
-            self.protocol.read_datagrams(queued.recvfrom, self.size, limit,
+            wildcard = None if self.destinations is None \
+                else _QueuedDestinations(self.destinations, queued)
+            self.protocol.read_datagrams(queued.recvfrom, self.size, limit, wildcard,
                                          stamp=queued.stamp)
             self.learn(leftovers)
 
@@ -229,12 +252,19 @@ class BatchPath:
         sessions = self.engine.session_keys
         if sessions is None:
             return
-        for data, address, *_ in datagrams:
+        for data, address, *rest in datagrams:
             if len(data) not in _SESSION_SIZES or data[0] & 7 != MODE_CLIENT \
                     or not (data[48] or data[49]):
                 continue
-            pair = sessions.cached_pair(address[0], self._server_address)
+            server = self._server_address
+            if self.destinations is not None and len(rest) > 1:
+                destination = self.destinations.read(rest[1])
+                if destination is None:
+                    continue
+                server = destination[0][0]
+            pair = sessions.cached_pair(address[0], server)
             if pair is not None:
                 seed = sessions.seed
-                self.core.learn_pair(address_octets(address[0]), pair[3], pair[4], pair[2],
-                                     seed.valid_from, seed.valid_until)
+                self.core.learn_pair(address_octets(address[0]), address_octets(server),
+                                     pair[3], pair[4], pair[2], seed.valid_from,
+                                     seed.valid_until)

@@ -445,9 +445,8 @@ class NTPPort(udp.Port):
             return
         if not self._batch_checked:
             self._batch_checked = True
-            if self.destinations is None:
-                self.batch = BatchPath.for_protocol(protocol, self.maxPacketSize, self.reactor,
-                                                    self.socket.fileno())
+            self.batch = BatchPath.for_protocol(protocol, self.maxPacketSize, self.reactor,
+                                                self.socket.fileno(), self.destinations)
         if self.batch is not None:
             self.batch.read(self.socket.fileno(), self.maxThroughput)
             return

@@ -48,7 +48,8 @@ def core_under_test(rng: random.Random) -> tuple[_batch.Core, _batch.Limiter]:
                                            (bytes(16), 3, limited)], limiter)
     core.set_generation(3)
     for _ in range(200):
-        core.learn_pair(rng.randbytes(4), rng.randbytes(4), rng.getrandbits(32),
+        core.learn_pair(rng.randbytes(4), rng.choice([bytes(4), bytes([127, 0, 0, 1])]),
+                        rng.randbytes(4), rng.getrandbits(32),
                         rng.choice([2, 3]), 0, 2**32 - 1)
     return core, limiter
 

@@ -31,6 +31,7 @@ from ntpauto.engine import Engine
 from ntpauto.ntp.clocks import SimulatedClock, SystemClock
 from ntpauto.ntp.restrict import RateLimiter
 from ntpauto.protocol import NTPDatagramProtocol, NTPPort, listen_udp
+from ntpauto.udpsocket import Destinations
 from ntpauto.wire.packet import CRYPTO_NAK, Header, parse
 from ntpauto.wire.timestamps import NTP_UNIX_OFFSET
 from tests.conftest import REQUIRE_ALL
@@ -516,11 +517,11 @@ def test_autokey_outside_the_seeds_interval(hosts):
     data = autokey_request(engine)
     pair = engine.session_keys.cached_pair(CLIENT[0], SERVER[0])
     now = RX >> 32
-    raw = address_octets(CLIENT[0])
+    raw, server = address_octets(CLIENT[0]), address_octets(SERVER[0])
     for valid_from, valid_until in ((now + 1, now + 100), (now - 100, now)):
-        path.core.learn_pair(raw, pair[3], pair[4], pair[2], valid_from, valid_until)
+        path.core.learn_pair(raw, server, pair[3], pair[4], pair[2], valid_from, valid_until)
         assert core_answer(path, data, CLIENT) is None
-    path.core.learn_pair(raw, pair[3], pair[4], pair[2], now, now + 1)
+    path.core.learn_pair(raw, server, pair[3], pair[4], pair[2], now, now + 1)
     assert core_answer(path, data, CLIENT) == python_answer(engine, data, CLIENT)
 
 
@@ -530,7 +531,8 @@ def test_autokey_from_another_address_family(hosts):
     client = ("2001:db8::5", 40000)
     data = request() + AUTOKEY_ID.to_bytes(4, "big") + bytes(16)
     pair = path.engine.session_keys.cached_pair(CLIENT[0], SERVER[0])
-    path.core.learn_pair(address_octets(client[0]), pair[3], pair[4], pair[2], 0, 2**32 - 1)
+    path.core.learn_pair(address_octets(client[0]), address_octets("2001:db8::1"), pair[3],
+                         pair[4], pair[2], 0, 2**32 - 1)  # a server address it never reaches
     expected, got = both(path, data, client)
     assert expected.endswith(CRYPTO_NAK) and got is None
 
@@ -600,7 +602,7 @@ def test_a_burst_is_answered_and_the_rest_handed_back(hosts, sockets):
         client.send(data)
     leftovers, (received, served, badauth, *_), errors = path.core.serve(server.fileno(),
                                                                          1 << 20)
-    assert leftovers == [(nts, source, RX), (mode6, source, RX)]
+    assert leftovers == [(nts, source, RX, []), (mode6, source, RX, [])]
     assert (received, served, badauth, errors) == (40, 32, 16, None)
     replies = {reply[24:32]: reply for reply in receive_all(client, 40)}
     assert replies == {data[40:48]: python_answer(engine, data, source, server.getsockname())
@@ -646,6 +648,41 @@ def test_an_empty_socket_returns_at_once(hosts, sockets):
     assert path.core.serve(server.fileno(), 1 << 20) == ([], NOTHING, None)
 
 
+def test_a_wildcard_socket_answers_from_the_address_asked(hosts):
+    """On 0.0.0.0 each reply leaves from the address its request was sent to, and an Autokey
+    session key's server side is that address: the core learns the cookie per (client,
+    address asked) from Python's answer, then answers as Python does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("0.0.0.0", 0))
+        port = server.getsockname()[1]
+        destinations = Destinations(port)
+        assert destinations.enable(server)
+        client.bind(("127.0.0.5", 0))
+        client.settimeout(5)
+        engine = autokey_engine(hosts["md5"])
+        path = BatchPath(Protocol(engine, ("0.0.0.0", port)), 8192, None, destinations)
+        path.core.fix_clock(T)
+        python_answer(engine, request(), PRIMER)  # makes the header
+        path.sync()
+        source = client.getsockname()
+        for asked in ("127.0.0.2", "127.0.0.3"):
+            client.sendto(request(transmit=7), (asked, port))
+            leftovers, (received, *_), _ = path.core.serve(server.fileno(), 1 << 20)
+            reply, sender = client.recvfrom(2048)
+            assert (leftovers, received, sender) == ([], 1, (asked, port))
+            data = autokey_request(engine, source[0], server=asked)
+            client.sendto(data, (asked, port))
+            [leftover] = path.core.serve(server.fileno(), 1 << 20)[0]  # no cookie yet
+            local, _ = destinations.read(leftover[3])
+            assert local == (asked, port)
+            expected = python_answer(engine, data, source, local)
+            path.learn([leftover])
+            client.sendto(data, (asked, port))
+            assert path.core.serve(server.fileno(), 1 << 20)[0] == []
+            assert client.recvfrom(2048) == (expected, (asked, port))
+
+
 def test_a_truncated_datagram_is_left_to_python(hosts, sockets):
     """Cut to the core's 72 octets, a longer datagram would read as a SHA1-keyed request."""
     server, client = sockets
@@ -654,7 +691,7 @@ def test_a_truncated_datagram_is_left_to_python(hosts, sockets):
     client.send(data + bytes(28))
     client.send(data)
     leftovers, (received, served, *_), _ = path.core.serve(server.fileno(), 1 << 20)
-    assert leftovers == [(data, client.getsockname(), RX)] and (received, served) == (1, 1)
+    assert leftovers == [(data, client.getsockname(), RX, [])] and (received, served) == (1, 1)
     assert len(receive_all(client, 1)) == 1
 
 
@@ -669,7 +706,7 @@ def test_ipv6_leftovers_carry_the_address_python_reads():
         client.sendto(request(), server.getsockname())
         client.sendto(b"\x16\x02" + bytes(10), server.getsockname())
         leftovers, (received, *_), _ = path.core.serve(server.fileno(), 1 << 20)
-        assert leftovers == [(b"\x16\x02" + bytes(10), client.getsockname(), RX)]
+        assert leftovers == [(b"\x16\x02" + bytes(10), client.getsockname(), RX, [])]
         assert received == 1 and parse(client.recv(2048)).header.mode == 4
 
 
@@ -692,7 +729,7 @@ def test_the_kernel_stamps_arrivals(hosts, sockets):
     read_after = ntp_at(time.time())
     reply = client.recv(2048)
     assert sent_after <= int.from_bytes(reply[32:40], "big") <= sent_before < read_after
-    [(_, _, rx)] = leftovers
+    [(_, _, rx, _)] = leftovers
     assert sent_after <= rx <= sent_before
 
 
