@@ -27,9 +27,13 @@ the Python server has already decided, and the core answers only where it was to
   source has one bucket whichever path answers it, and get the RATE kiss (``kod``) or
   nothing as from Python;
 * for Autokey session keys, each client's cookie and echo key as the Python server made them
-  (:meth:`SessionKeys.cached_pair <ntpauto.autokey.serving.SessionKeys.cached_pair>`), valid
-  for the server seed's generation and interval; an unsynchronised server's requests, and any
-  request with extension fields, stay in Python.
+  (:meth:`SessionKeys.cached_pair <ntpauto.autokey.serving.SessionKeys.cached_pair>`) for
+  the address the client asked, valid for the server seed's generation and interval; an
+  unsynchronised server's requests, and any request with extension fields, stay in Python.
+
+On a wildcard socket the core reads each datagram's destination and replies from it, as
+:class:`~ntpauto.udpsocket.Destinations` does for the Python path; the datagrams it hands
+back carry their ancillary data for Python to read the same way.
 
 The replies are the Python server's byte for byte (``tests/test_batch.py`` compares them
 under a fixed clock); the transmit timestamp is read once per 8 replies, after every
