@@ -2,7 +2,8 @@
 (run there in a child process with the core built under AddressSanitizer and
 UndefinedBehaviorSanitizer): ``Core.answer`` on random octets and addresses, ``Core.serve``
 on a loopback socket fed by eight client addresses, and the rate limiter's table past its
-capacity.  Any memory error or undefined behaviour ends the process with the sanitizer's
+capacity.  Some datagrams go to a wildcard socket (their destination in ancillary data).
+Any memory error or undefined behaviour ends the process with the sanitizer's
 report; otherwise it prints ``fuzzed N datagrams``.
 
     python tests/batch_fuzz.py [ROUNDS] [SEED]
@@ -59,9 +60,15 @@ def fuzz(rounds: int, seed: int) -> int:
     rng = random.Random(seed)
     core, limiter = core_under_test(rng)
     sent = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as wildcard:
         server.bind(("127.0.0.1", 0))
+        wildcard.bind(("0.0.0.0", 0))  # each datagram's destination in its ancillary data
+        wildcard.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_PKTINFO", 8), 1)
         assert core.use_kernel_stamps(server.fileno())
+        assert core.use_kernel_stamps(wildcard.fileno())
+        targets = [server.getsockname(), ("127.0.0.1", wildcard.getsockname()[1]),
+                   ("127.0.0.3", wildcard.getsockname()[1])]
         clients = []
         try:
             for i in range(8):
@@ -76,13 +83,14 @@ def fuzz(rounds: int, seed: int) -> int:
                                         rng.randrange(0, 3))
                     assert reply is None or isinstance(reply, bytes)
                     try:
-                        rng.choice(clients).sendto(data, server.getsockname())
+                        rng.choice(clients).sendto(data, rng.choice(targets))
                         sent += 1
                     except OSError:
                         pass
                 if rng.random() < 0.05:
                     core.set_generation(rng.choice([2, 3]))
-                core.serve(server.fileno(), rng.choice([0, 1, 100, 1 << 20]))
+                for sock in (server, wildcard):
+                    core.serve(sock.fileno(), rng.choice([0, 1, 100, 1 << 20]))
                 for client in clients:
                     try:
                         while client.recv(4096):
