@@ -24,7 +24,9 @@ over the rounds.  Targets (``--targets``; ``/N`` is ``workers N``, ``/auto`` one
 
 A ``+py`` after a target (``ntp-md5/1+py``) runs it without the batched path
 (:mod:`ntpauto.batch`): every datagram read and answered in Python, for the comparison in
-the same run (the default targets include ``ntp/1+py`` and ``ntp-md5/1+py``).
+the same run (the default targets include ``ntp/1+py`` and ``ntp-md5/1+py``); ``+any``
+binds the server to 0.0.0.0 (no ``interface`` line: each datagram's destination read from
+the kernel, each reply sent from it).
 
 The load generator is ``loadgen.c``, built with the system's C compiler into a temporary
 directory (a Python one when there is none: it is slower than the servers, so it measures
@@ -74,7 +76,7 @@ POOL = 4096
 # -- the servers (child processes) --------------------------------------------------------
 
 
-def serve(kind: str, workers: int, keys_file: str | None) -> None:
+def serve(kind: str, workers: int, keys_file: str | None, wildcard: bool = False) -> None:
     """Run one ntpauto (or echo) server on 127.0.0.1 port 0; print ``PORT n`` once
     listening."""
     from twisted.internet import reactor
@@ -95,6 +97,8 @@ def serve(kind: str, workers: int, keys_file: str | None) -> None:
         from ntpauto.service import NTPAutokeyService
 
         config = attrs.evolve(default_config(port=0), workers=workers)
+        if wildcard:  # no interface line: the daemon binds 0.0.0.0
+            config = attrs.evolve(config, listen=())
         if kind == "ntp-md5":
             config = attrs.evolve(config, keys_file=keys_file, trusted_keys=frozenset({1}))
         if kind == "ntp-autokey":
@@ -152,11 +156,12 @@ def start_chronyd(directory: Path) -> tuple[subprocess.Popen, int]:
     return process, port
 
 
-def start_server(kind: str, workers: int, keys_file: str, *,
-                 python_only: bool = False) -> tuple[subprocess.Popen, int]:
+def start_server(kind: str, workers: int, keys_file: str, *, python_only: bool = False,
+                 wildcard: bool = False) -> tuple[subprocess.Popen, int]:
     """Start an ntpauto (or echo) server process and read the port it bound (``python_only``:
     without the batched path, every datagram read and answered in Python)."""
     argv = [sys.executable, __file__, "--serve", kind, "--serve-workers", str(workers),
+            *(["--serve-any"] if wildcard else []),
             "--keys", keys_file]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -424,7 +429,8 @@ class Target:
         else:
             count = 0 if workers == "auto" else int(workers or 1)
             self.process, self.port = start_server(kind, count, keys_file,
-                                                   python_only=variant == "py")
+                                                   python_only=variant == "py",
+                                                   wildcard=variant == "any")
         try:
             self.requests = self._requests()
             self.pool = scratch / f"{name.replace('/', '-')}.pool"
@@ -569,10 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a goal is missed")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--serve-workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-any", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keys", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.serve_workers, args.keys)
+        serve(args.serve, args.serve_workers, args.keys, args.serve_any)
         return 0
     names = args.targets.split(",") if args.targets else ["chrony", "chrony-md5"] + [
         f"{kind}/{workers}" for workers in args.workers.split(",")
@@ -598,14 +605,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load generator: {'loadgen.c' if loadgen else 'Python'}; {args.sources} "
               f"sources, window {args.window}, {args.rounds} rounds; cores "
               f"{os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
-        print(f"{'target':<15} {'replies/s':>10} {'vs chronyd':>10} {'rounds':>11} "
+        print(f"{'target':<18} {'replies/s':>10} {'vs chronyd':>10} {'rounds':>11} "
               f"{'loss':>7} {'p50 us':>7} {'p99 us':>7} {'cpu us':>7}")
         for name, result in results.items():
             ratio = "-" if result["ratio"] is None else f"{result['ratio']:.2f}x"
             spread = "-" if not result["ratios"] else \
                 f"{min(result['ratios']):.2f}-{max(result['ratios']):.2f}"
             cpu = "?" if result["server_cpu_us"] is None else f"{result['server_cpu_us']:.2f}"
-            print(f"{name:<15} {result['rate']:>10.0f} {ratio:>10} {spread:>11} "
+            print(f"{name:<18} {result['rate']:>10.0f} {ratio:>10} {spread:>11} "
                   f"{result['loss']:>7.3%} {result['p50_us']:>7.0f} {result['p99_us']:>7.0f} "
                   f"{cpu:>7}")
         for goal, ok in met:
