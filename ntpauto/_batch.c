@@ -10,8 +10,8 @@
  * the engine time they hold for, the trusted keys, the Autokey cookie and echo key of each
  * client, and the restrict list's rules as they bear on serving (a limited source is
  * checked against the engine's rate limiter, whose table, _limiter.h, the Python server
- * shares).  It decides nothing the Python server did not decide first; what it has not been
- * told goes back to Python.
+ * shares).  It has no state or rule of its own: it applies the Python server's as the
+ * Python server does, and what it has not been given goes back to Python.
  *
  * Each datagram's receive timestamp is the kernel's (SO_TIMESTAMPNS, use_kernel_stamps()),
  * for the replies it makes and for the datagrams it hands back, so that neither the time a

@@ -9,8 +9,9 @@ with ``sendmmsg``, and gives back every other datagram, unchanged and in order, 
 Python path (:meth:`NTPDatagramProtocol.read_datagrams
 <ntpauto.protocol.NTPDatagramProtocol.read_datagrams>`), which decides as it always does.
 
-The core decides nothing by itself: :class:`BatchPath` tells it, before each read, only what
-the Python server has already decided, and the core answers only where it was told:
+The core has no state or rule of its own: :class:`BatchPath` gives it, before each read, the
+Python server's own state, which it applies as the Python server does, and whatever it was
+not given goes to Python:
 
 * the reply header (leap, stratum, the system octets) and the engine time it holds for:
   :meth:`Server.header <ntpauto.server.Server.header>`'s cache, as the Python server made it;
