@@ -773,6 +773,7 @@ def wall_engine() -> Engine:
 
 def test_end_to_end_on_the_real_reactor(monkeypatch):
     require_core()
+    monkeypatch.delenv(batch.DISABLE_VARIABLE, raising=False)
     engine = wall_engine()
     port = listening(engine)
     try:
