@@ -152,6 +152,20 @@ static uint64_t ntp64(double t)
     return x >= 0 ? wrap64(x) : (uint64_t)0 - wrap64(-x);
 }
 
+/* Datagram i came with destination ancillary data c; its reply leaves with (level, type,
+ * value): the address to send it from. */
+static void reply_from(Core *self, int i, const struct cmsghdr *c, int level, int type,
+                       const void *value, size_t length)
+{
+    struct cmsghdr *r = (struct cmsghdr *)self->reply_control[i];
+    r->cmsg_level = level;
+    r->cmsg_type = type;
+    r->cmsg_len = CMSG_LEN(length);
+    memcpy(CMSG_DATA(r), value, length);
+    self->reply_control_len[i] = CMSG_SPACE(length);
+    self->pktinfo[i] = c;
+}
+
 /* The ancillary data of datagram i: when it arrived (Unix seconds: the kernel's stamp,
  * SO_TIMESTAMPNS, or now where there is none, and always the fixed clock of tests), and on a
  * wildcard socket its destination with the ancillary data that replies from it, as
@@ -176,13 +190,7 @@ static double read_control(Core *self, int i)
             /* reply from the local address the kernel gives, routed as usual */
             memset(&out, 0, sizeof out);
             out.ipi_spec_dst = in.ipi_spec_dst;
-            struct cmsghdr *r = (struct cmsghdr *)self->reply_control[i];
-            r->cmsg_level = IPPROTO_IP;
-            r->cmsg_type = IP_PKTINFO;
-            r->cmsg_len = CMSG_LEN(sizeof out);
-            memcpy(CMSG_DATA(r), &out, sizeof out);
-            self->reply_control_len[i] = CMSG_SPACE(sizeof out);
-            self->pktinfo[i] = c;
+            reply_from(self, i, c, IPPROTO_IP, IP_PKTINFO, &out, sizeof out);
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO
                    && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
             struct in6_pktinfo in, out;
@@ -195,13 +203,7 @@ static double read_control(Core *self, int i)
                 out.ipi6_addr = in.ipi6_addr;
             if (to[0] == 0xFE && (to[1] & 0xC0) == 0x80)
                 out.ipi6_ifindex = in.ipi6_ifindex;
-            struct cmsghdr *r = (struct cmsghdr *)self->reply_control[i];
-            r->cmsg_level = IPPROTO_IPV6;
-            r->cmsg_type = IPV6_PKTINFO;
-            r->cmsg_len = CMSG_LEN(sizeof out);
-            memcpy(CMSG_DATA(r), &out, sizeof out);
-            self->reply_control_len[i] = CMSG_SPACE(sizeof out);
-            self->pktinfo[i] = c;
+            reply_from(self, i, c, IPPROTO_IPV6, IPV6_PKTINFO, &out, sizeof out);
         }
     }
     return isnan(arrived) || !isnan(self->fixed_now) ? unix_now(self) : arrived;

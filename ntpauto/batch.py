@@ -55,6 +55,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from ntpauto.auth.autokey import address_octets
+from ntpauto.ntp.restrict import SERVING_FLAGS
 from ntpauto.udpsocket import Destinations
 from ntpauto.wire.packet import MODE_CLIENT
 
@@ -92,7 +93,8 @@ _SESSION_SIZES = (68, 72)
 
 COUNTERS = ("received", "served", "badauth", "limited", "kod_withheld", "kodsent")
 """The engine counters of what the core decided, in the order :meth:`Core.serve` counts."""
-_REFUSING = frozenset({"ignore", "noserve", "notrust"})
+_REFUSING = SERVING_FLAGS - {"limited"}
+"""The serving flags that keep a source from the core (``limited`` it applies itself)."""
 
 
 def source_flags(flags: frozenset[str]) -> int:
@@ -118,8 +120,10 @@ class Datagrams:
         self._rx: int | None = None
 
     def recvfrom(self, size: int) -> tuple[bytes, Any]:
-        data, _, _, address = self.recvmsg(size)
-        return data, address
+        for item in self._items:  # datagramReceived's path: no call more than it needs
+            self._rx = item[2] if len(item) > 2 else None
+            return item[0], item[1]
+        raise BlockingIOError(errno.EAGAIN, "no datagram left")
 
     def recvmsg(self, size: int, ancsize: int = 0) -> tuple[bytes, list[Any], int, Any]:
         for item in self._items:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import socket
 from collections import OrderedDict
 from collections.abc import Iterable
 
 from attrs import frozen
+
+from ntpauto.auth.autokey import address_octets
 
 try:
     from ntpauto import _batch
@@ -107,13 +108,12 @@ class RestrictList:
 
 
 def address_key(host: str) -> bytes:
-    """The rate limiter's key of a source address: its 4 or 16 network-order octets, as the
-    batched path reads them from the socket (any other name: 16 octets of its digest)."""
+    """The rate limiter's key of a source address: its 4 or 16 network-order octets
+    (:func:`~ntpauto.auth.autokey.address_octets`), as the batched path reads them from the
+    socket (any other name: 16 octets of its digest)."""
     try:
-        if ":" in host:
-            return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-        return socket.inet_pton(socket.AF_INET, host)
-    except OSError:
+        return address_octets(host)
+    except ValueError:
         return hashlib.md5(host.encode("utf-8", "replace"), usedforsecurity=False).digest()
 
 

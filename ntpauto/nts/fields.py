@@ -26,6 +26,7 @@ import struct
 from attrs import frozen
 
 from ntpauto.nts import aead
+from ntpauto.nts.records import MAX_COOKIE
 from ntpauto.wire.packet import Packet
 
 __all__ = [
@@ -48,8 +49,6 @@ MIN_UNIQUE_ID = 32
 """Octets of the shortest unique identifier (RFC 8915 section 5.3), and what we send."""
 NONCE_LENGTH = 16
 """Octets of the nonces we send; the nonce and its padding fill at least 16 (section 5.6)."""
-MAX_COOKIE = 256
-"""Octets of the longest cookie we accept or keep."""
 
 _TL = struct.Struct("!HH")
 
